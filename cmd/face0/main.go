@@ -1,0 +1,87 @@
+// Command face0 is the face0 workflow engine: run workflows headlessly, list
+// nodes, serve the editor, and (hidden) serve a built-in node pack as a plugin.
+package main
+
+import (
+	"fmt"
+	"os"
+	"sort"
+
+	"github.com/face0/face0/internal/config"
+	imagepack "github.com/face0/face0/nodes/image"
+	"github.com/face0/face0/plugins/sdk"
+)
+
+// builtinPacks are compiled into this binary and still run out of process: the
+// host re-executes the binary as `face0 plugin <name>`.
+var builtinPacks = map[string]func() sdk.Pack{
+	"image": func() sdk.Pack { return imagepack.Pack(config.Version) },
+}
+
+func builtinNames() []string {
+	names := make([]string, 0, len(builtinPacks))
+	for n := range builtinPacks {
+		names = append(names, n)
+	}
+	sort.Strings(names)
+	return names
+}
+
+const usage = `face0 — typed, crash-isolated workflows for face-conditioned image generation
+
+Usage:
+  face0 run WORKFLOW.json|IMAGE.png [--set NODE.INPUT=VALUE ...] [--out DIR] [--input DIR] [--no-cache]
+  face0 nodes [--json]
+  face0 version
+
+Folders live under $FACE0_HOME (default ~/.local/share/face0): input/, output/,
+temp/, cache/, plugins/ (third-party plugin binaries).
+`
+
+func main() {
+	if len(os.Args) < 2 {
+		fmt.Fprint(os.Stderr, usage)
+		os.Exit(2)
+	}
+	var err error
+	switch os.Args[1] {
+	case "run":
+		err = cmdRun(os.Args[2:])
+	case "nodes":
+		err = cmdNodes(os.Args[2:])
+	case "plugin":
+		cmdPlugin(os.Args[2:])
+	case "version", "--version":
+		fmt.Println("face0", config.Version)
+	case "help", "-h", "--help":
+		fmt.Print(usage)
+	default:
+		fmt.Fprintf(os.Stderr, "face0: unknown command %q\n\n%s", os.Args[1], usage)
+		os.Exit(2)
+	}
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "face0:", err)
+		if code, ok := err.(exitCode); ok {
+			os.Exit(int(code))
+		}
+		os.Exit(1)
+	}
+}
+
+type exitCode int
+
+func (e exitCode) Error() string { return fmt.Sprintf("exit %d", int(e)) }
+
+// cmdPlugin serves a built-in pack; the host starts it, people do not.
+func cmdPlugin(args []string) {
+	if len(args) != 1 {
+		fmt.Fprintf(os.Stderr, "face0 plugin PACK: one of %v\n", builtinNames())
+		os.Exit(2)
+	}
+	mk, ok := builtinPacks[args[0]]
+	if !ok {
+		fmt.Fprintf(os.Stderr, "face0 plugin: no built-in pack %q (have %v)\n", args[0], builtinNames())
+		os.Exit(2)
+	}
+	sdk.Serve(mk())
+}

@@ -1,0 +1,401 @@
+package engine
+
+import (
+	"context"
+	"crypto/rand"
+	"crypto/sha256"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"runtime"
+	"sort"
+	"time"
+
+	"google.golang.org/protobuf/proto"
+
+	"github.com/face0/face0/engine/cache"
+	"github.com/face0/face0/engine/events"
+	"github.com/face0/face0/engine/port"
+	pb "github.com/face0/face0/plugins/proto"
+	"github.com/face0/face0/plugins/value"
+)
+
+// Cache is the part of cache.Store the engine uses.
+type Cache interface {
+	Get(k cache.Key) ([]byte, bool, error)
+	Put(k cache.Key, v []byte, producer string) error
+}
+
+var _ Cache = (*cache.Store)(nil)
+
+// Engine runs plans on a Runner, with an optional cache.
+type Engine struct {
+	runner   Runner
+	cache    Cache
+	parallel int
+	dirs     *pb.Dirs
+}
+
+// Option configures an Engine.
+type Option func(*Engine)
+
+// WithCache stores deterministic nodes' results and reuses them.
+func WithCache(c Cache) Option { return func(e *Engine) { e.cache = c } }
+
+// WithParallelism bounds how many nodes run at once (default: the CPU count,
+// at least 2). Independent branches run concurrently up to this bound.
+func WithParallelism(n int) Option { return func(e *Engine) { e.parallel = max(1, n) } }
+
+// WithDirs tells nodes where the input, output, temp and models folders are.
+func WithDirs(d *pb.Dirs) Option { return func(e *Engine) { e.dirs = d } }
+
+// New returns an engine that executes nodes on r.
+func New(r Runner, opts ...Option) *Engine {
+	e := &Engine{runner: r, parallel: max(2, runtime.NumCPU()), dirs: &pb.Dirs{}}
+	for _, o := range opts {
+		o(e)
+	}
+	return e
+}
+
+// RunOptions are per run.
+type RunOptions struct {
+	PromptID string
+	NoCache  bool // neither read nor write the cache
+	Sink     events.Sink
+}
+
+// Result is what a run produced.
+type Result struct {
+	PromptID string
+	// Outputs holds the outputs of the wanted nodes (executed or cached).
+	Outputs map[string]*pb.Outputs
+	// Executed and Cached list node ids in the order they finished.
+	Executed []string
+	Cached   []string
+	// Failed maps a failed node to its error; Skipped lists nodes that did not
+	// run because something they need failed or the run was interrupted.
+	Failed  map[string]error
+	Skipped []string
+}
+
+// NodeError is a node's failure, as returned by Run.
+type NodeError struct {
+	Node, NodeType string
+	Err            error
+}
+
+func (e *NodeError) Error() string { return fmt.Sprintf("node %s (%s): %v", e.Node, e.NodeType, e.Err) }
+func (e *NodeError) Unwrap() error { return e.Err }
+
+// ErrInterrupted is returned when the run's context is cancelled.
+var ErrInterrupted = errors.New("interrupted")
+
+type nodeState struct {
+	key     cache.Key
+	outputs *pb.Outputs
+	done    bool
+	failed  bool
+}
+
+// Run executes the plan. It returns the result and, if any node failed or the
+// run was interrupted, an error (a *NodeError for the first failure, or
+// ErrInterrupted). Independent branches keep running when a node fails.
+func (e *Engine) Run(ctx context.Context, p *Plan, opts RunOptions) (*Result, error) {
+	sink := opts.Sink
+	if sink == nil {
+		sink = events.Discard
+	}
+	res := &Result{PromptID: opts.PromptID, Outputs: map[string]*pb.Outputs{}, Failed: map[string]error{}}
+	emit := func(ev events.Event) {
+		ev.PromptID = opts.PromptID
+		ev.Time = time.Now()
+		sink.Emit(ev)
+	}
+	emit(events.Event{Type: events.ExecutionStart})
+	useCache := e.cache != nil && !opts.NoCache
+
+	state := make(map[*planNode]*nodeState, len(p.order))
+	var wfJSON []byte
+	// Keys, top-down, then the cache lookups. A node whose value is neither
+	// wanted nor needed by a node that must execute is never loaded.
+	for _, n := range p.order {
+		st := &nodeState{}
+		state[n] = st
+		k, err := e.key(ctx, n, state)
+		if err != nil {
+			st.failed = true
+			res.Failed[n.id] = err
+			continue
+		}
+		st.key = k
+	}
+	var cachedIDs []string
+	if useCache {
+		for _, n := range p.order {
+			st := state[n]
+			if st.failed || !n.info.def.Spec.Deterministic {
+				continue
+			}
+			b, ok, err := e.cache.Get(st.key)
+			if err != nil || !ok {
+				continue
+			}
+			outs := &pb.Outputs{}
+			if proto.Unmarshal(b, outs) != nil {
+				continue // unreadable entry: run the node again
+			}
+			st.outputs, st.done = outs, true
+			cachedIDs = append(cachedIDs, n.id)
+		}
+	}
+	if len(cachedIDs) > 0 {
+		emit(events.Event{Type: events.Cached, Nodes: cachedIDs})
+	}
+	for _, n := range p.order {
+		st := state[n]
+		if st.done && n.wanted {
+			res.Outputs[n.id] = st.outputs
+			emit(events.Event{Type: events.Executed, Node: n.id, NodeType: n.info.def.Spec.Type, Output: outputJSON(st.outputs), FromCache: true})
+		}
+	}
+	res.Cached = cachedIDs
+
+	// Schedule the rest: a node starts when all its dependencies have values.
+	type doneMsg struct {
+		n    *planNode
+		outs *pb.Outputs
+		err  error
+		dur  time.Duration
+	}
+	doneCh := make(chan doneMsg)
+	running := 0
+	pending := map[*planNode]bool{}
+	for _, n := range p.order {
+		if !state[n].done && !state[n].failed {
+			pending[n] = true
+		}
+	}
+	// Fingerprint failures count as failures of their node.
+	for _, n := range p.order {
+		if state[n].failed {
+			e.skipDependents(n, state, pending, res)
+		}
+	}
+	ready := func(n *planNode) bool {
+		for _, d := range n.deps {
+			if !state[d].done {
+				return false
+			}
+		}
+		return true
+	}
+	for len(pending) > 0 || running > 0 {
+		if ctx.Err() == nil {
+			for _, n := range p.order {
+				if running >= e.parallel {
+					break
+				}
+				if !pending[n] || !ready(n) {
+					continue
+				}
+				delete(pending, n)
+				running++
+				req := &pb.ExecuteRequest{NodeType: n.info.def.Spec.Type, NodeId: n.id, PromptId: opts.PromptID, Dirs: e.dirs, Inputs: map[string]*pb.Value{}}
+				for name, v := range n.literals {
+					req.Inputs[name] = v
+				}
+				for name, l := range n.links {
+					if v, ok := state[l.src].outputs.GetValues()[l.output]; ok {
+						req.Inputs[name] = v
+					}
+				}
+				if n.info.def.Spec.OutputNode {
+					if wfJSON == nil {
+						wfJSON, _ = p.Workflow.Marshal()
+					}
+					req.Workflow = wfJSON
+				}
+				emit(events.Event{Type: events.Executing, Node: n.id, NodeType: req.NodeType})
+				go func(n *planNode) {
+					start := time.Now()
+					outs, err := e.runner.Execute(ctx, req, func(ev *pb.ExecuteEvent) { e.forward(n, ev, emit) })
+					if err == nil {
+						err = checkOutputs(n, outs)
+					}
+					doneCh <- doneMsg{n, outs, err, time.Since(start)}
+				}(n)
+			}
+		}
+		if running == 0 {
+			break // interrupted, or nothing left that can run
+		}
+		m := <-doneCh
+		running--
+		st := state[m.n]
+		if m.err != nil {
+			st.failed = true
+			if ctx.Err() != nil {
+				res.Skipped = append(res.Skipped, m.n.id)
+			} else {
+				res.Failed[m.n.id] = m.err
+			}
+			e.skipDependents(m.n, state, pending, res)
+			continue
+		}
+		st.outputs, st.done = m.outs, true
+		res.Executed = append(res.Executed, m.n.id)
+		if useCache && m.n.info.def.Spec.Deterministic {
+			if b, err := (proto.MarshalOptions{Deterministic: true}).Marshal(m.outs); err == nil {
+				// Caching is best-effort: a full disk must not fail the run.
+				_ = e.cache.Put(st.key, b, m.n.info.def.Spec.Type)
+			}
+		}
+		if m.n.wanted {
+			res.Outputs[m.n.id] = m.outs
+		}
+		emit(events.Event{Type: events.Executed, Node: m.n.id, NodeType: m.n.info.def.Spec.Type, Output: outputJSON(m.outs), Duration: m.dur})
+	}
+	for n := range pending {
+		res.Skipped = append(res.Skipped, n.id)
+	}
+	sort.Strings(res.Skipped)
+	completed := append(append([]string{}, res.Cached...), res.Executed...)
+
+	if ctx.Err() != nil {
+		emit(events.Event{Type: events.Interrupted, Completed: completed, Skipped: res.Skipped})
+		return res, ErrInterrupted
+	}
+	if len(res.Failed) > 0 {
+		var first *NodeError
+		for _, n := range p.order { // the first in plan order, for a stable report
+			if err, ok := res.Failed[n.id]; ok {
+				first = &NodeError{Node: n.id, NodeType: n.info.def.Spec.Type, Err: err}
+				break
+			}
+		}
+		emit(events.Event{Type: events.Error, Node: first.Node, NodeType: first.NodeType, Err: first.Err.Error(), Completed: completed, Skipped: res.Skipped})
+		return res, first
+	}
+	emit(events.Event{Type: events.Success})
+	return res, nil
+}
+
+func (e *Engine) skipDependents(n *planNode, state map[*planNode]*nodeState, pending map[*planNode]bool, res *Result) {
+	for _, d := range n.dependents {
+		if pending[d] {
+			delete(pending, d)
+			state[d].failed = true
+			res.Skipped = append(res.Skipped, d.id)
+			e.skipDependents(d, state, pending, res)
+		}
+	}
+}
+
+func (e *Engine) forward(n *planNode, ev *pb.ExecuteEvent, emit func(events.Event)) {
+	base := events.Event{Node: n.id, NodeType: n.info.def.Spec.Type}
+	switch x := ev.Event.(type) {
+	case *pb.ExecuteEvent_Progress:
+		base.Type, base.Value, base.Max, base.Text = events.Progress, x.Progress.Value, x.Progress.Max, x.Progress.Text
+	case *pb.ExecuteEvent_Preview:
+		base.Type, base.Format, base.Data = events.Preview, x.Preview.Format, x.Preview.Data
+	case *pb.ExecuteEvent_Log:
+		base.Type, base.Level, base.Message = events.Log, x.Log.Level.String(), x.Log.Message
+	default:
+		return
+	}
+	emit(base)
+}
+
+// checkOutputs holds plugins to their specs: every declared output present and
+// of the declared kind, so a buggy plugin fails at its own node, not downstream.
+func checkOutputs(n *planNode, outs *pb.Outputs) error {
+	if outs == nil {
+		return errors.New("plugin returned no outputs")
+	}
+	for _, o := range n.info.def.Spec.Outputs {
+		v, ok := outs.Values[o.Name]
+		if !ok {
+			return fmt.Errorf("plugin did not return declared output %q", o.Name)
+		}
+		t := port.Type(o.Type)
+		bad := false
+		switch t.Base() {
+		case port.Int:
+			_, isInt := v.Kind.(*pb.Value_Int)
+			bad = !isInt
+		case port.Float:
+			_, isF := v.Kind.(*pb.Value_Float)
+			_, isI := v.Kind.(*pb.Value_Int)
+			bad = !isF && !isI
+		case port.String, port.Enum:
+			_, isS := v.Kind.(*pb.Value_String_)
+			bad = !isS
+		case port.Boolean:
+			_, isB := v.Kind.(*pb.Value_Bool)
+			bad = !isB
+		case port.Image, port.Latent, port.Conditioning, port.FaceEmbedding, port.Mask:
+			tv, isT := v.Kind.(*pb.Value_Tensor)
+			if !isT && !value.IsNull(v) {
+				bad = true
+			} else if isT {
+				if err := value.CheckTensor(tv.Tensor); err != nil {
+					return fmt.Errorf("output %q: %v", o.Name, err)
+				}
+			}
+		}
+		if bad {
+			return fmt.Errorf("output %q is declared %s but the plugin returned %s", o.Name, o.Type, value.Kind(v))
+		}
+	}
+	return nil
+}
+
+func outputJSON(o *pb.Outputs) map[string]any {
+	if o == nil {
+		return nil
+	}
+	out := map[string]any{}
+	for k, v := range o.Ui {
+		out[k] = value.ToJSON(v)
+	}
+	return out
+}
+
+// key derives a node's cache key, Merkle style: its type and code version, its
+// literal inputs, the keys of what it links to, and its fingerprint.
+func (e *Engine) key(ctx context.Context, n *planNode, state map[*planNode]*nodeState) (cache.Key, error) {
+	spec := n.info.def.Spec
+	if !spec.Deterministic {
+		var k cache.Key
+		_, _ = rand.Read(k[:])
+		return k, nil
+	}
+	h := sha256.New()
+	write := func(parts ...string) {
+		for _, s := range parts {
+			fmt.Fprintf(h, "%d:%s;", len(s), s)
+		}
+	}
+	write("face0-cache-v1", spec.Type, spec.Version, n.info.def.Pack, n.info.def.Build)
+	lit, err := json.Marshal(n.litJSON) // map keys sorted; numbers kept as written
+	if err != nil {
+		return cache.Key{}, err
+	}
+	write("literals", string(lit))
+	for _, name := range sortedKeys(n.links) {
+		l := n.links[name]
+		write("link", name, state[l.src].key.String(), l.output)
+	}
+	if spec.Fingerprint {
+		req := &pb.FingerprintRequest{NodeType: spec.Type, Inputs: n.literals, Dirs: e.dirs}
+		fp, err := e.runner.Fingerprint(ctx, req)
+		if err != nil {
+			return cache.Key{}, err
+		}
+		write("fingerprint", string(fp))
+	}
+	var k cache.Key
+	h.Sum(k[:0])
+	return k, nil
+}

@@ -1,0 +1,123 @@
+// Package app assembles a running face0: plugin processes, the node catalog,
+// the durable cache and the engine, over one set of folders. The CLI and the
+// server both start from here so that they behave the same.
+package app
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+
+	"github.com/face0/face0/engine"
+	"github.com/face0/face0/engine/cache"
+	"github.com/face0/face0/plugins/host"
+	pb "github.com/face0/face0/plugins/proto"
+)
+
+// Options say where things are.
+type Options struct {
+	Home       string   // root folder; the others default to folders under it
+	InputDir   string   // default Home/input
+	OutputDir  string   // default Home/output
+	TempDir    string   // default Home/temp
+	ModelsDir  string   // default Home/models
+	CacheDir   string   // default Home/cache
+	PluginsDir string   // default Home/plugins
+	Builtins   []string // built-in packs to start (re-executing this binary)
+	Extra      []host.Source
+	NoCache    bool // do not open the cache at all
+	CacheBytes int64
+	Log        io.Writer
+}
+
+// App is a started face0.
+type App struct {
+	Host    *host.Manager
+	Catalog *engine.Catalog
+	Engine  *engine.Engine
+	Cache   *cache.Store // nil with NoCache
+	Dirs    *pb.Dirs
+	// Problems are plugins or node specs that could not be loaded; the rest work.
+	Problems []error
+}
+
+// Open starts everything. Call Close when done.
+func Open(ctx context.Context, o Options) (*App, error) {
+	if o.Log == nil {
+		o.Log = os.Stderr
+	}
+	def := func(p *string, sub string) {
+		if *p == "" {
+			*p = filepath.Join(o.Home, sub)
+		}
+	}
+	def(&o.InputDir, "input")
+	def(&o.OutputDir, "output")
+	def(&o.TempDir, "temp")
+	def(&o.ModelsDir, "models")
+	def(&o.CacheDir, "cache")
+	def(&o.PluginsDir, "plugins")
+	for _, d := range []string{o.InputDir, o.OutputDir, o.TempDir} {
+		if err := os.MkdirAll(d, 0o755); err != nil {
+			return nil, fmt.Errorf("create folder: %w", err)
+		}
+	}
+	abs := func(p string) string {
+		if a, err := filepath.Abs(p); err == nil {
+			return a
+		}
+		return p
+	}
+	dirs := &pb.Dirs{Input: abs(o.InputDir), Output: abs(o.OutputDir), Temp: abs(o.TempDir), Models: abs(o.ModelsDir)}
+
+	var sources []host.Source
+	for _, b := range o.Builtins {
+		s, err := host.Builtin(b)
+		if err != nil {
+			return nil, err
+		}
+		sources = append(sources, s)
+	}
+	found, err := host.Discover(o.PluginsDir)
+	if err != nil {
+		return nil, err
+	}
+	sources = append(sources, found...)
+	sources = append(sources, o.Extra...)
+	if len(sources) == 0 {
+		return nil, errors.New("no node packs to start")
+	}
+	mgr, problems := host.Start(ctx, sources, host.WithLog(o.Log))
+	cat, specProblems := engine.NewCatalog(mgr.Nodes(), mgr.Types())
+	problems = append(problems, specProblems...)
+
+	a := &App{Host: mgr, Catalog: cat, Dirs: dirs, Problems: problems}
+	opts := []engine.Option{engine.WithDirs(dirs)}
+	if !o.NoCache {
+		var copts []cache.Option
+		if o.CacheBytes > 0 {
+			copts = append(copts, cache.WithMaxBytes(o.CacheBytes))
+		}
+		c, err := cache.Open(o.CacheDir, copts...)
+		if err != nil {
+			mgr.Close()
+			return nil, err
+		}
+		a.Cache = c
+		opts = append(opts, engine.WithCache(c))
+	}
+	a.Engine = engine.New(mgr, opts...)
+	return a, nil
+}
+
+// Close stops the plugins and closes the cache.
+func (a *App) Close() error {
+	a.Host.Close()
+	if a.Cache != nil {
+		return a.Cache.Close()
+	}
+	return nil
+}

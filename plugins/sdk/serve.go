@@ -1,0 +1,130 @@
+package sdk
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"runtime/debug"
+	"strings"
+
+	"github.com/hashicorp/go-hclog"
+	"github.com/hashicorp/go-plugin"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+
+	pb "github.com/face0/face0/plugins/proto"
+	"github.com/face0/face0/plugins/protocol"
+)
+
+// Serve runs the pack as a plugin process and never returns. Started by hand
+// (not by a face0 host) it prints what it is and exits.
+func Serve(p Pack) {
+	srv, err := NewServer(p)
+	if err != nil {
+		fmt.Fprintf(os.Stderr, "face0 plugin %s: %v\n", p.Name, err)
+		os.Exit(1)
+	}
+	plugin.Serve(&plugin.ServeConfig{
+		HandshakeConfig:  protocol.Handshake,
+		VersionedPlugins: protocol.PluginSet(srv),
+		GRPCServer: func(opts []grpc.ServerOption) *grpc.Server {
+			return grpc.NewServer(append(opts, protocol.ServerOptions()...)...)
+		},
+		// Plugin logs go to stderr, which the host forwards with the pack's name.
+		Logger: hclog.New(&hclog.LoggerOptions{Name: p.Name, Level: hclog.Warn, Output: os.Stderr}),
+	})
+	os.Exit(0)
+}
+
+// Server implements the node service for a pack. Serve uses it; it is exported
+// so that a pack can also be embedded in another gRPC server.
+type Server struct {
+	pb.UnimplementedNodePluginServer
+	pack  Pack
+	nodes map[string]Node
+	specs []*pb.NodeSpec
+}
+
+var _ pb.NodePluginServer = (*Server)(nil)
+
+// NewServer checks the pack (unique node names, valid specs) and returns its server.
+func NewServer(p Pack) (*Server, error) {
+	if p.Name == "" {
+		return nil, fmt.Errorf("pack has no name")
+	}
+	s := &Server{pack: p, nodes: map[string]Node{}}
+	for _, n := range p.Nodes {
+		spec := n.Spec()
+		if spec.GetType() == "" {
+			return nil, fmt.Errorf("pack %s: a node has no type name", p.Name)
+		}
+		if _, dup := s.nodes[spec.Type]; dup {
+			return nil, fmt.Errorf("pack %s: node type %s is defined twice", p.Name, spec.Type)
+		}
+		s.nodes[spec.Type] = n
+		s.specs = append(s.specs, spec)
+	}
+	return s, nil
+}
+
+func (s *Server) Describe(context.Context, *pb.DescribeRequest) (*pb.DescribeResponse, error) {
+	specs := make([]*pb.NodeSpec, len(s.pack.Nodes))
+	for i, n := range s.pack.Nodes {
+		// Asked again on every Describe, so that dynamic choices (models found
+		// on disk) are fresh.
+		specs[i] = n.Spec()
+	}
+	return &pb.DescribeResponse{Pack: s.pack.Name, PackVersion: s.pack.Version, Nodes: specs, Types: s.pack.Types}, nil
+}
+
+func (s *Server) Execute(req *pb.ExecuteRequest, stream grpc.ServerStreamingServer[pb.ExecuteEvent]) error {
+	n, ok := s.nodes[req.NodeType]
+	if !ok {
+		return status.Errorf(codes.NotFound, "pack %s has no node type %q", s.pack.Name, req.NodeType)
+	}
+	ctx := NewContext(stream.Context(), req.NodeId, stream.Send)
+	ctx.PromptID, ctx.Dirs, ctx.Workflow = req.PromptId, req.Dirs, req.Workflow
+	outs, err := runGuarded(ctx, n, req.Inputs)
+	if err != nil {
+		if ctx.Err() != nil {
+			return status.Error(codes.Canceled, "cancelled")
+		}
+		return status.Error(codes.Unknown, err.Error())
+	}
+	return stream.Send(&pb.ExecuteEvent{Event: &pb.ExecuteEvent_Outputs{Outputs: outs}})
+}
+
+// runGuarded turns a panic in node code into that node's error: the plugin
+// process survives a buggy node.
+func runGuarded(ctx *Context, n Node, in map[string]*pb.Value) (out *pb.Outputs, err error) {
+	defer func() {
+		if r := recover(); r != nil {
+			stack := string(debug.Stack())
+			if i := strings.Index(stack, "panic("); i >= 0 {
+				stack = stack[i:]
+			}
+			if len(stack) > 2000 {
+				stack = stack[:2000]
+			}
+			err = fmt.Errorf("node panicked: %v\n%s", r, stack)
+		}
+	}()
+	return n.Execute(ctx, in)
+}
+
+func (s *Server) Fingerprint(ctx context.Context, req *pb.FingerprintRequest) (*pb.FingerprintResponse, error) {
+	n, ok := s.nodes[req.NodeType]
+	if !ok {
+		return nil, status.Errorf(codes.NotFound, "pack %s has no node type %q", s.pack.Name, req.NodeType)
+	}
+	f, ok := n.(Fingerprinter)
+	if !ok {
+		return &pb.FingerprintResponse{}, nil
+	}
+	fp, err := f.Fingerprint(ctx, req)
+	if err != nil {
+		return nil, status.Error(codes.InvalidArgument, err.Error())
+	}
+	return &pb.FingerprintResponse{Fingerprint: fp}, nil
+}
