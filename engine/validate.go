@@ -4,10 +4,12 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"math/big"
 	"sort"
 	"strings"
 
 	"github.com/santhosh-tekuri/jsonschema/v6"
+	"github.com/santhosh-tekuri/jsonschema/v6/kind"
 	"golang.org/x/text/language"
 	"golang.org/x/text/message"
 
@@ -353,10 +355,7 @@ func schemaMessage(err error, v any) string {
 	var walk func(e *jsonschema.ValidationError)
 	walk = func(e *jsonschema.ValidationError) {
 		if len(e.Causes) == 0 {
-			msg := e.ErrorKind.LocalizedString(printer)
-			if msg == "" {
-				msg = e.Error()
-			}
+			msg := kindMessage(e.ErrorKind)
 			leaves = append(leaves, msg)
 			return
 		}
@@ -369,6 +368,35 @@ func schemaMessage(err error, v any) string {
 }
 
 var printer = message.NewPrinter(language.English)
+
+// kindMessage words number bounds plainly (the library's localised form writes
+// 1×10⁶ and ∞); everything else uses the library's English text.
+func kindMessage(k jsonschema.ErrorKind) string {
+	num := func(r *big.Rat) string {
+		if r.IsInt() {
+			s := r.Num().String()
+			if len(s) > 24 {
+				return s[:12] + "...(" + fmt.Sprint(len(s)) + " digits)"
+			}
+			return s
+		}
+		f, _ := r.Float64()
+		return fmt.Sprint(f)
+	}
+	switch k := k.(type) {
+	case *kind.Maximum:
+		return fmt.Sprintf("must be at most %s, got %s", num(k.Want), num(k.Got))
+	case *kind.Minimum:
+		return fmt.Sprintf("must be at least %s, got %s", num(k.Want), num(k.Got))
+	case *kind.ExclusiveMaximum:
+		return fmt.Sprintf("must be less than %s, got %s", num(k.Want), num(k.Got))
+	case *kind.ExclusiveMinimum:
+		return fmt.Sprintf("must be greater than %s, got %s", num(k.Want), num(k.Got))
+	case *kind.MaxLength:
+		return fmt.Sprintf("is %d characters long, the maximum is %d (maxLength)", k.Got, k.Want)
+	}
+	return k.LocalizedString(printer)
+}
 
 func resolveOutput(src *planNode, l workflow.Link) (string, port.Type, error) {
 	outs := src.info.def.Spec.Outputs

@@ -178,6 +178,9 @@ func Parse(data []byte) (*Workflow, Format, error) {
 	if !ok {
 		return nil, "", fmt.Errorf("a workflow must be a JSON object, got %s", jsonKind(top))
 	}
+	if _, ok := obj["last_node_id"]; ok {
+		return nil, "", errors.New(`this is a ComfyUI editor workflow ("last_node_id"); export it with "Save (API Format)" and load that, or save it from the face0 editor`)
+	}
 	if _, hasVersion := obj["version"]; hasVersion || obj["nodes"] != nil {
 		w, err := parseNative(obj)
 		return w, Native, err
@@ -185,9 +188,6 @@ func Parse(data []byte) (*Workflow, Format, error) {
 	if looksLikeComfyPrompt(obj) {
 		w, err := fromComfyPrompt(obj)
 		return w, ComfyUI, err
-	}
-	if _, ok := obj["last_node_id"]; ok {
-		return nil, "", errors.New(`this is a ComfyUI editor workflow ("last_node_id"); export it with "Save (API Format)" and load that, or save it from the face0 editor`)
 	}
 	return nil, "", errors.New(`not a workflow: expected a face0 workflow ({"version": 1, "nodes": [...]}) or a ComfyUI API prompt ({"id": {"class_type": ..., "inputs": {...}}})`)
 }

@@ -1,0 +1,173 @@
+// Command testpack is a plugin for the engine's own tests: small nodes that add,
+// fail, panic, exit, sleep, and move large tensors, run as a real plugin process.
+package main
+
+import (
+	"errors"
+	"fmt"
+	"math/rand/v2"
+	"os"
+	"time"
+
+	"github.com/face0/face0/plugins/sdk"
+)
+
+func main() {
+	sdk.Serve(sdk.Pack{Name: "testpack", Version: "1.0.0", Nodes: []sdk.Node{
+		sdk.Func("Const", constNode, sdk.Category("test")),
+		sdk.Func("Add", add, sdk.Category("test")),
+		sdk.Func("Concat", concat, sdk.Category("test")),
+		sdk.Func("Fail", fail, sdk.Category("test")),
+		sdk.Func("Panic", panicNode, sdk.Category("test")),
+		sdk.Func("Exit", exitNode, sdk.Category("test")),
+		sdk.Func("Sleep", sleep, sdk.Category("test")),
+		sdk.Func("Random", random, sdk.Category("test"), sdk.NonDeterministic()),
+		sdk.Func("MakeTensor", makeTensor, sdk.Category("test")),
+		sdk.Func("TensorSum", tensorSum, sdk.Category("test")),
+		sdk.Func("Embed", embed, sdk.Category("test"),
+			sdk.TypeParam("embedding", "space", func() map[string]string { return map[string]string{"a": "space-a", "b": "space-b"} })),
+		sdk.Func("UseEmbed", useEmbed, sdk.Category("test"),
+			sdk.TypeParam("embedding", "model", func() map[string]string { return map[string]string{"ma": "space-a", "mb": "space-b"} })),
+	}})
+}
+
+type intOut struct {
+	Value int64 `face0:"INT"`
+}
+
+type constIn struct {
+	Value int64 `face0:"value,min=-1000000,max=1000000"`
+}
+
+func constNode(_ *sdk.Context, in constIn) (intOut, error) { return intOut{in.Value}, nil }
+
+type addIn struct {
+	A int64 `face0:"a"`
+	B int64 `face0:"b,default=0"`
+}
+
+func add(_ *sdk.Context, in addIn) (intOut, error) { return intOut{in.A + in.B}, nil }
+
+type concatIn struct {
+	A string `face0:"a"`
+	B string `face0:"b,default="`
+}
+
+type strOut struct {
+	Value string `face0:"STRING"`
+}
+
+func concat(_ *sdk.Context, in concatIn) (strOut, error) { return strOut{in.A + in.B}, nil }
+
+type failIn struct {
+	Message string `face0:"message,default=it failed"`
+	After   int64  `face0:"after,optional" doc:"a link that orders this node after another"`
+}
+
+func fail(_ *sdk.Context, in failIn) (intOut, error) { return intOut{}, errors.New(in.Message) }
+
+type panicIn struct {
+	After int64 `face0:"after,optional"`
+}
+
+func panicNode(_ *sdk.Context, in panicIn) (intOut, error) { panic("boom from the test node") }
+
+type exitIn struct {
+	Code  int   `face0:"code,default=3"`
+	After int64 `face0:"after,optional"`
+}
+
+func exitNode(_ *sdk.Context, in exitIn) (intOut, error) {
+	os.Exit(in.Code)
+	return intOut{}, nil
+}
+
+type sleepIn struct {
+	Ms    int64 `face0:"ms,min=0,max=600000"`
+	Steps int64 `face0:"steps,min=1,max=1000,default=4"`
+	Value int64 `face0:"value,default=0"`
+}
+
+func sleep(ctx *sdk.Context, in sleepIn) (intOut, error) {
+	per := time.Duration(in.Ms) * time.Millisecond / time.Duration(in.Steps)
+	for i := int64(1); i <= in.Steps; i++ {
+		select {
+		case <-ctx.Done():
+			return intOut{}, ctx.Err()
+		case <-time.After(per):
+		}
+		ctx.Progress(i, in.Steps)
+	}
+	ctx.Logf("slept %d ms", in.Ms)
+	return intOut{in.Value}, nil
+}
+
+type randomIn struct {
+	Max int64 `face0:"max,default=1000000000"`
+}
+
+func random(_ *sdk.Context, in randomIn) (intOut, error) { return intOut{rand.Int64N(in.Max)}, nil }
+
+type makeTensorIn struct {
+	MB   int64   `face0:"mb,min=0,max=200"`
+	Fill float64 `face0:"fill,default=1"`
+}
+
+type tensorOut struct {
+	Latent sdk.Tensor `face0:"LATENT,type=LATENT"`
+}
+
+func makeTensor(_ *sdk.Context, in makeTensorIn) (tensorOut, error) {
+	n := in.MB << 20 / 4
+	data := make([]float32, n)
+	for i := range data {
+		data[i] = float32(in.Fill)
+	}
+	return tensorOut{sdk.Tensor{Data: data, Shape: []int64{1, n}}}, nil
+}
+
+type tensorSumIn struct {
+	Latent sdk.Tensor `face0:"latent,type=LATENT"`
+}
+
+type floatOut struct {
+	Value float64 `face0:"FLOAT"`
+}
+
+func tensorSum(_ *sdk.Context, in tensorSumIn) (floatOut, error) {
+	var s float64
+	for _, v := range in.Latent.Data {
+		s += float64(v)
+	}
+	return floatOut{s}, nil
+}
+
+type embedIn struct {
+	Space string `face0:"space,enum=a|b,default=a"`
+	Dim   int    `face0:"dim,min=1,max=4096,default=8"`
+}
+
+type embedOut struct {
+	Embedding sdk.Embedding `face0:"embedding"`
+}
+
+func embed(_ *sdk.Context, in embedIn) (embedOut, error) {
+	v := make([]float32, in.Dim)
+	for i := range v {
+		v[i] = float32(i)
+	}
+	return embedOut{sdk.Embedding{Space: "space-" + in.Space, Vector: v}}, nil
+}
+
+type useEmbedIn struct {
+	Model     string        `face0:"model,enum=ma|mb,default=ma"`
+	Embedding sdk.Embedding `face0:"embedding"`
+}
+
+func useEmbed(_ *sdk.Context, in useEmbedIn) (intOut, error) {
+	want := map[string]string{"ma": "space-a", "mb": "space-b"}[in.Model]
+	if in.Embedding.Space != want {
+		return intOut{}, fmt.Errorf("embedding from %s cannot condition model %s (%s)", in.Embedding.Space, in.Model, want)
+	}
+	return intOut{int64(len(in.Embedding.Vector))}, nil
+}
