@@ -28,6 +28,7 @@ import (
 	"github.com/face0/face0/engine"
 	pb "github.com/face0/face0/plugins/proto"
 	"github.com/face0/face0/plugins/protocol"
+	"github.com/face0/face0/plugins/shm"
 )
 
 // Source says how to start one pack's process.
@@ -95,6 +96,7 @@ func WithLog(w io.Writer) Option { return func(m *Manager) { m.log = w } }
 // problems and left out; the others still work.
 func Start(ctx context.Context, sources []Source, opts ...Option) (*Manager, []error) {
 	m := &Manager{log: os.Stderr, byNode: map[string]*pack{}}
+	shm.Sweep(time.Hour)
 	for _, o := range opts {
 		o(m)
 	}
@@ -288,7 +290,15 @@ func (p *pack) execute(ctx context.Context, req *pb.ExecuteRequest, on func(*pb.
 	if err != nil {
 		return nil, fmt.Errorf("plugin %s: %w", p.src.Name, err)
 	}
-	stream, err := c.Execute(ctx, req)
+	// Large tensors travel through shared memory; files the plugin did not
+	// consume (it crashed) are removed when the call ends.
+	inputs, files, err := shm.Externalize(req.Inputs)
+	if err != nil {
+		return nil, err
+	}
+	defer shm.Remove(files)
+	sent := &pb.ExecuteRequest{NodeType: req.NodeType, NodeId: req.NodeId, Inputs: inputs, PromptId: req.PromptId, Dirs: req.Dirs, Workflow: req.Workflow}
+	stream, err := c.Execute(ctx, sent)
 	if err != nil {
 		return nil, p.explain(err)
 	}
@@ -304,6 +314,9 @@ func (p *pack) execute(ctx context.Context, req *pb.ExecuteRequest, on func(*pb.
 			return nil, p.explain(err)
 		}
 		if outs := ev.GetOutputs(); outs != nil {
+			if err := shm.Internalize(outs.Values); err != nil {
+				return nil, fmt.Errorf("plugin %s: %w", p.src.Name, err)
+			}
 			return outs, nil
 		}
 		on(ev)

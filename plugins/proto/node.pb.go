@@ -1508,10 +1508,14 @@ func (x *List) GetItems() []*Value {
 }
 
 type Tensor struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	Dtype         Tensor_DType           `protobuf:"varint,1,opt,name=dtype,proto3,enum=face0.plugin.v1.Tensor_DType" json:"dtype,omitempty"`
-	Shape         []int64                `protobuf:"varint,2,rep,packed,name=shape,proto3" json:"shape,omitempty"`
-	Data          []byte                 `protobuf:"bytes,3,opt,name=data,proto3" json:"data,omitempty"` // little-endian, row-major
+	state protoimpl.MessageState `protogen:"open.v1"`
+	Dtype Tensor_DType           `protobuf:"varint,1,opt,name=dtype,proto3,enum=face0.plugin.v1.Tensor_DType" json:"dtype,omitempty"`
+	Shape []int64                `protobuf:"varint,2,rep,packed,name=shape,proto3" json:"shape,omitempty"`
+	Data  []byte                 `protobuf:"bytes,3,opt,name=data,proto3" json:"data,omitempty"` // little-endian, row-major
+	// For large tensors between processes on one machine: the data lives in this
+	// file in shared memory instead of in data (see plugins/shm). The receiver
+	// reads it and removes it.
+	ShmFile       string `protobuf:"bytes,4,opt,name=shm_file,json=shmFile,proto3" json:"shm_file,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1565,6 +1569,13 @@ func (x *Tensor) GetData() []byte {
 		return x.Data
 	}
 	return nil
+}
+
+func (x *Tensor) GetShmFile() string {
+	if x != nil {
+		return x.ShmFile
+	}
+	return ""
 }
 
 var File_plugins_proto_node_proto protoreflect.FileDescriptor
@@ -1685,11 +1696,12 @@ const file_plugins_proto_node_proto_rawDesc = "" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12,\n" +
 	"\x05value\x18\x02 \x01(\v2\x16.face0.plugin.v1.ValueR\x05value:\x028\x01\"4\n" +
 	"\x04List\x12,\n" +
-	"\x05items\x18\x01 \x03(\v2\x16.face0.plugin.v1.ValueR\x05items\"\xc2\x01\n" +
+	"\x05items\x18\x01 \x03(\v2\x16.face0.plugin.v1.ValueR\x05items\"\xdd\x01\n" +
 	"\x06Tensor\x123\n" +
 	"\x05dtype\x18\x01 \x01(\x0e2\x1d.face0.plugin.v1.Tensor.DTypeR\x05dtype\x12\x14\n" +
 	"\x05shape\x18\x02 \x03(\x03R\x05shape\x12\x12\n" +
-	"\x04data\x18\x03 \x01(\fR\x04data\"Y\n" +
+	"\x04data\x18\x03 \x01(\fR\x04data\x12\x19\n" +
+	"\bshm_file\x18\x04 \x01(\tR\ashmFile\"Y\n" +
 	"\x05DType\x12\x15\n" +
 	"\x11DTYPE_UNSPECIFIED\x10\x00\x12\t\n" +
 	"\x05UINT8\x10\x01\x12\v\n" +

@@ -15,6 +15,7 @@ import (
 
 	pb "github.com/face0/face0/plugins/proto"
 	"github.com/face0/face0/plugins/protocol"
+	"github.com/face0/face0/plugins/shm"
 )
 
 // Serve runs the pack as a plugin process and never returns. Started by hand
@@ -83,6 +84,9 @@ func (s *Server) Execute(req *pb.ExecuteRequest, stream grpc.ServerStreamingServ
 	if !ok {
 		return status.Errorf(codes.NotFound, "pack %s has no node type %q", s.pack.Name, req.NodeType)
 	}
+	if err := shm.Internalize(req.Inputs); err != nil {
+		return status.Error(codes.InvalidArgument, err.Error())
+	}
 	ctx := NewContext(stream.Context(), req.NodeId, stream.Send)
 	ctx.PromptID, ctx.Dirs, ctx.Workflow = req.PromptId, req.Dirs, req.Workflow
 	outs, err := runGuarded(ctx, n, req.Inputs)
@@ -92,6 +96,11 @@ func (s *Server) Execute(req *pb.ExecuteRequest, stream grpc.ServerStreamingServ
 		}
 		return status.Error(codes.Unknown, err.Error())
 	}
+	values, _, err := shm.Externalize(outs.GetValues())
+	if err != nil {
+		return status.Error(codes.Unknown, err.Error())
+	}
+	outs.Values = values
 	return stream.Send(&pb.ExecuteEvent{Event: &pb.ExecuteEvent_Outputs{Outputs: outs}})
 }
 

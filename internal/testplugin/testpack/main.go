@@ -24,6 +24,7 @@ func main() {
 		sdk.Func("Random", random, sdk.Category("test"), sdk.NonDeterministic()),
 		sdk.Func("MakeTensor", makeTensor, sdk.Category("test")),
 		sdk.Func("TensorSum", tensorSum, sdk.Category("test")),
+		sdk.Func("TensorLen", tensorLen, sdk.Category("test")),
 		sdk.Func("Embed", embed, sdk.Category("test"),
 			sdk.TypeParam("embedding", "space", func() map[string]string { return map[string]string{"a": "space-a", "b": "space-b"} })),
 		sdk.Func("UseEmbed", useEmbed, sdk.Category("test"),
@@ -170,4 +171,13 @@ func useEmbed(_ *sdk.Context, in useEmbedIn) (intOut, error) {
 		return intOut{}, fmt.Errorf("embedding from %s cannot condition model %s (%s)", in.Embedding.Space, in.Model, want)
 	}
 	return intOut{int64(len(in.Embedding.Vector))}, nil
+}
+
+type tensorLenIn struct {
+	Latent sdk.Raw `face0:"latent,type=LATENT"`
+}
+
+// tensorLen touches only the tensor's length: for measuring transfer alone.
+func tensorLen(_ *sdk.Context, in tensorLenIn) (intOut, error) {
+	return intOut{int64(len(in.Latent.GetTensor().GetData()))}, nil
 }
