@@ -32,6 +32,7 @@ const usage = `face0 — typed, crash-isolated workflows for face-conditioned im
 Usage:
   face0 run WORKFLOW.json|IMAGE.png [--set NODE.INPUT=VALUE ...] [--out DIR] [--input DIR] [--no-cache]
   face0 nodes [--json]
+  face0 serve [--listen 127.0.0.1:8188] [--token TOKEN]   (web API and editor)
   face0 version
 
 Folders live under $FACE0_HOME (default ~/.local/share/face0): input/, output/,
@@ -49,6 +50,8 @@ func main() {
 		err = cmdRun(os.Args[2:])
 	case "nodes":
 		err = cmdNodes(os.Args[2:])
+	case "serve":
+		err = cmdServe(os.Args[2:])
 	case "plugin":
 		cmdPlugin(os.Args[2:])
 	case "version", "--version":

@@ -195,8 +195,10 @@ func writeImages(ctx *sdk.Context, imgs sdk.Image, prefix, dir, kind string) (sa
 				return saveOut{}, err
 			}
 		}
-		name := fmt.Sprintf("%s_%s_%05d_%d.png", base, stamp, counter.Add(1), i)
-		if err := writeAtomic(filepath.Join(dir, sub, name), data); err != nil {
+		name, err := writeNew(filepath.Join(dir, sub), func() string {
+			return fmt.Sprintf("%s_%s_%05d_%d.png", base, stamp, counter.Add(1), i)
+		}, data)
+		if err != nil {
 			return saveOut{}, err
 		}
 		subSlash := filepath.ToSlash(sub)
@@ -216,21 +218,33 @@ func mustRecord(m map[string]any) *pb.Value {
 	return v
 }
 
-func writeAtomic(path string, data []byte) error {
-	tmp, err := os.CreateTemp(filepath.Dir(path), ".tmp-*")
+// writeNew writes data under a fresh name from next, never replacing a file:
+// the data goes to a temp file first and is then hard-linked into place, which
+// fails if the name exists (two runs, or two processes, in the same second).
+func writeNew(dir string, next func() string, data []byte) (string, error) {
+	tmp, err := os.CreateTemp(dir, ".tmp-*")
 	if err != nil {
-		return err
+		return "", err
 	}
-	if _, err := tmp.Write(data); err != nil {
-		tmp.Close()
-		os.Remove(tmp.Name())
-		return err
+	defer os.Remove(tmp.Name())
+	_, err = tmp.Write(data)
+	if cerr := tmp.Close(); err == nil {
+		err = cerr
 	}
-	if err := tmp.Close(); err != nil {
-		os.Remove(tmp.Name())
-		return err
+	if err != nil {
+		return "", err
 	}
-	return os.Rename(tmp.Name(), path)
+	for i := 0; i < 1000; i++ {
+		name := next()
+		err := os.Link(tmp.Name(), filepath.Join(dir, name))
+		if err == nil {
+			return name, nil
+		}
+		if !errors.Is(err, os.ErrExist) {
+			return "", err
+		}
+	}
+	return "", fmt.Errorf("could not find a free file name in %s", dir)
 }
 
 type scaleIn struct {

@@ -1,0 +1,85 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io/fs"
+	"net"
+	"net/http"
+	"os"
+	"os/signal"
+	"path/filepath"
+	"syscall"
+	"time"
+
+	"github.com/face0/face0/internal/config"
+	"github.com/face0/face0/server"
+)
+
+// editorFiles is the built browser editor, when this binary has one.
+var editorFiles fs.FS
+
+func cmdServe(args []string) error {
+	flags := flag.NewFlagSet("serve", flag.ContinueOnError)
+	var c commonFlags
+	c.register(flags)
+	listen := flags.String("listen", "127.0.0.1:8188", "address to listen on (host:port)")
+	token := flags.String("token", os.Getenv("FACE0_TOKEN"), "require this bearer token on every request (default $FACE0_TOKEN)")
+	var origins setFlags
+	flags.Var(&origins, "allow-origin", "let browser pages from this origin call the API (e.g. http://localhost:5173); repeatable")
+	flags.Usage = func() {
+		fmt.Fprintln(os.Stderr, "usage: face0 serve [--listen 127.0.0.1:8188] [--token TOKEN] [folder flags]")
+		flags.PrintDefaults()
+	}
+	if pos, err := parseInterleaved(flags, args); err != nil || len(pos) > 0 {
+		flags.Usage()
+		return exitCode(2)
+	}
+	if *token == "" && !server.IsLoopback(*listen) {
+		fmt.Fprintf(os.Stderr, "face0: warning: listening on %s without a token: anyone who can reach this address can run workflows and read your outputs; pass --token or set FACE0_TOKEN\n", *listen)
+	}
+
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	a, err := c.open(context.Background())
+	if err != nil {
+		return err
+	}
+	defer a.Close()
+
+	opts := []server.Option{server.WithVersion(config.Version), server.WithAllowedOrigins(origins...)}
+	if *token != "" {
+		opts = append(opts, server.WithToken(*token))
+	}
+	if editorFiles != nil {
+		opts = append(opts, server.WithEditor(editorFiles))
+	}
+	srv, err := server.New(a, filepath.Join(c.home, "server.db"), opts...)
+	if err != nil {
+		return err
+	}
+	defer srv.Close()
+
+	ln, err := net.Listen("tcp", *listen)
+	if err != nil {
+		return fmt.Errorf("listen on %s: %w (is another server using the port? pick one with --listen)", *listen, err)
+	}
+	hs := &http.Server{Handler: srv.Handler(), ReadHeaderTimeout: 10 * time.Second}
+	fmt.Fprintf(os.Stderr, "face0: serving on http://%s (%d node types)\n", ln.Addr(), len(a.Catalog.Nodes()))
+	errc := make(chan error, 1)
+	go func() { errc <- hs.Serve(ln) }()
+	select {
+	case err := <-errc:
+		return err
+	case <-ctx.Done():
+	}
+	fmt.Fprintln(os.Stderr, "face0: shutting down; queued prompts run on the next start")
+	sctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	if err := hs.Shutdown(sctx); err != nil && !errors.Is(err, context.DeadlineExceeded) {
+		return err
+	}
+	return nil
+}
