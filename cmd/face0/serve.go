@@ -14,12 +14,15 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/face0/face0/editor"
 	"github.com/face0/face0/internal/config"
 	"github.com/face0/face0/server"
 )
 
-// editorFiles is the built browser editor, when this binary has one.
-var editorFiles fs.FS
+// editorFiles is the built browser editor (editor/dist, embedded). A variable
+// so that a build without an editor can set it to nil and get the server's
+// placeholder page.
+var editorFiles fs.FS = editor.FS()
 
 func cmdServe(args []string) error {
 	flags := flag.NewFlagSet("serve", flag.ContinueOnError)

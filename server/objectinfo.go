@@ -1,0 +1,164 @@
+package server
+
+import (
+	"encoding/json"
+	"net/http"
+
+	"github.com/face0/face0/engine"
+	"github.com/face0/face0/engine/port"
+	pb "github.com/face0/face0/plugins/proto"
+)
+
+// objectInfo is /object_info, built once: the catalog does not change while
+// the server runs.
+type objectInfo struct {
+	all     []byte
+	byClass map[string]json.RawMessage
+}
+
+func buildObjectInfo(c *engine.Catalog) *objectInfo {
+	oi := &objectInfo{byClass: map[string]json.RawMessage{}}
+	all := map[string]json.RawMessage{}
+	for _, d := range c.Nodes() {
+		b, err := json.Marshal(nodeInfo(d))
+		if err != nil {
+			continue // a spec that does not encode is left out, not fatal
+		}
+		oi.byClass[d.Spec.Type] = b
+		all[d.Spec.Type] = b
+	}
+	oi.all, _ = json.Marshal(all)
+	return oi
+}
+
+func (s *Server) getObjectInfo(w http.ResponseWriter, r *http.Request) {
+	w.Header().Set("Content-Type", "application/json")
+	_, _ = w.Write(s.info.all)
+}
+
+// getObjectInfoOne answers {} for an unknown class, as ComfyUI does.
+func (s *Server) getObjectInfoOne(w http.ResponseWriter, r *http.Request) {
+	cls := r.PathValue("cls")
+	b, ok := s.info.byClass[cls]
+	if !ok {
+		writeJSON(w, http.StatusOK, map[string]any{})
+		return
+	}
+	writeJSON(w, http.StatusOK, map[string]json.RawMessage{cls: b})
+}
+
+// nodeInfo is one node in ComfyUI's object_info shape, plus face0's own keys:
+// face0_schema (the JSON Schema of the literal inputs) and face0_types (every
+// port's full type, parameter included).
+func nodeInfo(d engine.NodeDef) map[string]any {
+	s := d.Spec
+	required, optional := map[string]any{}, map[string]any{}
+	var reqOrder, optOrder []string
+	inTypes := map[string]string{}
+	for _, in := range s.Inputs {
+		inTypes[in.Name] = in.Type
+		entry, hasDefault := comfyInput(in)
+		// ComfyUI lists widget inputs that have a default as required: the
+		// widget always holds a value.
+		if in.Optional && !hasDefault {
+			optional[in.Name] = entry
+			optOrder = append(optOrder, in.Name)
+		} else {
+			required[in.Name] = entry
+			reqOrder = append(reqOrder, in.Name)
+		}
+	}
+	outTypes := map[string]string{}
+	output, names, isList, tips := []string{}, []string{}, []bool{}, []string{}
+	for _, o := range s.Outputs {
+		outTypes[o.Name] = o.Type
+		output = append(output, o.Type)
+		names = append(names, o.Name)
+		isList = append(isList, false)
+		tips = append(tips, o.Description)
+	}
+	display := s.DisplayName
+	if display == "" {
+		display = s.Type
+	}
+	return map[string]any{
+		"input":           map[string]any{"required": required, "optional": optional},
+		"input_order":     map[string]any{"required": nonNil(reqOrder), "optional": nonNil(optOrder)},
+		"output":          output,
+		"output_is_list":  isList,
+		"output_name":     names,
+		"output_tooltips": tips,
+		"name":            s.Type,
+		"display_name":    display,
+		"description":     s.Description,
+		"python_module":   "face0." + d.Pack,
+		"category":        s.Category,
+		"output_node":     s.OutputNode,
+		"deprecated":      false,
+		"experimental":    false,
+		"face0_schema":    engine.NodeSchema(s),
+		"face0_types":     map[string]any{"inputs": inTypes, "outputs": outTypes},
+		"face0_pack":      d.Pack,
+		"face0_version":   s.Version,
+		"face0_cacheable": s.Deterministic,
+	}
+}
+
+// comfyInput is an input as ComfyUI describes it: [TYPE, {options}], or
+// [[choices...], {options}] for an enum. It reports whether there is a default.
+func comfyInput(in *pb.PortSpec) ([]any, bool) {
+	var sch map[string]any
+	if in.Schema != "" {
+		_ = json.Unmarshal([]byte(in.Schema), &sch)
+	}
+	opts := map[string]any{}
+	def, hasDefault := sch["default"]
+	if hasDefault {
+		opts["default"] = def
+	}
+	t := port.Type(in.Type)
+	var head any = in.Type
+	switch t.Base() {
+	case port.Int, port.Float:
+		copyKey(opts, "min", sch, "minimum")
+		copyKey(opts, "max", sch, "maximum")
+		copyKey(opts, "step", sch, "x-face0-step")
+		if t.Base() == port.Int {
+			if _, ok := opts["step"]; !ok {
+				opts["step"] = 1
+			}
+		}
+		if w, _ := sch["x-face0-widget"].(string); w == "slider" {
+			opts["display"] = "slider"
+		}
+		if r, _ := sch["x-face0-randomize"].(bool); r {
+			opts["control_after_generate"] = true
+		}
+	case port.String:
+		if m, _ := sch["x-face0-multiline"].(bool); m {
+			opts["multiline"] = true
+		}
+	case port.Enum:
+		if choices, ok := sch["enum"].([]any); ok {
+			head = choices
+		} else {
+			head = []any{}
+		}
+	}
+	if in.Description != "" {
+		opts["tooltip"] = in.Description
+	}
+	if in.LinkOnly && t.Literal() {
+		opts["forceInput"] = true
+	}
+	if len(opts) == 0 {
+		return []any{head}, hasDefault
+	}
+	return []any{head, opts}, hasDefault
+}
+
+func copyKey(dst map[string]any, dk string, src map[string]any, sk string) {
+	if v, ok := src[sk]; ok {
+		dst[dk] = v
+	}
+}

@@ -1,0 +1,319 @@
+// Package server is face0's web API: ComfyUI's HTTP routes and websocket
+// messages over the face0 engine, so that scripts and clients written for
+// ComfyUI work unchanged, plus a few face0 routes for the editor.
+//
+// One worker runs queued prompts in order. The queue and the history live in a
+// bbolt file of their own, so a queued prompt survives a restart and the
+// history keeps the outputs of earlier runs.
+package server
+
+import (
+	"context"
+	_ "embed"
+	"errors"
+	"fmt"
+	"io"
+	"io/fs"
+	"log"
+	"net/http"
+	"os"
+	"sort"
+	"sync"
+
+	"github.com/gorilla/websocket"
+
+	"github.com/face0/face0/engine"
+	"github.com/face0/face0/engine/workflow"
+	"github.com/face0/face0/internal/app"
+	pb "github.com/face0/face0/plugins/proto"
+)
+
+// DefaultWorkflow is what the editor opens with unless WithDefaultWorkflow says
+// otherwise: a copy of examples/workflows/imagefx.json (go:embed cannot reach
+// outside this package; a test keeps the copy identical).
+//
+//go:embed default_workflow.json
+var DefaultWorkflow []byte
+
+// Server serves the API. Create it with New, mount Handler on an http.Server,
+// and Close it after the http.Server has shut down.
+type Server struct {
+	cfg     config
+	catalog *engine.Catalog
+	engine  *engine.Engine
+	dirs    *pb.Dirs
+	store   *store
+	hub     *hub
+	handler http.Handler
+	info    *objectInfo
+	up      websocket.Upgrader
+
+	ctx    context.Context // ends at Close
+	cancel context.CancelCauseFunc
+
+	mu         sync.Mutex
+	pending    []*queuedPrompt // in run order
+	running    *queuedPrompt
+	cancelRun  context.CancelCauseFunc
+	paused     bool
+	wake       chan struct{}
+	workerDone chan struct{}
+	closeOnce  sync.Once
+}
+
+type config struct {
+	token        string
+	defaultWF    []byte
+	editor       fs.FS
+	paused       bool
+	maxUpload    int64
+	maxLossy     int
+	maxMust      int
+	maxHistory   int
+	log          *log.Logger
+	version      string
+	allowOrigins map[string]bool
+}
+
+// Option configures a Server.
+type Option func(*config)
+
+// WithToken requires "Authorization: Bearer TOKEN" (or ?token=TOKEN on GET
+// requests, for browsers loading /ws, /view and the editor) on every route.
+func WithToken(token string) Option { return func(c *config) { c.token = token } }
+
+// WithDefaultWorkflow sets what GET /face0/workflow/default returns.
+func WithDefaultWorkflow(wf []byte) Option { return func(c *config) { c.defaultWF = wf } }
+
+// WithEditor serves the browser editor's files at /.
+func WithEditor(files fs.FS) Option { return func(c *config) { c.editor = files } }
+
+// WithPaused starts the server with its worker paused: prompts queue up but do
+// not run until Resume. For tests of the queue and of restarts.
+func WithPaused() Option { return func(c *config) { c.paused = true } }
+
+// WithUploadLimit bounds an uploaded image's size in bytes (default 50 MiB).
+func WithUploadLimit(n int64) Option { return func(c *config) { c.maxUpload = n } }
+
+// WithClientBuffers bounds each websocket client's queue: lossy frames
+// (progress, previews) waiting before older ones are dropped, and must-deliver
+// frames waiting before the client is disconnected as too slow.
+func WithClientBuffers(lossy, must int) Option {
+	return func(c *config) { c.maxLossy, c.maxMust = lossy, must }
+}
+
+// WithMaxHistory bounds how many finished prompts the history keeps (default
+// 10000, as ComfyUI); the oldest go first.
+func WithMaxHistory(n int) Option { return func(c *config) { c.maxHistory = n } }
+
+// WithLog sends the server's own messages to w (default stderr).
+func WithLog(w io.Writer) Option {
+	return func(c *config) { c.log = log.New(w, "face0 serve: ", log.LstdFlags) }
+}
+
+// WithVersion is the face0 version /system_stats reports.
+func WithVersion(v string) Option { return func(c *config) { c.version = v } }
+
+// WithAllowedOrigins lets pages from these origins ("http://localhost:5173",
+// an editor dev server) call the API from a browser. Same-origin pages always may.
+func WithAllowedOrigins(origins ...string) Option {
+	return func(c *config) {
+		for _, o := range origins {
+			c.allowOrigins[o] = true
+		}
+	}
+}
+
+// New makes a server over a, keeping its queue and history in dbPath, and
+// re-queues whatever was queued or running when a server last stopped. The
+// caller keeps ownership of a and closes it after Close.
+func New(a *app.App, dbPath string, opts ...Option) (*Server, error) {
+	cfg := config{
+		defaultWF:    DefaultWorkflow,
+		maxUpload:    50 << 20,
+		maxLossy:     64,
+		maxMust:      4096,
+		maxHistory:   10000,
+		log:          log.New(os.Stderr, "face0 serve: ", log.LstdFlags),
+		version:      "dev",
+		allowOrigins: map[string]bool{},
+	}
+	for _, o := range opts {
+		o(&cfg)
+	}
+	if a == nil || a.Catalog == nil || a.Engine == nil {
+		return nil, errors.New("server: the app is not open (call app.Open first)")
+	}
+	st, err := openStore(dbPath)
+	if err != nil {
+		return nil, err
+	}
+	queued, err := st.loadQueue()
+	if err != nil {
+		st.close()
+		return nil, fmt.Errorf("%w (move %s away to start with an empty queue and history)", err, dbPath)
+	}
+	s := &Server{
+		cfg: cfg, catalog: a.Catalog, engine: a.Engine, dirs: a.Dirs, store: st, hub: newHub(),
+		pending: queued, paused: cfg.paused, wake: make(chan struct{}, 1), workerDone: make(chan struct{}),
+	}
+	if s.dirs == nil {
+		s.dirs = &pb.Dirs{}
+	}
+	s.info = buildObjectInfo(a.Catalog)
+	s.up = websocket.Upgrader{
+		ReadBufferSize: 4096, WriteBufferSize: 16 << 10,
+		CheckOrigin: func(r *http.Request) bool { return s.originAllowed(r) },
+	}
+	s.ctx, s.cancel = context.WithCancelCause(context.Background())
+	s.handler = s.routes()
+	if len(queued) > 0 {
+		cfg.log.Printf("re-queued %d prompt(s) left from the last run", len(queued))
+	}
+	go s.worker()
+	return s, nil
+}
+
+// Handler is the HTTP handler of every route.
+func (s *Server) Handler() http.Handler { return s.handler }
+
+// errShutdown cancels a running prompt because the server stops: the prompt
+// stays queued and runs again on the next start.
+var errShutdown = errors.New("server shutting down")
+
+// errUserInterrupt cancels a running prompt because someone asked to.
+var errUserInterrupt = errors.New("interrupted by request")
+
+// Close stops the worker (a running prompt is cancelled but stays queued),
+// disconnects the websocket clients and closes the database. Shut the
+// http.Server down first so that no request is still using the server.
+func (s *Server) Close() error {
+	var err error
+	s.closeOnce.Do(func() {
+		s.cancel(errShutdown)
+		<-s.workerDone
+		s.hub.closeAll()
+		err = s.store.close()
+	})
+	return err
+}
+
+// Resume starts a worker paused by WithPaused.
+func (s *Server) Resume() {
+	s.mu.Lock()
+	s.paused = false
+	s.mu.Unlock()
+	s.poke()
+}
+
+func (s *Server) poke() {
+	select {
+	case s.wake <- struct{}{}:
+	default:
+	}
+}
+
+// queueRemaining counts pending and running prompts, ComfyUI's queue_remaining.
+func (s *Server) queueRemaining() int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	n := len(s.pending)
+	if s.running != nil {
+		n++
+	}
+	return n
+}
+
+func (s *Server) broadcastStatus() {
+	s.hub.send("", jsonFrame("status", statusData(s.queueRemaining(), ""), false))
+}
+
+// push adds a prompt to the in-memory queue in run order.
+func (s *Server) push(p *queuedPrompt) {
+	s.mu.Lock()
+	i := sort.Search(len(s.pending), func(i int) bool { return runsBefore(p, s.pending[i]) })
+	s.pending = append(s.pending, nil)
+	copy(s.pending[i+1:], s.pending[i:])
+	s.pending[i] = p
+	s.mu.Unlock()
+	s.poke()
+}
+
+// next blocks until there is a prompt to run (and the worker is not paused),
+// marks it running and returns it; nil when the server closes.
+func (s *Server) next() (*queuedPrompt, context.Context) {
+	for {
+		s.mu.Lock()
+		if s.ctx.Err() != nil {
+			s.mu.Unlock()
+			return nil, nil
+		}
+		if !s.paused && len(s.pending) > 0 {
+			p := s.pending[0]
+			s.pending = s.pending[1:]
+			ctx, cancel := context.WithCancelCause(s.ctx)
+			s.running, s.cancelRun = p, cancel
+			s.mu.Unlock()
+			return p, ctx
+		}
+		s.mu.Unlock()
+		select {
+		case <-s.wake:
+		case <-s.ctx.Done():
+		}
+	}
+}
+
+func (s *Server) worker() {
+	defer close(s.workerDone)
+	for {
+		p, ctx := s.next()
+		if p == nil {
+			return
+		}
+		s.execute(ctx, p)
+	}
+}
+
+// execute runs one prompt and files its history entry. A prompt cut short by
+// Close is left in the persisted queue instead, to run again after a restart.
+func (s *Server) execute(ctx context.Context, p *queuedPrompt) {
+	s.broadcastStatus()
+	sink := newRunSink(p.ID, func(f *frame) { s.hub.send(p.ClientID, f) })
+	wf, _, err := workflow.Parse(p.Prompt)
+	var plan *engine.Plan
+	if err == nil {
+		plan, err = s.catalog.Compile(wf, p.Targets)
+	}
+	if err != nil {
+		sink.failBeforeRun(fmt.Errorf("the queued workflow no longer validates: %w", err))
+	} else {
+		_, _ = s.engine.Run(ctx, plan, engine.RunOptions{PromptID: p.ID, Sink: sink})
+	}
+	shutdown := errors.Is(context.Cause(ctx), errShutdown)
+	s.mu.Lock()
+	s.cancelRun(nil)
+	s.running, s.cancelRun = nil, nil
+	s.mu.Unlock()
+	if shutdown {
+		return
+	}
+	// The history is written before "executing null": ComfyUI clients fetch
+	// /history/{id} as soon as they see it.
+	if err := s.store.finish(p.ID, sink.historyEntry(p), s.cfg.maxHistory); err != nil {
+		s.cfg.log.Printf("prompt %s: could not record its history: %v", p.ID, err)
+	}
+	s.hub.send(p.ClientID, jsonFrame("executing", map[string]any{"node": nil, "prompt_id": p.ID}, false))
+	s.broadcastStatus()
+}
+
+// interrupt cancels the running prompt (only if it is id, when id is given).
+func (s *Server) interrupt(id string) bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.running == nil || (id != "" && s.running.ID != id) {
+		return false
+	}
+	s.cancelRun(errUserInterrupt)
+	return true
+}
