@@ -3,8 +3,9 @@
 SHELL := /bin/bash
 GO ?= go
 BIN := bin/face0
+FACE0_HOME ?= $(HOME)/.local/share/face0
 
-.PHONY: all build setup test test-go test-race serve proto bench fmt vet fuzz
+.PHONY: all build setup test vet serve run-example example-plugin proto bench fuzz editor
 
 all: build
 
@@ -14,11 +15,18 @@ setup:
 build:
 	$(GO) build -o $(BIN) ./cmd/face0
 
-serve: setup build
-	$(BIN) serve
+# example-plugin installs what the default workflow uses: the example
+# third-party plugin into face0's plugins folder, and the example inputs into
+# its input folder (never replacing a user's file).
+example-plugin:
+	$(GO) build -o $(FACE0_HOME)/plugins/imagefx ./examples/plugins/imagefx
+	@mkdir -p $(FACE0_HOME)/input && cp -n examples/inputs/* $(FACE0_HOME)/input/
 
-run-example: setup build
-	$(BIN) run examples/workflows/imagefx.json --out out
+serve: setup build example-plugin
+	$(BIN) serve --home $(FACE0_HOME)
+
+run-example: setup build example-plugin
+	$(BIN) run examples/workflows/imagefx.json --home $(FACE0_HOME) --input examples/inputs --out out
 
 # test runs every test: set-up first (assets from package registries), then
 # vet, the whole suite, and the race detector on the engine and server.
