@@ -1,0 +1,5 @@
+//go:build !race
+
+package mtcnn
+
+const raceEnabled = false
