@@ -111,7 +111,7 @@ func Start(ctx context.Context, sources []Source, opts ...Option) (*Manager, []e
 		wg.Add(1)
 		go func(i int, s Source) {
 			defer wg.Done()
-			p := &pack{src: s, log: m.log}
+			p := &pack{src: s, log: m.log, pool: shm.NewPool(4)}
 			desc, err := p.describe(ctx)
 			results[i] = started{p, desc, err}
 		}(i, s)
@@ -200,6 +200,8 @@ type pack struct {
 	name string
 	log  io.Writer
 
+	pool *shm.Pool // shared-memory files for large inputs, reused between calls
+
 	mu     sync.Mutex
 	client *plugin.Client
 	rpc    pb.NodePluginClient
@@ -259,6 +261,7 @@ func (p *pack) conn(ctx context.Context) (pb.NodePluginClient, error) {
 }
 
 func (p *pack) kill() {
+	p.pool.Close()
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	if p.client != nil {
@@ -292,11 +295,13 @@ func (p *pack) execute(ctx context.Context, req *pb.ExecuteRequest, on func(*pb.
 	}
 	// Large tensors travel through shared memory; files the plugin did not
 	// consume (it crashed) are removed when the call ends.
-	inputs, files, err := shm.Externalize(req.Inputs)
+	inputs, files, err := p.pool.Externalize(req.Inputs)
 	if err != nil {
 		return nil, err
 	}
-	defer shm.Remove(files)
+	// The call's end means the plugin has read its inputs (or died, or was
+	// cancelled, when the data no longer matters), so the files can be reused.
+	defer p.pool.Release(files)
 	sent := &pb.ExecuteRequest{NodeType: req.NodeType, NodeId: req.NodeId, Inputs: inputs, PromptId: req.PromptId, Dirs: req.Dirs, Workflow: req.Workflow}
 	stream, err := c.Execute(ctx, sent)
 	if err != nil {

@@ -14,6 +14,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
 	"time"
 
 	pb "github.com/face0/face0/plugins/proto"
@@ -23,7 +24,12 @@ import (
 // Below it the stream is cheaper than a file.
 const Threshold = 1 << 20
 
-const prefix = "face0-shm-"
+const (
+	prefix = "face0-shm-"
+	// Files of a Pool keep their pages between transfers; the receiver reads
+	// them but does not remove them.
+	poolPrefix = prefix + "pool-"
+)
 
 // Dir is where the files live: /dev/shm when present, else the temp folder.
 func Dir() string {
@@ -38,10 +44,14 @@ func Dir() string {
 // created, so the sender can remove any the receiver did not consume (after a
 // crash). The input is not modified: values may be shared with other nodes.
 func Externalize(values map[string]*pb.Value) (map[string]*pb.Value, []string, error) {
+	return externalizeWith(values, write)
+}
+
+func externalizeWith(values map[string]*pb.Value, write func([]byte) (string, error)) (map[string]*pb.Value, []string, error) {
 	var files []string
 	out := make(map[string]*pb.Value, len(values))
 	for k, v := range values {
-		nv, err := externalize(v, &files)
+		nv, err := externalize(v, &files, write)
 		if err != nil {
 			Remove(files)
 			return nil, nil, err
@@ -52,7 +62,7 @@ func Externalize(values map[string]*pb.Value) (map[string]*pb.Value, []string, e
 }
 
 // externalize copies only the path down to each large tensor.
-func externalize(v *pb.Value, files *[]string) (*pb.Value, error) {
+func externalize(v *pb.Value, files *[]string, write func([]byte) (string, error)) (*pb.Value, error) {
 	switch k := v.GetKind().(type) {
 	case *pb.Value_Tensor:
 		if len(k.Tensor.Data) < Threshold {
@@ -68,7 +78,7 @@ func externalize(v *pb.Value, files *[]string) (*pb.Value, error) {
 	case *pb.Value_List:
 		items := make([]*pb.Value, len(k.List.Items))
 		for i, e := range k.List.Items {
-			ne, err := externalize(e, files)
+			ne, err := externalize(e, files, write)
 			if err != nil {
 				return nil, err
 			}
@@ -78,7 +88,7 @@ func externalize(v *pb.Value, files *[]string) (*pb.Value, error) {
 	case *pb.Value_Record:
 		fields := make(map[string]*pb.Value, len(k.Record.Fields))
 		for n, e := range k.Record.Fields {
-			ne, err := externalize(e, files)
+			ne, err := externalize(e, files, write)
 			if err != nil {
 				return nil, err
 			}
@@ -100,7 +110,7 @@ func Internalize(values map[string]*pb.Value) error {
 				return
 			}
 			var data []byte
-			data, err = read(t.ShmFile)
+			data, err = read(t)
 			if err == nil {
 				t.Data, t.ShmFile = data, ""
 			}
@@ -160,7 +170,8 @@ func write(data []byte) (string, error) {
 	return name, nil
 }
 
-func read(name string) ([]byte, error) {
+func read(t *pb.Tensor) ([]byte, error) {
+	name := t.ShmFile
 	clean := filepath.Clean(name)
 	if filepath.Dir(clean) != Dir() || !strings.HasPrefix(filepath.Base(clean), prefix) {
 		return nil, fmt.Errorf("refusing tensor file %q: not a face0 shared-memory file", name)
@@ -172,7 +183,139 @@ func read(name string) ([]byte, error) {
 	if !st.Mode().IsRegular() {
 		return nil, errors.New("refusing tensor file: not a regular file")
 	}
+	if strings.HasPrefix(filepath.Base(clean), poolPrefix) {
+		// A pooled file is longer than this tensor and stays for reuse.
+		size, err := byteSize(t)
+		if err != nil {
+			return nil, err
+		}
+		if size > st.Size() {
+			return nil, fmt.Errorf("tensor needs %d bytes, its file has %d", size, st.Size())
+		}
+		f, err := os.Open(clean)
+		if err != nil {
+			return nil, err
+		}
+		defer f.Close()
+		data := make([]byte, size)
+		if _, err := f.ReadAt(data, 0); err != nil {
+			return nil, fmt.Errorf("read tensor file: %w", err)
+		}
+		return data, nil
+	}
 	data, err := os.ReadFile(clean)
 	os.Remove(clean)
 	return data, err
+}
+
+func byteSize(t *pb.Tensor) (int64, error) {
+	var el int64
+	switch t.Dtype {
+	case pb.Tensor_UINT8:
+		el = 1
+	case pb.Tensor_FLOAT16:
+		el = 2
+	case pb.Tensor_FLOAT32, pb.Tensor_INT32:
+		el = 4
+	case pb.Tensor_INT64:
+		el = 8
+	default:
+		return 0, fmt.Errorf("tensor dtype %s is not supported", t.Dtype)
+	}
+	n := el
+	for _, d := range t.Shape {
+		if d < 0 || (d > 0 && n > (1<<40)/d) {
+			return 0, fmt.Errorf("tensor shape %v is invalid", t.Shape)
+		}
+		n *= d
+	}
+	return n, nil
+}
+
+// Pool reuses shared-memory files for one sender. Writing into a file whose
+// pages already exist skips the kernel's page allocation and zeroing, which
+// costs as much as the copy itself; the receiver reads without removing.
+// A file is reused only after Release, that is after the call that carried it
+// has ended and so the receiver has read it.
+type Pool struct {
+	mu    sync.Mutex
+	free  []*os.File
+	all   []*os.File
+	limit int
+}
+
+// NewPool keeps at most limit idle files.
+func NewPool(limit int) *Pool { return &Pool{limit: limit} }
+
+// Externalize is the package Externalize, writing into pooled files. Pass the
+// returned files to Release when the call has ended.
+func (p *Pool) Externalize(values map[string]*pb.Value) (map[string]*pb.Value, []string, error) {
+	return externalizeWith(values, p.write)
+}
+
+func (p *Pool) write(data []byte) (string, error) {
+	p.mu.Lock()
+	var f *os.File
+	if n := len(p.free); n > 0 {
+		f, p.free = p.free[n-1], p.free[:n-1]
+	}
+	p.mu.Unlock()
+	if f == nil {
+		var r [12]byte
+		rand.Read(r[:])
+		name := filepath.Join(Dir(), poolPrefix+hex.EncodeToString(r[:]))
+		var err error
+		f, err = os.OpenFile(name, os.O_RDWR|os.O_CREATE|os.O_EXCL, 0o600)
+		if err != nil {
+			return "", fmt.Errorf("shared memory: %w", err)
+		}
+		p.mu.Lock()
+		p.all = append(p.all, f)
+		p.mu.Unlock()
+	}
+	if _, err := f.WriteAt(data, 0); err != nil {
+		p.Release([]string{f.Name()})
+		return "", fmt.Errorf("shared memory (is /dev/shm full?): %w", err)
+	}
+	return f.Name(), nil
+}
+
+// Release returns files to the pool, keeping at most the pool's limit of
+// idle files (the rest are removed so memory is given back).
+func (p *Pool) Release(names []string) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	for _, n := range names {
+		for _, f := range p.all {
+			if f.Name() != n {
+				continue
+			}
+			if len(p.free) < p.limit {
+				p.free = append(p.free, f)
+			} else {
+				p.drop(f)
+			}
+		}
+	}
+}
+
+func (p *Pool) drop(f *os.File) {
+	f.Close()
+	os.Remove(f.Name())
+	for i, g := range p.all {
+		if g == f {
+			p.all = append(p.all[:i], p.all[i+1:]...)
+			break
+		}
+	}
+}
+
+// Close removes every file of the pool.
+func (p *Pool) Close() {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	for _, f := range append([]*os.File(nil), p.all...) {
+		p.drop(f)
+	}
+	p.free = nil
 }

@@ -62,3 +62,59 @@ func BenchmarkShm16MB(b *testing.B) {
 		}
 	}
 }
+
+func TestPoolReusesFiles(t *testing.T) {
+	p := NewPool(2)
+	defer p.Close()
+	var first []string
+	for round := 0; round < 3; round++ {
+		in := map[string]*pb.Value{"a": tensor(Threshold*2, byte(round)), "b": tensor(Threshold, byte(10+round))}
+		out, files, err := p.Externalize(in)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if round == 0 {
+			first = files
+		} else if len(files) != 2 || !(files[0] == first[0] || files[0] == first[1]) {
+			t.Fatalf("round %d used new files %v, want reuse of %v", round, files, first)
+		}
+		if err := Internalize(out); err != nil {
+			t.Fatal(err)
+		}
+		if d := out["a"].GetTensor().Data; len(d) != Threshold*2 || d[0] != byte(round) {
+			t.Fatalf("round %d: a has %d bytes, first %d", round, len(d), d[0])
+		}
+		if d := out["b"].GetTensor().Data; len(d) != Threshold || d[len(d)-1] != byte(10+round) {
+			t.Fatalf("round %d: b wrong", round)
+		}
+		for _, f := range files {
+			if _, err := os.Stat(f); err != nil {
+				t.Fatalf("pooled file removed by the receiver: %v", err)
+			}
+		}
+		p.Release(files)
+	}
+	p.Close()
+	for _, f := range first {
+		if _, err := os.Stat(f); !os.IsNotExist(err) {
+			t.Fatalf("Close left %s", f)
+		}
+	}
+}
+
+func BenchmarkPool16MB(b *testing.B) {
+	p := NewPool(2)
+	defer p.Close()
+	in := map[string]*pb.Value{"x": tensor(16<<20, 1)}
+	b.SetBytes(16 << 20)
+	for i := 0; i < b.N; i++ {
+		out, files, err := p.Externalize(in)
+		if err != nil {
+			b.Fatal(err)
+		}
+		if err := Internalize(out); err != nil {
+			b.Fatal(err)
+		}
+		p.Release(files)
+	}
+}
