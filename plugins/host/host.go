@@ -38,6 +38,8 @@ type Source struct {
 	// Path is the executable; Args its arguments.
 	Path string
 	Args []string
+	// Env is added to the host's environment for this plugin.
+	Env []string
 }
 
 // Builtin is the source of a pack compiled into this binary: the binary itself,
@@ -235,7 +237,7 @@ func (p *pack) conn(ctx context.Context) (pb.NodePluginClient, error) {
 	cmd := exec.Command(p.src.Path, p.src.Args...)
 	// The plugin dies with the host, even if the host is killed with SIGKILL.
 	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
-	cmd.Env = append(os.Environ(), "FACE0_PLUGIN_NAME="+p.src.Name)
+	cmd.Env = append(append(os.Environ(), "FACE0_PLUGIN_NAME="+p.src.Name), p.src.Env...)
 	client := plugin.NewClient(&plugin.ClientConfig{
 		HandshakeConfig:  protocol.Handshake,
 		VersionedPlugins: protocol.PluginSet(nil),

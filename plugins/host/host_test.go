@@ -4,10 +4,12 @@ import (
 	"bytes"
 	"context"
 	"fmt"
+	"io"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/face0/face0/internal/testplugin"
 	"github.com/face0/face0/plugins/host"
@@ -125,5 +127,49 @@ func TestRestartAfterCrash(t *testing.T) {
 		if err != nil || out.Values["INT"].GetInt() != 5 {
 			t.Fatalf("after crash %d: %v %v", i, out, err)
 		}
+	}
+}
+
+// A node that ignores cancellation is stopped by its plugin exiting after the
+// grace period; the next call gets a fresh process.
+func TestStubbornNodeIsStopped(t *testing.T) {
+	m, _ := host.Start(context.Background(), []host.Source{{Name: "testpack", Path: filepath.Join(binDir, "testpack"), Env: []string{"FACE0_CANCEL_GRACE=300ms"}}}, host.WithLog(io.Discard))
+	defer m.Close()
+	ctx, cancel := context.WithCancel(context.Background())
+	started := make(chan struct{}, 1)
+	errc := make(chan error, 1)
+	go func() {
+		_, err := m.Execute(ctx, &pb.ExecuteRequest{NodeType: "Stubborn"}, func(*pb.ExecuteEvent) {
+			select {
+			case started <- struct{}{}:
+			default:
+			}
+		})
+		errc <- err
+	}()
+	pid := func() int64 {
+		out, err := m.Execute(context.Background(), &pb.ExecuteRequest{NodeType: "Pid"}, func(*pb.ExecuteEvent) {})
+		if err != nil {
+			return -1
+		}
+		return out.Values["INT"].GetInt()
+	}
+	<-started
+	before := pid()
+	cancel()
+	if err := <-errc; err == nil {
+		t.Fatal("cancelled call returned no error")
+	}
+	// After the grace period the process has exited; the next call starts a
+	// fresh one.
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		if p := pid(); p > 0 && p != before {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("plugin process %d still serving 10 s after cancelling a stubborn node", before)
+		}
+		time.Sleep(100 * time.Millisecond)
 	}
 }

@@ -6,6 +6,7 @@ import (
 	"os"
 	"runtime/debug"
 	"strings"
+	"time"
 
 	"github.com/hashicorp/go-hclog"
 	"github.com/hashicorp/go-plugin"
@@ -89,6 +90,9 @@ func (s *Server) Execute(req *pb.ExecuteRequest, stream grpc.ServerStreamingServ
 	}
 	ctx := NewContext(stream.Context(), req.NodeId, stream.Send)
 	ctx.PromptID, ctx.Dirs, ctx.Workflow = req.PromptId, req.Dirs, req.Workflow
+	done := make(chan struct{})
+	defer close(done)
+	go watchCancel(ctx, done, req.NodeType)
 	outs, err := runGuarded(ctx, n, req.Inputs)
 	if err != nil {
 		if ctx.Err() != nil {
@@ -136,4 +140,30 @@ func (s *Server) Fingerprint(ctx context.Context, req *pb.FingerprintRequest) (*
 		return nil, status.Error(codes.InvalidArgument, err.Error())
 	}
 	return &pb.FingerprintResponse{Fingerprint: fp}, nil
+}
+
+// CancelGrace is how long a cancelled node may keep running before the plugin
+// process exits, so that a node that ignores cancellation cannot keep burning
+// CPU or GPU after the user pressed stop. The host restarts the plugin on its
+// next use. FACE0_CANCEL_GRACE (a Go duration) overrides it.
+var CancelGrace = 10 * time.Second
+
+func watchCancel(ctx *Context, done <-chan struct{}, nodeType string) {
+	grace := CancelGrace
+	if s := os.Getenv("FACE0_CANCEL_GRACE"); s != "" {
+		if d, err := time.ParseDuration(s); err == nil {
+			grace = d
+		}
+	}
+	select {
+	case <-done:
+		return
+	case <-ctx.Done():
+	}
+	select {
+	case <-done:
+	case <-time.After(grace):
+		fmt.Fprintf(os.Stderr, "node %s ignored cancellation for %s; exiting so the host can restart this plugin\n", nodeType, grace)
+		os.Exit(3)
+	}
 }

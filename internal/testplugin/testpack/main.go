@@ -21,6 +21,8 @@ func main() {
 		sdk.Func("Panic", panicNode, sdk.Category("test")),
 		sdk.Func("Exit", exitNode, sdk.Category("test")),
 		sdk.Func("Sleep", sleep, sdk.Category("test")),
+		sdk.Func("Stubborn", stubborn, sdk.Category("test")),
+		sdk.Func("Pid", pid, sdk.Category("test"), sdk.NonDeterministic()),
 		sdk.Func("Random", random, sdk.Category("test"), sdk.NonDeterministic()),
 		sdk.Func("MakeTensor", makeTensor, sdk.Category("test")),
 		sdk.Func("TensorSum", tensorSum, sdk.Category("test")),
@@ -181,3 +183,19 @@ type tensorLenIn struct {
 func tensorLen(_ *sdk.Context, in tensorLenIn) (intOut, error) {
 	return intOut{int64(len(in.Latent.GetTensor().GetData()))}, nil
 }
+
+type stubbornIn struct {
+	Ms int64 `face0:"ms,default=60000"`
+}
+
+// stubborn ignores cancellation, like a badly written node.
+func stubborn(ctx *sdk.Context, in stubbornIn) (intOut, error) {
+	ctx.Progress(0, 1)
+	time.Sleep(time.Duration(in.Ms) * time.Millisecond)
+	return intOut{1}, nil
+}
+
+type pidIn struct{}
+
+// pid tells tests which plugin process served them.
+func pid(*sdk.Context, pidIn) (intOut, error) { return intOut{int64(os.Getpid())}, nil }
