@@ -5,12 +5,21 @@ GO ?= go
 BIN := bin/face0
 FACE0_HOME ?= $(HOME)/.local/share/face0
 
-.PHONY: all build setup test vet serve run-example example-plugin proto bench fuzz editor
+.PHONY: all build setup setup-test test vet serve run-example example-plugin proto bench fuzz editor
 
 all: build
 
 setup:
 	@scripts/setup.sh
+
+# setup-test adds what only the tests need: Chromium for the editor's browser test.
+setup-test: setup
+	@scripts/setup-browser.sh
+
+# editor rebuilds the browser editor into editor/dist (committed, so that a Go
+# build needs no npm); editor/embed_test.go fails when dist is stale.
+editor:
+	editor/build.sh
 
 build:
 	$(GO) build -o $(BIN) ./cmd/face0
@@ -30,7 +39,7 @@ run-example: setup build example-plugin
 
 # test runs every test: set-up first (assets from package registries), then
 # vet, the whole suite, and the race detector on the engine and server.
-test: setup vet
+test: setup-test vet
 	$(GO) test -count=1 ./...
 	$(GO) test -count=1 -race ./engine/... ./plugins/... ./server/...
 

@@ -1,0 +1,35 @@
+import { createContext, useContext } from "react";
+import type { NodeSpec } from "./spec";
+
+export type EditorAPI = {
+  specs: Record<string, NodeSpec>;
+  colors: Record<string, string>;
+  /** linked inputs, as "nodeId\u0000input" */
+  linked: Set<string>;
+  setValue: (nodeId: string, input: string, value: unknown) => void;
+  setTitle: (nodeId: string, title: string) => void;
+  removeNode: (nodeId: string) => void;
+  setRandomize: (nodeId: string, input: string, on: boolean) => void;
+  uploadTo: (nodeId: string, input: string, file: File) => Promise<void>;
+};
+
+export const EditorContext = createContext<EditorAPI | null>(null);
+
+export function useEditor(): EditorAPI {
+  const c = useContext(EditorContext);
+  if (!c) throw new Error("EditorContext missing");
+  return c;
+}
+
+const fallback = ["#e57373", "#ba68c8", "#4fc3f7", "#aed581", "#ffd54f", "#a1887f", "#4db6ac", "#f48fb1"];
+
+/** typeColor gives a port type's colour: the server's, else a stable pick. */
+export function typeColor(colors: Record<string, string>, t: string): string {
+  const base = t.split(":")[0];
+  if (colors[t]) return colors[t];
+  if (colors[base]) return colors[base];
+  if (base === "*") return "#cccccc";
+  let h = 0;
+  for (let i = 0; i < base.length; i++) h = (h * 31 + base.charCodeAt(i)) >>> 0;
+  return fallback[h % fallback.length];
+}
