@@ -1,6 +1,7 @@
 package server
 
 import (
+	"encoding/json"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -19,6 +20,9 @@ type frame struct {
 	lossy bool
 	// raw is the payload, kept for tests and logs.
 	raw []byte
+	// withMeta, for previews, is the PREVIEW_IMAGE_WITH_METADATA form that
+	// names the node; sent instead of pm to clients that announced support.
+	withMeta *websocket.PreparedMessage
 }
 
 // outbox is one client's queue. Publishing never blocks: push appends under a
@@ -143,6 +147,9 @@ type client struct {
 	out  *outbox
 	done chan struct{}
 	once sync.Once
+	// previewMeta is set when the client sent ComfyUI's feature flags with
+	// supports_preview_metadata: it then gets previews that name their node.
+	previewMeta atomic.Bool
 }
 
 // hub knows the connected clients and routes frames to them.
@@ -242,7 +249,11 @@ func (c *client) writeLoop() {
 		batch, overflow := c.out.take()
 		for _, f := range batch {
 			_ = c.conn.SetWriteDeadline(time.Now().Add(writeWait))
-			if err := c.conn.WritePreparedMessage(f.pm); err != nil {
+			pm := f.pm
+			if f.withMeta != nil && c.previewMeta.Load() {
+				pm = f.withMeta
+			}
+			if err := c.conn.WritePreparedMessage(pm); err != nil {
 				c.close(websocket.CloseGoingAway, "write failed")
 				return
 			}
@@ -254,16 +265,28 @@ func (c *client) writeLoop() {
 	}
 }
 
-// readLoop consumes what the client sends (ComfyUI clients may send feature
-// flags; nothing needs an answer) so that pings, pongs and close frames are
-// processed. It returns when the connection ends.
+// readLoop consumes what the client sends, so that pings, pongs and close
+// frames are processed, and reads ComfyUI's feature flags message. It returns
+// when the connection ends.
 func (c *client) readLoop() {
 	c.conn.SetReadLimit(64 << 10)
 	_ = c.conn.SetReadDeadline(time.Now().Add(pongWait))
 	c.conn.SetPongHandler(func(string) error { return c.conn.SetReadDeadline(time.Now().Add(pongWait)) })
 	for {
-		if _, _, err := c.conn.ReadMessage(); err != nil {
+		typ, msg, err := c.conn.ReadMessage()
+		if err != nil {
 			return
+		}
+		if typ == websocket.TextMessage {
+			var m struct {
+				Type string `json:"type"`
+				Data struct {
+					PreviewMeta bool `json:"supports_preview_metadata"`
+				} `json:"data"`
+			}
+			if json.Unmarshal(msg, &m) == nil && m.Type == "feature_flags" {
+				c.previewMeta.Store(m.Data.PreviewMeta)
+			}
 		}
 		_ = c.conn.SetReadDeadline(time.Now().Add(pongWait))
 	}

@@ -14,9 +14,10 @@ import (
 
 // ComfyUI's binary event types and preview image types.
 const (
-	binaryPreviewImage = 1
-	previewJPEG        = 1
-	previewPNG         = 2
+	binaryPreviewImage             = 1
+	binaryPreviewImageWithMetadata = 4
+	previewJPEG                    = 1
+	previewPNG                     = 2
 )
 
 // jsonFrame encodes {"type": typ, "data": data}, ComfyUI's message envelope.
@@ -33,11 +34,16 @@ func jsonFrame(typ string, data any, lossy bool) *frame {
 }
 
 // previewFrame is ComfyUI's PREVIEW_IMAGE binary message: big-endian uint32
-// event type 1, uint32 image type (1 JPEG, 2 PNG), then the encoded image.
-func previewFrame(format string, img []byte) *frame {
+// event type 1, uint32 image type (1 JPEG, 2 PNG), then the encoded image. It
+// also carries the PREVIEW_IMAGE_WITH_METADATA form (event type 4, uint32
+// length of a JSON object naming the node and prompt, that JSON, the image)
+// for clients that ask for it: with branches running in parallel, only that
+// form tells which node a preview belongs to.
+func previewFrame(format string, img []byte, node, promptID string) *frame {
 	kind := uint32(previewPNG)
+	mime := "image/png"
 	if format == "jpeg" || format == "jpg" {
-		kind = previewJPEG
+		kind, mime = previewJPEG, "image/jpeg"
 	}
 	b := make([]byte, 8+len(img))
 	binary.BigEndian.PutUint32(b[0:], binaryPreviewImage)
@@ -47,7 +53,18 @@ func previewFrame(format string, img []byte) *frame {
 	if err != nil {
 		return nil
 	}
-	return &frame{pm: pm, lossy: true, raw: b}
+	meta, _ := json.Marshal(map[string]any{"node_id": node, "display_node_id": node, "real_node_id": node,
+		"parent_node_id": nil, "prompt_id": promptID, "image_type": mime})
+	m := make([]byte, 8+len(meta)+len(img))
+	binary.BigEndian.PutUint32(m[0:], binaryPreviewImageWithMetadata)
+	binary.BigEndian.PutUint32(m[4:], uint32(len(meta)))
+	copy(m[8:], meta)
+	copy(m[8+len(meta):], img)
+	withMeta, err := websocket.NewPreparedMessage(websocket.BinaryMessage, m)
+	if err != nil {
+		return nil
+	}
+	return &frame{pm: pm, lossy: true, raw: b, withMeta: withMeta}
 }
 
 func statusData(queueRemaining int, sid string) map[string]any {
@@ -112,7 +129,7 @@ func (r *runSink) Emit(e events.Event) {
 	case events.Progress:
 		r.send(jsonFrame("progress", map[string]any{"value": e.Value, "max": e.Max, "prompt_id": id, "node": e.Node}, true))
 	case events.Preview:
-		r.send(previewFrame(e.Format, e.Data))
+		r.send(previewFrame(e.Format, e.Data, e.Node, id))
 	case events.Log:
 		// Not a ComfyUI message; ComfyUI clients ignore types they do not know.
 		r.send(jsonFrame("face0_log", map[string]any{"prompt_id": id, "node": e.Node, "level": e.Level, "message": e.Message}, true))

@@ -2,6 +2,7 @@ package server
 
 import (
 	"bytes"
+	"encoding/binary"
 	"encoding/json"
 	"io"
 	"net/http"
@@ -149,6 +150,44 @@ func TestNativeWorkflowAndPreviews(t *testing.T) {
 	}
 	if executed["node"] != "slow" || executed["display_node"] != "slow" || !reflect.DeepEqual(executed["output"], map[string]any{"text": []any{"done"}}) {
 		t.Errorf("executed = %v", executed)
+	}
+}
+
+// A client that announces supports_preview_metadata gets previews that name
+// their node (PREVIEW_IMAGE_WITH_METADATA), others keep the plain form.
+func TestPreviewMetadata(t *testing.T) {
+	ts := startServer(t, newHome(t))
+	ws := dialWS(t, ts.url, "?clientId=m")
+	readUntil(t, ws, 5*time.Second, func(m wsMsg) bool { return m.Type == "status" })
+	if err := ws.WriteJSON(map[string]any{"type": "feature_flags", "data": map[string]any{"supports_preview_metadata": true}}); err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(100 * time.Millisecond) // the flag is read by the server's reader goroutine
+	id := submit(t, ts.url, map[string]any{"prompt": slowPrompt(2, 5, true), "client_id": "m"})
+	msgs := readUntil(t, ws, 10*time.Second, finished(id))
+	var seen int
+	for _, m := range msgs {
+		if m.Type != "binary" {
+			continue
+		}
+		seen++
+		if len(m.Bin) < 8 || binary.BigEndian.Uint32(m.Bin) != 4 {
+			t.Fatalf("preview frame starts % x, want event type 4", m.Bin[:min(8, len(m.Bin))])
+		}
+		n := binary.BigEndian.Uint32(m.Bin[4:])
+		var meta map[string]any
+		if err := json.Unmarshal(m.Bin[8:8+n], &meta); err != nil {
+			t.Fatal(err)
+		}
+		if meta["node_id"] != "slow" || meta["prompt_id"] != id || meta["image_type"] != "image/png" {
+			t.Errorf("metadata = %v", meta)
+		}
+		if !bytes.HasPrefix(m.Bin[8+n:], []byte{0x89, 'P', 'N', 'G'}) {
+			t.Error("no PNG after the metadata")
+		}
+	}
+	if seen != 2 {
+		t.Errorf("got %d previews, want 2", seen)
 	}
 }
 

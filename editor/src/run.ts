@@ -138,6 +138,9 @@ export function connect(clientId: string) {
     socket = ws;
     ws.onopen = () => {
       retry = 500;
+      // Ask for previews that name their node, so parallel branches each
+      // show their own (ComfyUI's PREVIEW_IMAGE_WITH_METADATA).
+      ws.send(JSON.stringify({ type: "feature_flags", data: { supports_preview_metadata: true } }));
       setRun((s) => ({ ...s, connected: true }));
     };
     ws.onclose = () => {
