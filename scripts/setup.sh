@@ -42,4 +42,20 @@ if [ ! -f "$ort_lib" ]; then
   mv "$ort_lib.partial" "$ort_lib"
   rm -rf "$cache/onnxruntime-node"
 fi
+# pigo's pretrained frontal face cascade (MIT), for DetectFace's pigo backend. The
+# file ships inside the Go module github.com/esimov/pigo (a go.mod dependency), so
+# it comes from the Go module cache, not from npm. install (not cp) because module
+# cache files are read-only, and a second run must be able to overwrite the copy.
+pigo_dest="$cache/pigo/facefinder"
+if [ ! -f "$pigo_dest" ]; then
+  pigo_dir=$(cd "$(dirname "$0")/.." && go mod download -json github.com/esimov/pigo@v1.4.6 \
+    | sed -n 's/^[[:space:]]*"Dir": "\(.*\)",$/\1/p')
+  if [ -z "$pigo_dir" ] || [ ! -f "$pigo_dir/cascade/facefinder" ]; then
+    echo "setup: could not find pigo's cascade/facefinder in the Go module cache" >&2
+    exit 1
+  fi
+  mkdir -p "$cache/pigo"
+  install -m 0644 "$pigo_dir/cascade/facefinder" "$pigo_dest.partial"
+  mv "$pigo_dest.partial" "$pigo_dest"
+fi
 echo "face0 assets ready in $cache"

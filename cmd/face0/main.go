@@ -8,6 +8,7 @@ import (
 	"sort"
 
 	"github.com/face0/face0/internal/config"
+	facepack "github.com/face0/face0/nodes/face"
 	imagepack "github.com/face0/face0/nodes/image"
 	"github.com/face0/face0/plugins/sdk"
 )
@@ -16,6 +17,7 @@ import (
 // host re-executes the binary as `face0 plugin <name>`.
 var builtinPacks = map[string]func() sdk.Pack{
 	"image": func() sdk.Pack { return imagepack.Pack(config.Version) },
+	"face":  func() sdk.Pack { return facepack.Pack(config.Version) },
 }
 
 func builtinNames() []string {

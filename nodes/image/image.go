@@ -9,10 +9,12 @@ import (
 	"errors"
 	"fmt"
 	"image"
+	stddraw "image/draw"
 	"image/png"
 	"io"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"sync/atomic"
 	"time"
@@ -33,7 +35,7 @@ import (
 func Pack(version string) sdk.Pack {
 	return sdk.Pack{Name: "image", Version: version, Nodes: []sdk.Node{
 		sdk.Func("LoadImage", loadImage, sdk.Category("image"),
-			sdk.Describe("Loads a PNG, JPEG, GIF or WebP image from the input folder."),
+			sdk.Describe("Loads a PNG, JPEG, GIF or WebP image from the input folder, turned upright by its EXIF orientation; transparent images are put on white (or keep their alpha), and MASK gives the alpha."),
 			sdk.WithFingerprint(fingerprintImage)),
 		sdk.Func("SaveImage", saveImage, sdk.Category("image"), sdk.OutputNode(),
 			sdk.Describe("Saves images as PNG in the output folder; each file carries the workflow that made it.")),
@@ -44,15 +46,38 @@ func Pack(version string) sdk.Pack {
 	}}
 }
 
-// MaxPixels refuses decompression bombs before decoding: checked from the header.
+// MaxPixels is the default cap on an image's width times height, checked
+// from the header before decoding so that a decompression bomb (a tiny file
+// claiming 100000x100000 pixels) is refused instead of allocating 40 GB.
+// FACE0_MAX_PIXELS overrides it per process.
 var MaxPixels int64 = 40_000_000
+
+// EnvMaxPixels names the environment variable that overrides MaxPixels: a
+// whole number of pixels (40000000 is 40 megapixels). The host's environment
+// reaches the plugin process, so setting it where face0 runs is enough.
+const EnvMaxPixels = "FACE0_MAX_PIXELS"
+
+// maxPixels is the cap in force: FACE0_MAX_PIXELS when set, else MaxPixels.
+func maxPixels() (int64, error) {
+	s := os.Getenv(EnvMaxPixels)
+	if s == "" {
+		return MaxPixels, nil
+	}
+	n, err := strconv.ParseInt(strings.TrimSpace(s), 10, 64)
+	if err != nil || n <= 0 {
+		return 0, fmt.Errorf("%s=%q is not a positive whole number of pixels (e.g. 40000000 for 40 megapixels)", EnvMaxPixels, s)
+	}
+	return n, nil
+}
 
 type loadIn struct {
 	Image string `face0:"image,maxlen=1024" doc:"file name inside the input folder"`
+	Alpha string `face0:"alpha,enum=white|keep,default=white" doc:"transparent images: white composites them onto white (RGB out); keep passes the alpha channel on (RGBA out). Either way MASK carries the alpha."`
 }
 
 type loadOut struct {
 	Image sdk.Image `face0:"IMAGE"`
+	Mask  sdk.Raw   `face0:"MASK,type=MASK" doc:"the alpha channel, uint8 [1,H,W]: 255 opaque, 0 transparent (all 255 for images without alpha)"`
 }
 
 // resolveInput confines a user-supplied name to the input folder.
@@ -115,11 +140,18 @@ func loadImage(ctx *sdk.Context, in loadIn) (loadOut, error) {
 	if err != nil {
 		return loadOut{}, err
 	}
+	mask := alphaMask(img)
+	if in.Alpha != "keep" {
+		onWhite(img)
+	}
 	out, err := sdk.ImageOf(img)
-	return loadOut{Image: out}, err
+	return loadOut{Image: out, Mask: mask}, err
 }
 
-func decodeFile(path, name string) (image.Image, error) {
+// decodeFile reads and decodes an image file, refusing what is over the
+// pixel cap before decoding, and returns it upright (EXIF orientation
+// applied) as NRGBA with bounds at the origin.
+func decodeFile(path, name string) (*image.NRGBA, error) {
 	data, err := os.ReadFile(path)
 	if err != nil {
 		return nil, fmt.Errorf("image %q: %w", name, err)
@@ -127,18 +159,68 @@ func decodeFile(path, name string) (image.Image, error) {
 	if len(data) == 0 {
 		return nil, fmt.Errorf("image %q is an empty file", name)
 	}
+	limit, err := maxPixels()
+	if err != nil {
+		return nil, err
+	}
 	cfg, format, err := image.DecodeConfig(bytes.NewReader(data))
 	if err != nil {
 		return nil, fmt.Errorf("image %q is not a PNG, JPEG, GIF or WebP image (%v)", name, err)
 	}
-	if px := int64(cfg.Width) * int64(cfg.Height); px > MaxPixels || cfg.Width <= 0 || cfg.Height <= 0 {
-		return nil, fmt.Errorf("image %q is %dx%d pixels, over the limit of %d megapixels; refusing to decode it", name, cfg.Width, cfg.Height, MaxPixels/1_000_000)
+	if px := int64(cfg.Width) * int64(cfg.Height); px > limit || cfg.Width <= 0 || cfg.Height <= 0 {
+		return nil, fmt.Errorf("image %q is %dx%d pixels, over the limit of %s pixels; refusing to decode it (raise %s to allow larger images)", name, cfg.Width, cfg.Height, humanPixels(limit), EnvMaxPixels)
 	}
 	img, _, err := image.Decode(bytes.NewReader(data))
 	if err != nil {
 		return nil, fmt.Errorf("image %q: corrupt or truncated %s data: %v", name, format, err)
 	}
-	return img, nil
+	n, ok := img.(*image.NRGBA)
+	if !ok || n.Rect.Min != (image.Point{}) {
+		b := img.Bounds()
+		n = image.NewNRGBA(image.Rect(0, 0, b.Dx(), b.Dy()))
+		stddraw.Draw(n, n.Rect, img, b.Min, stddraw.Src)
+	}
+	return orient(n, exifOrientation(data)), nil
+}
+
+// humanPixels writes a pixel count as megapixels when it is a whole number
+// of them ("40 million"), else as is.
+func humanPixels(n int64) string {
+	if n%1_000_000 == 0 {
+		return fmt.Sprintf("%d million", n/1_000_000)
+	}
+	return strconv.FormatInt(n, 10)
+}
+
+// alphaMask is img's alpha channel as a MASK value, uint8 [1,H,W].
+func alphaMask(img *image.NRGBA) *pb.Value {
+	b := img.Bounds()
+	data := make([]byte, b.Dx()*b.Dy())
+	for y := 0; y < b.Dy(); y++ {
+		row := img.Pix[img.PixOffset(b.Min.X, b.Min.Y+y):]
+		for x := 0; x < b.Dx(); x++ {
+			data[y*b.Dx()+x] = row[4*x+3]
+		}
+	}
+	return &pb.Value{Type: "MASK", Kind: &pb.Value_Tensor{Tensor: &pb.Tensor{
+		Dtype: pb.Tensor_UINT8, Shape: []int64{1, int64(b.Dy()), int64(b.Dx())}, Data: data,
+	}}}
+}
+
+// onWhite composites img onto white in place (straight alpha: c*a + 255*(1-a),
+// rounded) and makes it opaque, so that transparent areas do not turn black
+// when the alpha is dropped downstream.
+func onWhite(img *image.NRGBA) {
+	for i := 0; i+3 < len(img.Pix); i += 4 {
+		a := uint32(img.Pix[i+3])
+		if a == 255 {
+			continue
+		}
+		for c := 0; c < 3; c++ {
+			img.Pix[i+c] = uint8((uint32(img.Pix[i+c])*a + 255*(255-a) + 127) / 255)
+		}
+		img.Pix[i+3] = 255
+	}
 }
 
 type saveIn struct {
@@ -254,7 +336,11 @@ type scaleIn struct {
 	Method string    `face0:"method,enum=bilinear|nearest|catmull-rom,default=bilinear"`
 }
 
-func scaleImage(ctx *sdk.Context, in scaleIn) (loadOut, error) {
+type scaleOut struct {
+	Image sdk.Image `face0:"IMAGE"`
+}
+
+func scaleImage(ctx *sdk.Context, in scaleIn) (scaleOut, error) {
 	var k draw.Interpolator = draw.BiLinear
 	switch in.Method {
 	case "nearest":
@@ -270,5 +356,5 @@ func scaleImage(ctx *sdk.Context, in scaleIn) (loadOut, error) {
 		ctx.Progress(int64(i+1), int64(len(in.Images.Batch)))
 	}
 	img, err := sdk.ImageOf(out...)
-	return loadOut{Image: img}, err
+	return scaleOut{Image: img}, err
 }
