@@ -9,6 +9,7 @@ import (
 
 	"github.com/face0/face0/internal/config"
 	facepack "github.com/face0/face0/nodes/face"
+	face0pack "github.com/face0/face0/nodes/face0"
 	imagepack "github.com/face0/face0/nodes/image"
 	"github.com/face0/face0/plugins/sdk"
 )
@@ -18,6 +19,7 @@ import (
 var builtinPacks = map[string]func() sdk.Pack{
 	"image": func() sdk.Pack { return imagepack.Pack(config.Version) },
 	"face":  func() sdk.Pack { return facepack.Pack(config.Version) },
+	"face0": func() sdk.Pack { return face0pack.Pack(config.Version) },
 }
 
 func builtinNames() []string {
@@ -35,6 +37,7 @@ Usage:
   face0 run WORKFLOW.json|IMAGE.png [--set NODE.INPUT=VALUE ...] [--out DIR] [--input DIR] [--no-cache]
   face0 nodes [--json]
   face0 serve [--listen 127.0.0.1:8188] [--token TOKEN]   (web API and editor)
+  face0 models make-tiny|check|list [DIR]
   face0 version
 
 Folders live under $FACE0_HOME (default ~/.local/share/face0): input/, output/,
@@ -54,6 +57,8 @@ func main() {
 		err = cmdNodes(os.Args[2:])
 	case "serve":
 		err = cmdServe(os.Args[2:])
+	case "models":
+		err = cmdModels(os.Args[2:])
 	case "plugin":
 		cmdPlugin(os.Args[2:])
 	case "version", "--version":

@@ -87,6 +87,11 @@ func Open(ctx context.Context, o Options) (*App, error) {
 	}
 	sources = append(sources, found...)
 	sources = append(sources, o.Extra...)
+	// Plugins learn the folders at start too, not only with each execution:
+	// node specs list choices (models on disk) before anything runs.
+	for i := range sources {
+		sources[i].Env = append(sources[i].Env, "FACE0_MODELS="+dirs.Models, "FACE0_INPUT="+dirs.Input)
+	}
 	if len(sources) == 0 {
 		return nil, errors.New("no node packs to start")
 	}
