@@ -146,6 +146,10 @@ func TestNodesList(t *testing.T) {
 	if code != 0 {
 		t.Fatal(stderr)
 	}
+	// A fresh home (no models yet) must not lose nodes to invalid specs.
+	if strings.Contains(stderr, "warning") {
+		t.Fatalf("face0 nodes warned on a fresh home:\n%s", stderr)
+	}
 	var nodes []map[string]any
 	if err := json.Unmarshal([]byte(stdout), &nodes); err != nil {
 		t.Fatal(err)
@@ -154,7 +158,7 @@ func TestNodesList(t *testing.T) {
 	for _, n := range nodes {
 		have[n["type"].(string)] = true
 	}
-	for _, want := range []string{"LoadImage", "SaveImage", "ImageScale", "Invert", "BoxBlur"} {
+	for _, want := range []string{"LoadImage", "SaveImage", "ImageScale", "Invert", "BoxBlur", "DetectFace", "EmbedFace", "EncodeText", "Face0Sampler", "Decode", "RandomEmbedding", "Interpolate"} {
 		if !have[want] {
 			t.Errorf("nodes lacks %s", want)
 		}

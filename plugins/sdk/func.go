@@ -310,6 +310,11 @@ func (n *funcNode) Spec() *pb.NodeSpec {
 		if choices, ok := n.choices[p.name]; ok {
 			schema = cloneMap(schema)
 			vals := choices()
+			if vals == nil {
+				// An empty list, not null: "no choices yet" (no model on disk)
+				// must still be a valid schema, or the node would vanish.
+				vals = []string{}
+			}
 			schema["enum"] = vals
 			if _, ok := schema["default"]; !ok && len(vals) > 0 {
 				schema["default"] = vals[0]

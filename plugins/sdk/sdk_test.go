@@ -95,6 +95,17 @@ func TestSpecFromTags(t *testing.T) {
 	}
 }
 
+// With no choices (no model on disk yet) the schema still validates: an empty
+// enum, not null, or the node would be dropped from the catalog.
+func TestEmptyChoicesStayAnArray(t *testing.T) {
+	n := Func("Demo", demo, Choices("mode", func() []string { return nil }))
+	for _, p := range n.Spec().Inputs {
+		if p.Name == "mode" && !strings.Contains(p.Schema, `"enum":[]`) {
+			t.Fatalf("schema %s", p.Schema)
+		}
+	}
+}
+
 func TestFuncExecute(t *testing.T) {
 	n := Func("Demo", demo)
 	img, _ := value.Images(image.NewNRGBA(image.Rect(0, 0, 2, 2)))
