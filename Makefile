@@ -24,15 +24,18 @@ editor:
 build:
 	$(GO) build -o $(BIN) ./cmd/face0
 
-# example-plugin installs what the default workflow uses: the example
-# third-party plugin into face0's plugins folder, and the example inputs into
-# its input folder (never replacing a user's file).
-example-plugin:
+# example-plugin installs what the example workflows use: the example
+# third-party plugin into face0's plugins folder, the example inputs and a demo
+# photo into its input folder (never replacing a user's file), and the default
+# model (the tiny one until a trained model is installed).
+FACE0_CACHE ?= $(HOME)/.cache/face0
+example-plugin: build
 	$(GO) build -o $(FACE0_HOME)/plugins/imagefx ./examples/plugins/imagefx
-	@mkdir -p $(FACE0_HOME)/input && cp -n examples/inputs/* $(FACE0_HOME)/input/
+	@mkdir -p $(FACE0_HOME)/input && cp -n examples/inputs/* $(FACE0_CACHE)/face-api/demo/sample1.jpg $(FACE0_HOME)/input/
+	@test -f $(FACE0_HOME)/models/tiny/face0.json || $(BIN) models make-tiny $(FACE0_HOME)/models/tiny
 
 serve: setup build example-plugin
-	$(BIN) serve --home $(FACE0_HOME)
+	$(BIN) serve --home $(FACE0_HOME) --default-workflow examples/workflows/face0-default.json
 
 run-example: setup build example-plugin
 	$(BIN) run examples/workflows/imagefx.json --home $(FACE0_HOME) --input examples/inputs --out out

@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"github.com/face0/face0/editor"
+	"github.com/face0/face0/engine/workflow"
 	"github.com/face0/face0/internal/config"
 	"github.com/face0/face0/server"
 )
@@ -30,6 +31,7 @@ func cmdServe(args []string) error {
 	c.register(flags)
 	listen := flags.String("listen", "127.0.0.1:8188", "address to listen on (host:port)")
 	token := flags.String("token", os.Getenv("FACE0_TOKEN"), "require this bearer token on every request (default $FACE0_TOKEN)")
+	defaultWF := flags.String("default-workflow", "", "workflow file the editor opens on a first visit (default: the built-in example)")
 	var origins setFlags
 	flags.Var(&origins, "allow-origin", "let browser pages from this origin call the API (e.g. http://localhost:5173); repeatable")
 	flags.Usage = func() {
@@ -55,6 +57,17 @@ func cmdServe(args []string) error {
 	opts := []server.Option{server.WithVersion(config.Version), server.WithAllowedOrigins(origins...)}
 	if *token != "" {
 		opts = append(opts, server.WithToken(*token))
+	}
+	if *defaultWF != "" {
+		w, _, err := workflow.ReadFile(*defaultWF)
+		if err != nil {
+			return fmt.Errorf("--default-workflow: %w", err)
+		}
+		b, err := w.Marshal()
+		if err != nil {
+			return err
+		}
+		opts = append(opts, server.WithDefaultWorkflow(b))
 	}
 	if editorFiles != nil {
 		opts = append(opts, server.WithEditor(editorFiles))
