@@ -17,6 +17,11 @@ type Example struct {
 	Latent    []float32
 	Context   []float32
 	Embedding []float32
+	// NoFace marks an example without a face (none was found in the
+	// image): its face tokens are always zeroed, as a dropped face's are.
+	// The face-drop coin is still drawn, so the random streams do not
+	// depend on it.
+	NoFace bool
 }
 
 // Dataset is random access to encoded examples. Example must return the
@@ -91,6 +96,7 @@ func makeBatch(cfg Config, alphasCumprod []float64, data Dataset, idx []int, str
 		Emb:       make([]float32, 0, B*m.EmbeddingDim),
 		Keep:      make([]float32, B),
 	}
+	noFace := make([]bool, 0, B)
 	for _, i := range idx {
 		ex, err := data.Example(i)
 		if err != nil {
@@ -104,6 +110,7 @@ func makeBatch(cfg Config, alphasCumprod []float64, data Dataset, idx []int, str
 		b.Latents = append(b.Latents, ex.Latent...)
 		b.Context = append(b.Context, ex.Context...)
 		b.Emb = append(b.Emb, ex.Embedding...)
+		noFace = append(noFace, ex.NoFace)
 	}
 	g := face0.NewGaussian(stream, domainBatch)
 	n := len(alphasCumprod)
@@ -113,7 +120,7 @@ func makeBatch(cfg Config, alphasCumprod []float64, data Dataset, idx []int, str
 		b.Timesteps[s] = float32(t)
 		b.SqrtAB[s] = float32(math.Sqrt(ab))
 		b.Sqrt1mAB[s] = float32(math.Sqrt(1 - ab))
-		if g.Uniform() >= cfg.FaceDropProb {
+		if g.Uniform() >= cfg.FaceDropProb && !noFace[s] {
 			b.Keep[s] = 1
 		}
 	}

@@ -11,6 +11,7 @@ import (
 	facepack "github.com/face0/face0/nodes/face"
 	face0pack "github.com/face0/face0/nodes/face0"
 	imagepack "github.com/face0/face0/nodes/image"
+	trainpack "github.com/face0/face0/nodes/train"
 	"github.com/face0/face0/plugins/sdk"
 )
 
@@ -20,6 +21,7 @@ var builtinPacks = map[string]func() sdk.Pack{
 	"image": func() sdk.Pack { return imagepack.Pack(config.Version) },
 	"face":  func() sdk.Pack { return facepack.Pack(config.Version) },
 	"face0": func() sdk.Pack { return face0pack.Pack(config.Version) },
+	"train": func() sdk.Pack { return trainpack.Pack(config.Version) },
 }
 
 func builtinNames() []string {
@@ -37,7 +39,8 @@ Usage:
   face0 run WORKFLOW.json|IMAGE.png [--set NODE.INPUT=VALUE ...] [--out DIR] [--input DIR] [--no-cache]
   face0 nodes [--json]
   face0 serve [--listen 127.0.0.1:8188] [--token TOKEN]   (web API and editor)
-  face0 models make-tiny|check|list [DIR]
+  face0 train DATASET --out MODEL_DIR [--steps N --batch B --lr X --resume]
+  face0 synthfaces DIR [--train N --heldout M --per-identity K --seed S]
   face0 version
 
 Folders live under $FACE0_HOME (default ~/.local/share/face0): input/, output/,
@@ -59,6 +62,10 @@ func main() {
 		err = cmdServe(os.Args[2:])
 	case "models":
 		err = cmdModels(os.Args[2:])
+	case "train":
+		err = cmdTrain(os.Args[2:])
+	case "synthfaces":
+		err = cmdSynthfaces(os.Args[2:])
 	case "plugin":
 		cmdPlugin(os.Args[2:])
 	case "version", "--version":

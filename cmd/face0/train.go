@@ -1,0 +1,160 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"os/signal"
+	"path/filepath"
+	"syscall"
+	"time"
+
+	"github.com/face0/face0/internal/config"
+	"github.com/face0/face0/training/data"
+	"github.com/face0/face0/training/pipeline"
+)
+
+const trainUsage = `usage: face0 train DATASET [--out MODEL_DIR] [--steps N] [--batch B] [--lr X] [--resume] [flags]
+
+Encodes DATASET (metadata.jsonl, or images with .txt captions; a synthfaces
+folder's train/ split), trains a Face0 model on it and writes the model folder
+MODEL_DIR (default: <models folder>/trained). The run's state (encoded
+dataset, checkpoints, losses.csv, loss.png) lives in --run (default:
+.train/<name> beside MODEL_DIR). Ctrl-C writes a checkpoint; --resume
+continues from it.
+`
+
+func cmdTrain(args []string) error {
+	fs := flag.NewFlagSet("train", flag.ContinueOnError)
+	root := os.Getenv("FACE0_MODELS")
+	if root == "" {
+		root = filepath.Join(config.Home(), "models")
+	}
+	out := fs.String("out", filepath.Join(root, "trained"), "model folder to write")
+	run := fs.String("run", "", "run folder (default: .train/<name> beside --out)")
+	steps := fs.Int("steps", 500, "total optimizer steps")
+	batch := fs.Int("batch", 8, "examples per step")
+	lr := fs.Float64("lr", 1e-3, "AdamW learning rate")
+	resume := fs.Bool("resume", false, "continue from the run's latest checkpoint")
+	every := fs.Int("checkpoint-every", 100, "steps between checkpoints")
+	seed := fs.Uint64("seed", 0, "weights, data order and noise")
+	preset := fs.String("preset", "tiny", "model size: tiny (width 64, 2 blocks) or small (width 128, 4 blocks)")
+	face := fs.String("face", data.FaceAuto, "face embeddings: auto, precomputed (metadata) or detect (face-api)")
+	noFace := fs.String("no-face", data.NoFaceZero, "images without a face: zero (keep, face tokens zeroed) or skip")
+	size := fs.Int("size", 32, "image side the dataset is fitted to")
+	factor := fs.Int("factor", 4, "space-to-depth factor of the latent (32 px / 4 = 8x8 latents of 48 channels)")
+	vocab := fs.String("vocab", data.VocabAuto, "tokenizer of the frozen text encoder: auto (CLIP's from ../shared/clip when found), tiny, or a bpe_simple_vocab_16e6.txt.gz path")
+	plain := fs.Bool("plain", false, "plain log lines even on a terminal")
+	fs.Usage = func() {
+		fmt.Fprint(os.Stderr, trainUsage)
+		fs.PrintDefaults()
+	}
+	pos, err := parseInterleaved(fs, args)
+	if err != nil {
+		return exitCode(2)
+	}
+	if len(pos) != 1 {
+		fs.Usage()
+		return exitCode(2)
+	}
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+
+	p := newTrainProgress(os.Stderr, !*plain && isTerminal(os.Stderr))
+	res, err := pipeline.Run(ctx, pipeline.Options{
+		Dataset: pos[0], Out: *out, RunDir: *run,
+		Steps: *steps, Batch: *batch, LR: *lr, Seed: *seed, CheckpointEvery: *every, Resume: *resume, Preset: *preset,
+		Prep: data.Options{
+			Latent: data.Latent{Size: *size, Factor: *factor},
+			Face:   *face, NoFace: *noFace, Vocab: *vocab, Models: filepath.Dir(filepath.Clean(*out)),
+		},
+		Logf:       p.logf,
+		OnProgress: p.progress,
+	})
+	p.done()
+	if errors.Is(err, pipeline.ErrCancelled) {
+		return fmt.Errorf("%w\nrun the same command with --resume to continue", err)
+	}
+	if err != nil {
+		return err
+	}
+	fmt.Printf("wrote %s: %d steps, fixed-batch loss %.4f -> %.4f, %.3f s/step, %d examples (%d skipped); run folder %s\n",
+		res.ModelDir, res.Steps, res.EvalStart, res.EvalEnd, res.StepSeconds, res.Prepared.Count, len(res.Prepared.Problems), res.RunDir)
+	return nil
+}
+
+// trainProgress draws one bar line, redrawn in place on a terminal, or a
+// line per 10% otherwise; log lines go above it.
+type trainProgress struct {
+	w     io.Writer
+	tty   bool
+	line  string
+	drawn bool
+	last  time.Time
+	pct   map[string]int
+}
+
+func newTrainProgress(w io.Writer, tty bool) *trainProgress {
+	return &trainProgress{w: w, tty: tty, pct: map[string]int{}}
+}
+
+func (t *trainProgress) clear() {
+	if t.tty && t.drawn {
+		fmt.Fprint(t.w, "\r\x1b[2K")
+		t.drawn = false
+	}
+}
+
+func (t *trainProgress) logf(format string, args ...any) {
+	t.clear()
+	fmt.Fprintf(t.w, format+"\n", args...)
+	t.redraw()
+}
+
+func (t *trainProgress) redraw() {
+	if t.tty && t.line != "" {
+		fmt.Fprint(t.w, "\r\x1b[2K"+t.line)
+		t.drawn = true
+		t.last = time.Now()
+	}
+}
+
+func (t *trainProgress) progress(p pipeline.Progress) {
+	var line string
+	switch p.Phase {
+	case "prepare":
+		line = fmt.Sprintf("prepare %s %d/%d images", bar(int64(p.Done), int64(p.Total), 30), p.Done, p.Total)
+	case "train":
+		line = fmt.Sprintf("train   %s %d/%d loss %.4f (%.4f)", bar(int64(p.Done), int64(p.Total), 30), p.Done, p.Total, p.Loss, p.Smoothed)
+		if p.StepsPerSec > 0 {
+			line += fmt.Sprintf(" %.2f steps/s ETA %s", p.StepsPerSec, p.ETA)
+		}
+	case "export":
+		line = "exporting the model folder"
+	}
+	t.line = line
+	if t.tty {
+		if p.Done == p.Total || p.Checkpoint != "" || time.Since(t.last) > 100*time.Millisecond {
+			t.redraw()
+		}
+		return
+	}
+	pct := 0
+	if p.Total > 0 {
+		pct = p.Done * 10 / p.Total
+	}
+	if old, ok := t.pct[p.Phase]; !ok || pct != old {
+		t.pct[p.Phase] = pct
+		fmt.Fprintln(t.w, line)
+	}
+}
+
+func (t *trainProgress) done() {
+	if t.tty && t.drawn {
+		fmt.Fprintln(t.w)
+		t.drawn = false
+	}
+}

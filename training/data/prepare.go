@@ -1,0 +1,698 @@
+package data
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/binary"
+	"encoding/hex"
+	"encoding/json"
+	"fmt"
+	"image"
+	_ "image/jpeg" // dataset images may be JPEG
+	_ "image/png"
+	"math"
+	"os"
+	"path/filepath"
+	"runtime"
+	"sync"
+	"time"
+
+	"github.com/face0/face0/internal/assets"
+	"github.com/face0/face0/ml/clip"
+	f0 "github.com/face0/face0/ml/face0"
+	"github.com/face0/face0/ml/onnx"
+	"github.com/face0/face0/ml/ort"
+	"github.com/face0/face0/ml/safetensors"
+	"github.com/face0/face0/ml/sdmodel"
+	"github.com/face0/face0/training"
+)
+
+// Face embedding sources.
+const (
+	FacePrecomputed = "precomputed" // a metadata field (synthfaces' identity_embedding)
+	FaceDetect      = "detect"      // face-api: largest face, Face0 crop, 128-d descriptor
+	FaceAuto        = "auto"        // precomputed when the records carry embeddings, else detect
+)
+
+// What to do with an image without a face (or without a precomputed
+// embedding).
+const (
+	NoFaceZero = "zero" // keep it; its face tokens are always zeroed (a no-face example)
+	NoFaceSkip = "skip" // leave it out (reported as a problem)
+)
+
+// Vocabulary choices for the frozen text encoder's tokenizer.
+const (
+	VocabAuto = "auto" // CLIP's BPE from ../shared/clip when found, else tiny
+	VocabTiny = "tiny" // ml/sdmodel's small byte-level vocabulary
+)
+
+// Options configure Prepare. Zero fields take the defaults in brackets.
+type Options struct {
+	Latent Latent // [DefaultLatent: 32 px, factor 4]
+	Face   string // FaceAuto, FacePrecomputed or FaceDetect [auto]
+	NoFace string // NoFaceZero or NoFaceSkip [zero]
+	Scan   ScanOptions
+	// FaceAPIDir is face-api's model/ folder for the detect mode ["":
+	// FaceAPIModelDir(“”, Models)]; Models is a models folder to look in.
+	FaceAPIDir, Models string
+
+	// TextEncoder sizes the frozen, seeded-random text encoder (ml/sdmodel's
+	// generated CLIP-like one; only its text fields and Seed matter)
+	// [sdmodel.TinyConfig()].
+	TextEncoder sdmodel.Config
+	// Vocab is VocabAuto, VocabTiny, or the path of
+	// bpe_simple_vocab_16e6.txt.gz [auto].
+	Vocab string
+
+	Workers int // [GOMAXPROCS]
+	// Progress is called as images are encoded (done of total), Logf with
+	// notes (skipped files, truncated captions); both may be nil.
+	Progress func(done, total int)
+	Logf     func(format string, args ...any)
+}
+
+func (o Options) norm() Options {
+	if o.Latent == (Latent{}) {
+		o.Latent = DefaultLatent()
+	}
+	if o.Face == "" {
+		o.Face = FaceAuto
+	}
+	if o.NoFace == "" {
+		o.NoFace = NoFaceZero
+	}
+	if o.TextEncoder.TextWidth == 0 {
+		t := sdmodel.TinyConfig()
+		t.Seed = o.TextEncoder.Seed
+		if t.Seed == 0 {
+			t.Seed = 1
+		}
+		o.TextEncoder = t
+	}
+	o.TextEncoder.Name = "frozen-text-encoder"
+	if o.Vocab == "" {
+		o.Vocab = VocabAuto
+	}
+	if o.Workers <= 0 {
+		o.Workers = runtime.GOMAXPROCS(0)
+	}
+	if o.Progress == nil {
+		o.Progress = func(int, int) {}
+	}
+	if o.Logf == nil {
+		o.Logf = func(string, ...any) {}
+	}
+	return o
+}
+
+// Cache files inside a prepared folder.
+const (
+	InfoFile     = "info.json"
+	ExamplesFile = "examples.safetensors"
+	EncoderDir   = "encoder"      // the frozen text encoder + tokenizer (a complete ml/sdmodel folder)
+	MixtureFile  = "mixture.json" // ml/face0 Mixture over the training embeddings
+	InfoFormat   = "face0-prepared/1"
+)
+
+// Info describes a prepared dataset (info.json).
+type Info struct {
+	Format  string `json:"format"`
+	Key     string `json:"key"` // hash of the listing and options; a different key re-encodes
+	Dataset string `json:"dataset"`
+
+	Count    int       `json:"count"`
+	Files    []string  `json:"files"`
+	Problems []Problem `json:"problems,omitempty"`
+	NoFace   int       `json:"no_face"`   // examples kept with zeroed face tokens
+	Truncate int       `json:"truncated"` // captions longer than the text positions before the face tokens
+
+	ImageSize      int     `json:"image_size"`
+	Factor         int     `json:"factor"`
+	LatentChannels int     `json:"latent_channels"`
+	LatentSize     int     `json:"latent_size"`
+	LatentMean     float64 `json:"latent_mean"`
+	LatentStd      float64 `json:"latent_std"`
+	// LatentScale multiplies the stored latents into the trainer's (and the
+	// sampler's) space: 1/LatentStd rounded, so those are about unit variance.
+	LatentScale float64 `json:"latent_scale"`
+
+	FaceSource string `json:"face_source"` // precomputed or detect
+	Space      string `json:"embedding_space"`
+	Dim        int    `json:"embedding_dim"`
+
+	TextWidth     int    `json:"text_width"`
+	ContextLength int    `json:"context_length"`
+	PadToken      int    `json:"pad_token"`
+	Vocab         string `json:"vocab"` // "clip" or "tiny"
+
+	Seconds float64 `json:"seconds"` // time to prepare
+}
+
+// Prepared is an encoded dataset held in memory; it is a training.Dataset.
+type Prepared struct {
+	Dir  string
+	Info Info
+
+	latents, contexts, embeddings []float32
+	face                          []float32 // 1: has a face, 0: none
+}
+
+// Len implements training.Dataset.
+func (p *Prepared) Len() int { return p.Info.Count }
+
+// Example implements training.Dataset: the latent times LatentScale, the
+// frozen text encoder's last hidden state, the face embedding.
+func (p *Prepared) Example(i int) (training.Example, error) {
+	if i < 0 || i >= p.Info.Count {
+		return training.Example{}, fmt.Errorf("data: example %d out of range [0, %d)", i, p.Info.Count)
+	}
+	nl := p.Info.LatentChannels * p.Info.LatentSize * p.Info.LatentSize
+	nc := p.Info.ContextLength * p.Info.TextWidth
+	lat := make([]float32, nl)
+	s := float32(p.Info.LatentScale)
+	for j, v := range p.latents[i*nl : (i+1)*nl] {
+		lat[j] = v * s
+	}
+	return training.Example{
+		Latent:    lat,
+		Context:   p.contexts[i*nc : (i+1)*nc : (i+1)*nc],
+		Embedding: p.embeddings[i*p.Info.Dim : (i+1)*p.Info.Dim : (i+1)*p.Info.Dim],
+		NoFace:    p.face[i] == 0,
+	}, nil
+}
+
+// RawLatent is example i's stored latent (unscaled, values in [-1, 1]).
+func (p *Prepared) RawLatent(i int) []float32 {
+	nl := p.Info.LatentChannels * p.Info.LatentSize * p.Info.LatentSize
+	return p.latents[i*nl : (i+1)*nl : (i+1)*nl]
+}
+
+// Latent is the latent layout the dataset was encoded with.
+func (p *Prepared) Latent() Latent { return Latent{Size: p.Info.ImageSize, Factor: p.Info.Factor} }
+
+// EncoderPath is the frozen text encoder's model folder (copy its
+// text_encoder/ and tokenizer/ into an exported model).
+func (p *Prepared) EncoderPath() string { return filepath.Join(p.Dir, EncoderDir) }
+
+// MixturePath is the fitted embedding mixture (absent when no example has a face).
+func (p *Prepared) MixturePath() string { return filepath.Join(p.Dir, MixtureFile) }
+
+// Embeddings are the face embeddings of the examples that have a face.
+func (p *Prepared) Embeddings() [][]float32 {
+	var out [][]float32
+	for i := range p.Info.Count {
+		if p.face[i] != 0 {
+			out = append(out, p.embeddings[i*p.Info.Dim:(i+1)*p.Info.Dim])
+		}
+	}
+	return out
+}
+
+// vocabPath resolves the Vocab option to a BPE file ("" for the tiny one).
+func vocabPath(v string) (string, error) {
+	switch v {
+	case VocabTiny:
+		return "", nil
+	case VocabAuto:
+		d, err := assets.SharedDir()
+		if err != nil {
+			return "", nil
+		}
+		p := filepath.Join(d, "clip", "bpe_simple_vocab_16e6.txt.gz")
+		if fileExists(p) {
+			return p, nil
+		}
+		return "", nil
+	}
+	if !fileExists(v) {
+		return "", fmt.Errorf("data: vocabulary %s not found", v)
+	}
+	return v, nil
+}
+
+func fileExists(p string) bool {
+	st, err := os.Stat(p)
+	return err == nil && !st.IsDir()
+}
+
+// key hashes everything the encoded examples depend on.
+func key(l *Listing, o Options, vocab string) (string, error) {
+	h := sha256.New()
+	enc := o.TextEncoder
+	fmt.Fprintf(h, "%s\x00%d\x00%d\x00%s\x00%s\x00%s\x00%s\x00", InfoFormat, o.Latent.Size, o.Latent.Factor, o.Face, o.NoFace, o.Scan.EmbeddingField, o.Scan.Space)
+	fmt.Fprintf(h, "%d\x00%d\x00%d\x00%d\x00%d\x00", enc.Seed, enc.TextWidth, enc.TextLayers, enc.TextHeads, enc.ContextLength)
+	if vocab != "" {
+		b, err := os.ReadFile(vocab)
+		if err != nil {
+			return "", fmt.Errorf("data: %w", err)
+		}
+		h.Write(b)
+	} else {
+		h.Write([]byte("tiny-vocab"))
+	}
+	if o.Face != FacePrecomputed {
+		fmt.Fprintf(h, "faceapi:%s\x00", o.FaceAPIDir)
+	}
+	fmt.Fprintf(h, "%s\x00", l.Dir)
+	for _, it := range l.Items {
+		fi, err := os.Stat(filepath.Join(l.Dir, it.File))
+		if err != nil {
+			return "", fmt.Errorf("data: %w", err)
+		}
+		fmt.Fprintf(h, "%s\x00%d\x00%d\x00%s\x00%s\x00", it.File, fi.Size(), fi.ModTime().UnixNano(), it.Caption, it.Space)
+		_ = binary.Write(h, binary.LittleEndian, it.Embedding)
+	}
+	return hex.EncodeToString(h.Sum(nil)), nil
+}
+
+// Prepare encodes the dataset folder into cacheDir, or loads it from there
+// when cacheDir already holds this dataset encoded with these options (the
+// key covers every file's name, size and modification time, the captions,
+// the embeddings and the options). Each image becomes a triplet:
+//
+//   - its latent (Options.Latent: the image fitted to Size×Size, in [-1, 1],
+//     space-to-depth; stored unscaled, Example multiplies by LatentScale);
+//   - its caption's last hidden state from the frozen text encoder, run once
+//     through onnxruntime (the encoder is generated into cacheDir/encoder
+//     with seeded random weights and never trained);
+//   - its face embedding: precomputed from the metadata, or detected.
+//
+// Files that cannot be used are reported (Info.Problems, Logf) and skipped;
+// they never stop the run. The RandomEmbedding mixture is fitted over the
+// embeddings of the examples with a face (mixture.json).
+func Prepare(ctx context.Context, datasetDir, cacheDir string, o Options) (*Prepared, error) {
+	o = o.norm()
+	if err := o.Latent.Validate(); err != nil {
+		return nil, err
+	}
+	switch o.Face {
+	case FaceAuto, FacePrecomputed, FaceDetect:
+	default:
+		return nil, fmt.Errorf("data: face source %q: use auto, precomputed or detect", o.Face)
+	}
+	switch o.NoFace {
+	case NoFaceZero, NoFaceSkip:
+	default:
+		return nil, fmt.Errorf("data: no-face policy %q: use zero or skip", o.NoFace)
+	}
+	l, err := Scan(datasetDir, o.Scan)
+	if err != nil {
+		return nil, err
+	}
+	if o.Face == FaceAuto {
+		o.Face = FaceDetect
+		for _, it := range l.Items {
+			if it.Embedding != nil {
+				o.Face = FacePrecomputed
+				break
+			}
+		}
+	}
+	vocab, err := vocabPath(o.Vocab)
+	if err != nil {
+		return nil, err
+	}
+	k, err := key(l, o, vocab)
+	if err != nil {
+		return nil, err
+	}
+	if p, err := Load(cacheDir); err == nil && p.Info.Key == k {
+		o.Logf("prepared dataset reused from %s (%d examples)", cacheDir, p.Info.Count)
+		return p, nil
+	}
+	start := time.Now()
+	for _, pr := range l.Problems {
+		o.Logf("skipped %s", pr)
+	}
+	tmp := cacheDir + fmt.Sprintf(".tmp-%d", os.Getpid())
+	_ = os.RemoveAll(tmp)
+	if err := os.MkdirAll(tmp, 0o755); err != nil {
+		return nil, fmt.Errorf("data: %w", err)
+	}
+	defer os.RemoveAll(tmp)
+	p, err := encode(ctx, l, o, vocab, tmp)
+	if err != nil {
+		return nil, err
+	}
+	p.Info.Key = k
+	p.Info.Dataset = l.Dir
+	p.Info.Seconds = time.Since(start).Seconds()
+	if err := p.save(tmp); err != nil {
+		return nil, err
+	}
+	if err := os.RemoveAll(cacheDir); err != nil {
+		return nil, fmt.Errorf("data: replace %s: %w", cacheDir, err)
+	}
+	if err := os.Rename(tmp, cacheDir); err != nil {
+		return nil, fmt.Errorf("data: %w", err)
+	}
+	p.Dir = cacheDir
+	return p, nil
+}
+
+// item is one image's encoding, before the text.
+type item struct {
+	latent []float32
+	emb    []float32
+	face   bool
+	skip   string // why it was skipped ("": kept)
+}
+
+func encode(ctx context.Context, l *Listing, o Options, vocab, dir string) (*Prepared, error) {
+	// The frozen text encoder and its tokenizer.
+	encCfg := o.TextEncoder
+	encCfg.BPEPath = vocab
+	encDir := filepath.Join(dir, EncoderDir)
+	if err := sdmodel.Generate(encDir, encCfg); err != nil {
+		return nil, fmt.Errorf("data: text encoder: %w", err)
+	}
+	enc, err := sdmodel.Load(encDir)
+	if err != nil {
+		return nil, fmt.Errorf("data: text encoder: %w", err)
+	}
+
+	var det *faceEmbedder
+	if o.Face == FaceDetect {
+		md, err := FaceAPIModelDir(o.FaceAPIDir, o.Models)
+		if err != nil {
+			return nil, err
+		}
+		if det, err = newFaceEmbedder(md); err != nil {
+			return nil, err
+		}
+	}
+
+	// Images: decode, latent, face embedding, in parallel.
+	items := make([]item, len(l.Items))
+	var done int
+	var mu sync.Mutex
+	jobs := make(chan int)
+	var wg sync.WaitGroup
+	for range o.Workers {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := range jobs {
+				items[i] = encodeImage(l, l.Items[i], o, det)
+				mu.Lock()
+				done++
+				o.Progress(done, len(items))
+				mu.Unlock()
+			}
+		}()
+	}
+feed:
+	for i := range items {
+		select {
+		case jobs <- i:
+		case <-ctx.Done():
+			break feed
+		}
+	}
+	close(jobs)
+	wg.Wait()
+	if err := ctx.Err(); err != nil {
+		return nil, err
+	}
+
+	// One embedding space and dimension: the first kept face's.
+	p := &Prepared{}
+	info := &p.Info
+	info.Format = InfoFormat
+	info.FaceSource = o.Face
+	for i, it := range items {
+		if it.skip == "" && it.face {
+			info.Dim = len(it.emb)
+			info.Space = l.Items[i].Space
+			if o.Face == FaceDetect {
+				info.Space = FaceAPISpace
+			}
+			break
+		}
+	}
+	if info.Dim == 0 {
+		return nil, fmt.Errorf("data: no image in %s has a face embedding (face source %s); nothing to condition on", l.Dir, o.Face)
+	}
+	if info.Space == "" {
+		info.Space = "unknown"
+	}
+	var kept []int
+	for i := range items {
+		it := &items[i]
+		if it.skip == "" && it.face && (len(it.emb) != info.Dim || (o.Face == FacePrecomputed && l.Items[i].Space != "" && l.Items[i].Space != info.Space)) {
+			it.skip = fmt.Sprintf("embedding is %d-d in space %q, the dataset's is %d-d in %q", len(it.emb), l.Items[i].Space, info.Dim, info.Space)
+		}
+		if it.skip == "" && !it.face {
+			if o.NoFace == NoFaceSkip {
+				it.skip = "no face (no_face=skip)"
+			} else {
+				it.emb = make([]float32, info.Dim)
+				info.NoFace++
+			}
+		}
+		if it.skip != "" {
+			pr := Problem{l.Items[i].File, it.skip}
+			info.Problems = append(info.Problems, pr)
+			o.Logf("skipped %s", pr)
+			continue
+		}
+		kept = append(kept, i)
+	}
+	info.Problems = append(l.Problems, info.Problems...)
+	if len(kept) == 0 {
+		return nil, fmt.Errorf("data: no usable image in %s (%d problems, first: %s)", l.Dir, len(info.Problems), info.Problems[0])
+	}
+
+	// Text: the frozen encoder's last hidden state, once per distinct caption.
+	man := enc.Manifest
+	info.TextWidth, info.ContextLength, info.PadToken = man.TextWidth, man.ContextLength, man.PadToken
+	info.Vocab = "tiny"
+	if vocab != "" {
+		info.Vocab = "clip"
+	}
+	var captions []string
+	index := map[string]int{}
+	for _, i := range kept {
+		c := l.Items[i].Caption
+		if _, ok := index[c]; !ok {
+			index[c] = len(captions)
+			captions = append(captions, c)
+			if n := len(enc.Tokenizer.Encode(c)) + 2; n > man.FaceTokenStart {
+				info.Truncate++
+			}
+		}
+	}
+	if info.Truncate > 0 {
+		o.Logf("%d of %d distinct captions are longer than the %d text positions before the face tokens; their ends are cut (as at sampling time)", info.Truncate, len(captions), man.FaceTokenStart)
+	}
+	hidden, err := encodeTexts(ctx, enc, captions)
+	if err != nil {
+		return nil, err
+	}
+
+	// Assemble, with latent statistics.
+	lat := o.Latent
+	info.ImageSize, info.Factor = lat.Size, lat.Factor
+	info.LatentChannels, info.LatentSize = lat.Channels(), lat.Side()
+	nc := man.ContextLength * man.TextWidth
+	info.Count = len(kept)
+	p.latents = make([]float32, 0, len(kept)*lat.Len())
+	p.contexts = make([]float32, 0, len(kept)*nc)
+	p.embeddings = make([]float32, 0, len(kept)*info.Dim)
+	p.face = make([]float32, 0, len(kept))
+	var sum, sum2 float64
+	for _, i := range kept {
+		it := items[i]
+		for _, v := range it.latent {
+			sum += float64(v)
+			sum2 += float64(v) * float64(v)
+		}
+		p.latents = append(p.latents, it.latent...)
+		c := index[l.Items[i].Caption]
+		p.contexts = append(p.contexts, hidden[c*nc:(c+1)*nc]...)
+		p.embeddings = append(p.embeddings, it.emb...)
+		f := float32(0)
+		if it.face {
+			f = 1
+		}
+		p.face = append(p.face, f)
+		info.Files = append(info.Files, l.Items[i].File)
+	}
+	n := float64(len(p.latents))
+	info.LatentMean = sum / n
+	info.LatentStd = math.Sqrt(math.Max(sum2/n-info.LatentMean*info.LatentMean, 0))
+	info.LatentScale = 1
+	if info.LatentStd > 1e-3 {
+		// Three significant digits, like SD's 0.18215 is a rounded 1/std.
+		s := 1 / info.LatentStd
+		e := math.Pow(10, math.Floor(math.Log10(s))-2)
+		info.LatentScale = math.Round(s/e) * e
+	}
+
+	// The RandomEmbedding mixture over the training faces.
+	if embs := p.Embeddings(); len(embs) > 0 {
+		mix, err := fitMixture(embs)
+		if err != nil {
+			o.Logf("no embedding mixture: %v", err)
+		} else {
+			b, _ := json.MarshalIndent(mix, "", " ")
+			if err := os.WriteFile(filepath.Join(dir, MixtureFile), b, 0o644); err != nil {
+				return nil, fmt.Errorf("data: %w", err)
+			}
+		}
+	}
+	return p, nil
+}
+
+// fitMixture fits about one component per 8 distinct embeddings, 1 to 8.
+func fitMixture(embs [][]float32) (*f0.Mixture, error) {
+	distinct := map[string]bool{}
+	for _, e := range embs {
+		b := make([]byte, 4*len(e))
+		for i, v := range e {
+			binary.LittleEndian.PutUint32(b[4*i:], math.Float32bits(v))
+		}
+		distinct[string(b)] = true
+	}
+	k := min(8, max(1, len(distinct)/8))
+	return f0.FitMixture(embs, k, 1)
+}
+
+func encodeImage(l *Listing, it Item, o Options, det *faceEmbedder) item {
+	f, err := os.Open(filepath.Join(l.Dir, it.File))
+	if err != nil {
+		return item{skip: err.Error()}
+	}
+	img, _, err := image.Decode(f)
+	f.Close()
+	if err != nil {
+		return item{skip: "not a readable PNG or JPEG image: " + err.Error()}
+	}
+	if b := img.Bounds(); b.Dx() < 1 || b.Dy() < 1 {
+		return item{skip: "empty image"}
+	}
+	out := item{latent: o.Latent.Encode(img)}
+	switch o.Face {
+	case FacePrecomputed:
+		if it.Embedding != nil {
+			out.emb, out.face = it.Embedding, true
+		}
+	case FaceDetect:
+		v, ok, err := det.embed(img)
+		if err != nil {
+			return item{skip: "face detection failed: " + err.Error()}
+		}
+		out.emb, out.face = v, ok
+	}
+	for _, v := range out.emb {
+		if math.IsNaN(float64(v)) || math.IsInf(float64(v), 0) {
+			return item{skip: "the face embedding has a non-finite value"}
+		}
+	}
+	return out
+}
+
+// encodeTexts runs the text encoder on each caption, in batches.
+func encodeTexts(ctx context.Context, enc *sdmodel.Model, captions []string) ([]float32, error) {
+	s, err := ort.Load(enc.Path(sdmodel.TextEncoderFile), ort.Options{})
+	if err != nil {
+		return nil, fmt.Errorf("data: the frozen text encoder runs in onnxruntime: %w", err)
+	}
+	defer s.Close()
+	man := enc.Manifest
+	L := man.ContextLength
+	out := make([]float32, 0, len(captions)*L*man.TextWidth)
+	const batch = 64
+	for start := 0; start < len(captions); start += batch {
+		if err := ctx.Err(); err != nil {
+			return nil, err
+		}
+		n := min(batch, len(captions)-start)
+		ids := make([]int32, 0, n*L)
+		for _, c := range captions[start : start+n] {
+			ids = append(ids, enc.Tokenizer.Tokenize(c, clip.WithContextLength(L), clip.WithPadToken(int32(man.PadToken)))...)
+		}
+		var in ort.Tensor
+		if enc.InputIDsType == onnx.Int64 {
+			d := make([]int64, len(ids))
+			for i, v := range ids {
+				d[i] = int64(v)
+			}
+			in = ort.I64(d, int64(n), int64(L))
+		} else {
+			in = ort.I32(ids, int64(n), int64(L))
+		}
+		res, err := s.RunContext(ctx, map[string]ort.Tensor{sdmodel.InInputIDs: in})
+		if err != nil {
+			return nil, fmt.Errorf("data: text encoder: %w", err)
+		}
+		h := res[sdmodel.OutLastHidden].Float32()
+		if len(h) != n*L*man.TextWidth {
+			return nil, fmt.Errorf("data: text encoder gave %d values, want %d", len(h), n*L*man.TextWidth)
+		}
+		out = append(out, h...)
+	}
+	return out, nil
+}
+
+func (p *Prepared) save(dir string) error {
+	i := p.Info
+	ts := map[string]safetensors.Tensor{
+		"latents":    safetensors.FromFloat32([]int{i.Count, i.LatentChannels, i.LatentSize, i.LatentSize}, p.latents),
+		"contexts":   safetensors.FromFloat32([]int{i.Count, i.ContextLength, i.TextWidth}, p.contexts),
+		"embeddings": safetensors.FromFloat32([]int{i.Count, i.Dim}, p.embeddings),
+		"face":       safetensors.FromFloat32([]int{i.Count}, p.face),
+	}
+	if err := safetensors.Write(filepath.Join(dir, ExamplesFile), ts, safetensors.WithMetadata(map[string]string{"format": InfoFormat})); err != nil {
+		return fmt.Errorf("data: %w", err)
+	}
+	b, err := json.MarshalIndent(i, "", "  ")
+	if err != nil {
+		return err
+	}
+	return os.WriteFile(filepath.Join(dir, InfoFile), append(b, '\n'), 0o644)
+}
+
+// Load reads a prepared folder written by Prepare.
+func Load(dir string) (*Prepared, error) {
+	raw, err := os.ReadFile(filepath.Join(dir, InfoFile))
+	if err != nil {
+		return nil, fmt.Errorf("data: %w", err)
+	}
+	p := &Prepared{Dir: dir}
+	if err := json.Unmarshal(raw, &p.Info); err != nil {
+		return nil, fmt.Errorf("data: %s: %w", filepath.Join(dir, InfoFile), err)
+	}
+	if p.Info.Format != InfoFormat {
+		return nil, fmt.Errorf("data: %s: format %q, want %q", dir, p.Info.Format, InfoFormat)
+	}
+	f, err := safetensors.Open(filepath.Join(dir, ExamplesFile))
+	if err != nil {
+		return nil, fmt.Errorf("data: %w", err)
+	}
+	i := p.Info
+	for _, t := range []struct {
+		name string
+		dst  *[]float32
+		n    int
+	}{
+		{"latents", &p.latents, i.Count * i.LatentChannels * i.LatentSize * i.LatentSize},
+		{"contexts", &p.contexts, i.Count * i.ContextLength * i.TextWidth},
+		{"embeddings", &p.embeddings, i.Count * i.Dim},
+		{"face", &p.face, i.Count},
+	} {
+		v, _, err := f.Float32(t.name)
+		if err != nil {
+			return nil, fmt.Errorf("data: %w", err)
+		}
+		if len(v) != t.n {
+			return nil, fmt.Errorf("data: %s: %s has %d values, info.json says %d", dir, t.name, len(v), t.n)
+		}
+		*t.dst = v
+	}
+	if _, err := os.Stat(filepath.Join(dir, EncoderDir, sdmodel.TextEncoderFile)); err != nil {
+		return nil, fmt.Errorf("data: %s: the frozen text encoder is missing: %w", dir, err)
+	}
+	return p, nil
+}
