@@ -57,6 +57,10 @@ func Open(ctx context.Context, o Options) (*App, error) {
 	def(&o.InputDir, "input")
 	def(&o.OutputDir, "output")
 	def(&o.TempDir, "temp")
+	if o.ModelsDir == "" {
+		// The same rule as `face0 models` and `face0 train`.
+		o.ModelsDir = os.Getenv("FACE0_MODELS")
+	}
 	def(&o.ModelsDir, "models")
 	def(&o.CacheDir, "cache")
 	def(&o.PluginsDir, "plugins")

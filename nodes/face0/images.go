@@ -20,8 +20,12 @@ var sd15LatentRGB = [4][3]float32{
 // latentPreview turns sample b of a [B, C, h, w] latent into a small RGB image,
 // one pixel per latent pixel, scaled up by an integer factor so that a tiny
 // latent is still visible in the editor. A latent with other than four
-// channels shows its first three as RGB.
-func latentPreview(lat []float32, b, c, h, w, scale int) *image.NRGBA {
+// channels (a space-to-depth image) shows its first three as RGB, divided by
+// latentScale to undo the scaling applied for training.
+func latentPreview(lat []float32, b, c, h, w, scale int, latentScale float32) *image.NRGBA {
+	if latentScale <= 0 {
+		latentScale = 1
+	}
 	if scale < 1 {
 		scale = 1
 	}
@@ -40,7 +44,7 @@ func latentPreview(lat []float32, b, c, h, w, scale int) *image.NRGBA {
 				}
 			} else {
 				for k := 0; k < 3 && k < c; k++ {
-					rgb[k] = lat[base+k*plane+y*w+x]
+					rgb[k] = lat[base+k*plane+y*w+x] / latentScale
 				}
 			}
 			px := [4]uint8{toByte(rgb[0]), toByte(rgb[1]), toByte(rgb[2]), 255}

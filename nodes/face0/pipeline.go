@@ -266,6 +266,7 @@ func (m *model) newJob(ctx *sdk.Context, in samplerIn) (*job, func(), error) {
 	return &job{
 		unet: unet, plan: plan, contexts: contexts, tokens: man.ContextLength, dim: man.TextWidth,
 		sched: s, batch: batch, channels: man.LatentChannels, h: height / f, w: width / f, seed: uint64(in.Seed),
+		latentScale: float32(man.LatentScale),
 	}, release, nil
 }
 

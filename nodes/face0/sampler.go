@@ -28,6 +28,9 @@ type job struct {
 	channels int
 	h, w     int // latent size
 	seed     uint64
+	// latentScale undoes the manifest's latent scale in previews of latents
+	// that are images in disguise (space-to-depth), not SD's 4-channel VAE.
+	latentScale float32
 
 	// onStep is called after each step with the current latent (read only);
 	// preview says whether this step should also produce a preview image.
@@ -108,7 +111,7 @@ func (j *job) run(ctx context.Context) ([]float32, runStats, error) {
 			// The prediction of x_0 previews the final image far better
 			// than the noisy latent itself.
 			if err := j.sched.Denoised(x0, eps, x, i); err == nil {
-				j.onImage(latentPreview(x0, 0, j.channels, j.h, j.w, previewScale(j.h, j.w)))
+				j.onImage(latentPreview(x0, 0, j.channels, j.h, j.w, previewScale(j.h, j.w), j.latentScale))
 			}
 		}
 		if err := j.sched.Step(i, eps, x, noise); err != nil {

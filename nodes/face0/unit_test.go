@@ -78,7 +78,7 @@ func TestLatentPreview(t *testing.T) {
 	// One latent pixel with channel 0 = 1: RGB = the first row of factors.
 	lat := make([]float32, 2*4*1*1)
 	lat[4] = 1 // sample 1, channel 0
-	img := latentPreview(lat, 1, 4, 1, 1, 3)
+	img := latentPreview(lat, 1, 4, 1, 1, 3, 0.18215)
 	if b := img.Bounds(); b.Dx() != 3 || b.Dy() != 3 {
 		t.Fatalf("size %v", b)
 	}
@@ -117,5 +117,18 @@ func TestPreviewScale(t *testing.T) {
 		if got := previewScale(tc.h, tc.w); got != tc.want {
 			t.Errorf("previewScale(%d, %d) = %d, want %d", tc.h, tc.w, got, tc.want)
 		}
+	}
+}
+
+// A space-to-depth latent previews its first three channels with the latent
+// scale undone: a latent value of latentScale is full intensity.
+func TestLatentPreviewUndoesScale(t *testing.T) {
+	lat := make([]float32, 48)
+	for i := range lat {
+		lat[i] = 1.81
+	}
+	img := latentPreview(lat, 0, 48, 1, 1, 1, 1.81)
+	if got := img.Pix[:3]; got[0] != 255 || got[1] != 255 || got[2] != 255 {
+		t.Fatalf("pixel %v, want white", got)
 	}
 }
