@@ -9,8 +9,7 @@ import (
 	pb "github.com/face0/face0/plugins/proto"
 )
 
-// objectInfo is /object_info, built once: the catalog does not change while
-// the server runs.
+// objectInfo is /object_info, rendered once per catalog.
 type objectInfo struct {
 	all     []byte
 	byClass map[string]json.RawMessage
@@ -32,14 +31,17 @@ func buildObjectInfo(c *engine.Catalog) *objectInfo {
 }
 
 func (s *Server) getObjectInfo(w http.ResponseWriter, r *http.Request) {
+	// As ComfyUI does, each request sees the plugins' current specs.
+	s.refresh(r.Context(), false)
 	w.Header().Set("Content-Type", "application/json")
-	_, _ = w.Write(s.info.all)
+	_, _ = w.Write(s.specs.Load().info.all)
 }
 
 // getObjectInfoOne answers {} for an unknown class, as ComfyUI does.
 func (s *Server) getObjectInfoOne(w http.ResponseWriter, r *http.Request) {
 	cls := r.PathValue("cls")
-	b, ok := s.info.byClass[cls]
+	s.refresh(r.Context(), false)
+	b, ok := s.specs.Load().info.byClass[cls]
 	if !ok {
 		writeJSON(w, http.StatusOK, map[string]any{})
 		return

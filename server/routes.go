@@ -41,7 +41,7 @@ func (s *Server) routes() http.Handler {
 			w.Header().Set("Content-Type", "application/json")
 			_, _ = w.Write(s.cfg.defaultWF)
 		},
-		"GET /face0/types": func(w http.ResponseWriter, r *http.Request) { writeJSON(w, http.StatusOK, s.catalog.Types()) },
+		"GET /face0/types": func(w http.ResponseWriter, r *http.Request) { writeJSON(w, http.StatusOK, s.catalog().Types()) },
 	}
 	for pattern, h := range api {
 		method, path, _ := strings.Cut(pattern, " ")
@@ -215,7 +215,7 @@ func (s *Server) postPrompt(w http.ResponseWriter, r *http.Request) {
 		writeErrorDetails(w, http.StatusBadRequest, "invalid_prompt", "Invalid prompt: "+err.Error(), err.Error(), extra, nil)
 		return
 	}
-	if _, err := s.catalog.Compile(wf, req.Targets); err != nil {
+	if _, err := s.catalog().Compile(wf, req.Targets); err != nil {
 		var ve *engine.ValidationError
 		if !errors.As(err, &ve) {
 			writeErrorDetails(w, http.StatusBadRequest, "invalid_prompt", "Invalid prompt: "+err.Error(), err.Error(), nil, nil)
@@ -272,7 +272,7 @@ func (s *Server) outputsToExecute(wf *workflow.Workflow, targets []string) []str
 	}
 	out := []string{}
 	for _, n := range wf.Nodes {
-		if d, ok := s.catalog.Lookup(n.Type); ok && d.Spec.OutputNode {
+		if d, ok := s.catalog().Lookup(n.Type); ok && d.Spec.OutputNode {
 			out = append(out, n.ID)
 		}
 	}

@@ -19,6 +19,8 @@ import (
 	"os"
 	"sort"
 	"sync"
+	"sync/atomic"
+	"time"
 
 	"github.com/gorilla/websocket"
 
@@ -39,14 +41,19 @@ var DefaultWorkflow []byte
 // and Close it after the http.Server has shut down.
 type Server struct {
 	cfg     config
-	catalog *engine.Catalog
 	engine  *engine.Engine
 	dirs    *pb.Dirs
 	store   *store
 	hub     *hub
 	handler http.Handler
-	info    *objectInfo
 	up      websocket.Upgrader
+
+	// specs is the current catalog and its /object_info rendering; refresh
+	// replaces both when plugins report new specs.
+	specs       atomic.Pointer[specState]
+	refresher   func(context.Context) (*engine.Catalog, []error)
+	refreshMu   sync.Mutex
+	lastRefresh time.Time
 
 	ctx    context.Context // ends at Close
 	cancel context.CancelCauseFunc
@@ -154,13 +161,13 @@ func New(a *app.App, dbPath string, opts ...Option) (*Server, error) {
 		return nil, fmt.Errorf("%w (move %s away to start with an empty queue and history)", err, dbPath)
 	}
 	s := &Server{
-		cfg: cfg, catalog: a.Catalog, engine: a.Engine, dirs: a.Dirs, store: st, hub: newHub(),
+		cfg: cfg, engine: a.Engine, dirs: a.Dirs, store: st, hub: newHub(), refresher: a.Refresh,
 		pending: queued, paused: cfg.paused, wake: make(chan struct{}, 1), workerDone: make(chan struct{}),
 	}
 	if s.dirs == nil {
 		s.dirs = &pb.Dirs{}
 	}
-	s.info = buildObjectInfo(a.Catalog)
+	s.specs.Store(&specState{catalog: a.Catalog, info: buildObjectInfo(a.Catalog)})
 	s.up = websocket.Upgrader{
 		ReadBufferSize: 4096, WriteBufferSize: 16 << 10,
 		CheckOrigin: func(r *http.Request) bool { return s.originAllowed(r) },
@@ -283,7 +290,7 @@ func (s *Server) execute(ctx context.Context, p *queuedPrompt) {
 	wf, _, err := workflow.Parse(p.Prompt)
 	var plan *engine.Plan
 	if err == nil {
-		plan, err = s.catalog.Compile(wf, p.Targets)
+		plan, err = s.catalog().Compile(wf, p.Targets)
 	}
 	if err != nil {
 		sink.failBeforeRun(fmt.Errorf("the queued workflow no longer validates: %w", err))
@@ -305,6 +312,34 @@ func (s *Server) execute(ctx context.Context, p *queuedPrompt) {
 	}
 	s.hub.send(p.ClientID, jsonFrame("executing", map[string]any{"node": nil, "prompt_id": p.ID}, false))
 	s.broadcastStatus()
+	// A run may have changed what nodes offer (a trained model).
+	s.refresh(s.ctx, true)
+}
+
+type specState struct {
+	catalog *engine.Catalog
+	info    *objectInfo
+}
+
+// catalog is the node catalog in force now.
+func (s *Server) catalog() *engine.Catalog { return s.specs.Load().catalog }
+
+// refresh re-reads node specs from the plugins, at most once a second unless
+// forced. A failing refresh keeps the specs in force.
+func (s *Server) refresh(ctx context.Context, force bool) {
+	s.refreshMu.Lock()
+	defer s.refreshMu.Unlock()
+	if !force && time.Since(s.lastRefresh) < time.Second {
+		return
+	}
+	s.lastRefresh = time.Now()
+	cat, problems := s.refresher(ctx)
+	for _, p := range problems {
+		s.cfg.log.Printf("node specs: %v", p)
+	}
+	if cat != nil && len(cat.Nodes()) > 0 {
+		s.specs.Store(&specState{catalog: cat, info: buildObjectInfo(cat)})
+	}
 }
 
 // interrupt cancels the running prompt (only if it is id, when id is given).

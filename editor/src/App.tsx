@@ -732,6 +732,19 @@ export function App() {
 
   useEffect(() => connect(clientId()), []);
 
+  // Re-read the node specs after each finished run, keeping the graph: model
+  // choices change when a run writes a model.
+  useEffect(() => {
+    const reload = () => {
+      api.objectInfo().then(
+        (info) => setSpecs(buildSpecs(info)),
+        () => {},
+      );
+    };
+    window.addEventListener("face0:specs-stale", reload);
+    return () => window.removeEventListener("face0:specs-stale", reload);
+  }, []);
+
   if (error) {
     return (
       <div className="f0-fatal">

@@ -254,6 +254,9 @@ function handle(m: Msg) {
         return { ...s, nodes, running: [] };
       });
       say("Done", "ok");
+      // A run can change what nodes offer (a Train node wrote a model):
+      // the app re-reads /object_info.
+      window.dispatchEvent(new Event("face0:specs-stale"));
       break;
   }
 }

@@ -122,6 +122,16 @@ func Open(ctx context.Context, o Options) (*App, error) {
 	return a, nil
 }
 
+// Refresh asks the running plugins for their node specs again and returns a
+// new catalog; the App's own Catalog field is left as it was (the caller owns
+// the switch). Specs change while plugins run, e.g. when a Train node writes a
+// model that the sampler nodes then offer.
+func (a *App) Refresh(ctx context.Context) (*engine.Catalog, []error) {
+	problems := a.Host.Refresh(ctx)
+	cat, errs := engine.NewCatalog(a.Host.Nodes(), a.Host.Types())
+	return cat, append(problems, errs...)
+}
+
 // Close stops the plugins and closes the cache.
 func (a *App) Close() error {
 	a.Host.Close()

@@ -78,7 +78,9 @@ func Discover(dir string) ([]Source, error) {
 
 // Manager runs a set of packs and routes node executions to them.
 type Manager struct {
-	log    io.Writer
+	log io.Writer
+
+	mu     sync.RWMutex // guards the fields below, which Refresh replaces
 	packs  []*pack
 	byNode map[string]*pack
 	defs   []engine.NodeDef
@@ -102,59 +104,116 @@ func Start(ctx context.Context, sources []Source, opts ...Option) (*Manager, []e
 	for _, o := range opts {
 		o(m)
 	}
-	type started struct {
-		p    *pack
-		desc *pb.DescribeResponse
-		err  error
-	}
-	results := make([]started, len(sources))
-	var wg sync.WaitGroup
+	packs := make([]*pack, len(sources))
 	for i, s := range sources {
-		wg.Add(1)
-		go func(i int, s Source) {
-			defer wg.Done()
-			p := &pack{src: s, log: m.log, pool: shm.NewPool(4)}
-			desc, err := p.describe(ctx)
-			results[i] = started{p, desc, err}
-		}(i, s)
+		packs[i] = &pack{src: s, log: m.log, pool: shm.NewPool(4)}
 	}
-	wg.Wait()
-	var problems []error
-	for _, r := range results {
-		if r.err != nil {
-			problems = append(problems, fmt.Errorf("plugin %s (%s): %w", r.p.src.Name, r.p.src.Path, r.err))
-			r.p.kill()
-			continue
-		}
-		build, err := binaryHash(r.p.src.Path)
-		if err != nil {
-			problems = append(problems, fmt.Errorf("plugin %s: %w", r.p.src.Name, err))
-			r.p.kill()
-			continue
-		}
-		r.p.name = r.desc.Pack
-		m.packs = append(m.packs, r.p)
-		for _, spec := range r.desc.Nodes {
-			if prev, dup := m.byNode[spec.Type]; dup {
-				problems = append(problems, fmt.Errorf("plugin %s: node type %s is already provided by %s; keeping that one", r.p.src.Name, spec.Type, prev.src.Name))
-				continue
-			}
-			m.byNode[spec.Type] = r.p
-			m.defs = append(m.defs, engine.NodeDef{Spec: spec, Pack: r.desc.Pack, Build: r.desc.PackVersion + "+" + build})
-		}
-		m.types = append(m.types, r.desc.Types...)
-	}
+	problems := m.describeAll(ctx, packs, true)
 	return m, problems
 }
 
+// Refresh asks every running pack for its nodes again. Node specs can change
+// while plugins run: a Train node writes a model, and the nodes that offer
+// models as choices then list it.
+func (m *Manager) Refresh(ctx context.Context) []error {
+	m.mu.RLock()
+	packs := append([]*pack(nil), m.packs...)
+	m.mu.RUnlock()
+	return m.describeAll(ctx, packs, false)
+}
+
+// describeAll asks packs for their specs concurrently and installs the
+// result. At start, packs that fail are stopped and left out; on a refresh a
+// failing pack keeps the specs it had.
+func (m *Manager) describeAll(ctx context.Context, packs []*pack, starting bool) []error {
+	type described struct {
+		desc  *pb.DescribeResponse
+		build string
+		err   error
+	}
+	results := make([]described, len(packs))
+	var wg sync.WaitGroup
+	for i, p := range packs {
+		wg.Add(1)
+		go func(i int, p *pack) {
+			defer wg.Done()
+			desc, err := p.describe(ctx)
+			if err != nil {
+				results[i].err = fmt.Errorf("plugin %s (%s): %w", p.src.Name, p.src.Path, err)
+				return
+			}
+			build, err := binaryHash(p.src.Path)
+			if err != nil {
+				results[i].err = fmt.Errorf("plugin %s: %w", p.src.Name, err)
+				return
+			}
+			results[i] = described{desc: desc, build: build}
+		}(i, p)
+	}
+	wg.Wait()
+
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	old := map[*pack][]engine.NodeDef{}
+	for _, d := range m.defs {
+		p := m.byNode[d.Spec.Type]
+		old[p] = append(old[p], d)
+	}
+	var problems []error
+	var kept []*pack
+	byNode := map[string]*pack{}
+	var defs []engine.NodeDef
+	var types []*pb.TypeSpec
+	for i, p := range packs {
+		r := results[i]
+		var packDefs []engine.NodeDef
+		switch {
+		case r.err != nil && starting:
+			problems = append(problems, r.err)
+			p.kill()
+			continue
+		case r.err != nil:
+			problems = append(problems, r.err)
+			packDefs = old[p]
+		default:
+			p.name = r.desc.Pack
+			for _, spec := range r.desc.Nodes {
+				packDefs = append(packDefs, engine.NodeDef{Spec: spec, Pack: r.desc.Pack, Build: r.desc.PackVersion + "+" + r.build})
+			}
+			types = append(types, r.desc.Types...)
+		}
+		kept = append(kept, p)
+		for _, d := range packDefs {
+			if prev, dup := byNode[d.Spec.Type]; dup {
+				problems = append(problems, fmt.Errorf("plugin %s: node type %s is already provided by %s; keeping that one", p.src.Name, d.Spec.Type, prev.src.Name))
+				continue
+			}
+			byNode[d.Spec.Type] = p
+			defs = append(defs, d)
+		}
+	}
+	m.packs, m.byNode, m.defs, m.types = kept, byNode, defs, types
+	return problems
+}
+
 // Nodes lists the node definitions of every running pack.
-func (m *Manager) Nodes() []engine.NodeDef { return m.defs }
+func (m *Manager) Nodes() []engine.NodeDef {
+	m.mu.RLock()
+	defer m.mu.RUnlock()
+	return m.defs
+}
 
 // Types lists the port types the packs declared.
-func (m *Manager) Types() []*pb.TypeSpec { return m.types }
+func (m *Manager) Types() []*pb.TypeSpec {
+	m.mu.RLock()
+	defer m.mu.RUnlock()
+	return m.types
+}
 
 // Packs lists the running packs' names.
 func (m *Manager) Packs() []string {
+	m.mu.RLock()
+	defer m.mu.RUnlock()
 	out := make([]string, len(m.packs))
 	for i, p := range m.packs {
 		out[i] = p.src.Name
@@ -165,6 +224,8 @@ func (m *Manager) Packs() []string {
 
 // Close stops every plugin process.
 func (m *Manager) Close() {
+	m.mu.RLock()
+	defer m.mu.RUnlock()
 	for _, p := range m.packs {
 		p.kill()
 	}
@@ -172,7 +233,9 @@ func (m *Manager) Close() {
 
 // Execute runs a node on the pack that provides it.
 func (m *Manager) Execute(ctx context.Context, req *pb.ExecuteRequest, on func(*pb.ExecuteEvent)) (*pb.Outputs, error) {
+	m.mu.RLock()
 	p, ok := m.byNode[req.NodeType]
+	m.mu.RUnlock()
 	if !ok {
 		return nil, fmt.Errorf("no running plugin provides node type %s", req.NodeType)
 	}
@@ -181,7 +244,9 @@ func (m *Manager) Execute(ctx context.Context, req *pb.ExecuteRequest, on func(*
 
 // Fingerprint asks the providing pack for a node's fingerprint.
 func (m *Manager) Fingerprint(ctx context.Context, req *pb.FingerprintRequest) ([]byte, error) {
+	m.mu.RLock()
 	p, ok := m.byNode[req.NodeType]
+	m.mu.RUnlock()
 	if !ok {
 		return nil, fmt.Errorf("no running plugin provides node type %s", req.NodeType)
 	}

@@ -1,0 +1,52 @@
+package server
+
+import (
+	"context"
+	"io"
+	"net/http/httptest"
+	"path/filepath"
+	"slices"
+	"testing"
+
+	"github.com/face0/face0/internal/app"
+	"github.com/face0/face0/ml/sdmodel"
+	"github.com/face0/face0/plugins/host"
+)
+
+// A model written while the server runs (by a Train node, say) shows up in the
+// model choices of /object_info without a restart.
+func TestObjectInfoSeesNewModels(t *testing.T) {
+	home := newHome(t)
+	a, err := app.Open(context.Background(), app.Options{
+		Home: home, PluginsDir: filepath.Join(home, "no-plugins"), Log: io.Discard,
+		Extra: []host.Source{{Name: "face0", Path: bins.face0, Args: []string{"plugin", "face0"}}},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	s, err := New(a, filepath.Join(home, "server.db"), WithLog(io.Discard))
+	if err != nil {
+		a.Close()
+		t.Fatal(err)
+	}
+	ts := &testServer{Server: s, app: a}
+	ts.http = httptest.NewServer(s.Handler())
+	ts.url = ts.http.URL
+	t.Cleanup(ts.stop)
+
+	choices := func() []any {
+		_, one := call(t, "GET", ts.url+"/object_info/EncodeText", nil)
+		req := one["EncodeText"].(map[string]any)["input"].(map[string]any)["required"].(map[string]any)
+		return req["model"].([]any)[0].([]any)
+	}
+	if c := choices(); len(c) != 0 {
+		t.Fatalf("choices before any model: %v", c)
+	}
+	if err := sdmodel.Generate(filepath.Join(a.Dirs.Models, "fresh"), sdmodel.TinyConfig()); err != nil {
+		t.Fatal(err)
+	}
+	s.refresh(context.Background(), true) // what the next run's end or a later request does
+	if c := choices(); !slices.Contains(c, any("fresh")) {
+		t.Fatalf("choices after writing a model: %v", c)
+	}
+}
