@@ -13,6 +13,7 @@ import (
 	"github.com/face0/face0/ml/onnx"
 	"github.com/face0/face0/ml/onnx/onnxpb"
 	"github.com/face0/face0/ml/ort"
+	"github.com/face0/face0/ml/ort/orttest"
 )
 
 func TestBuilderErrors(t *testing.T) {
@@ -231,7 +232,7 @@ func TestExternalData(t *testing.T) {
 		t.Errorf("inspect: external %v, %d bytes", info.ExternalFiles, info.ExternalBytes)
 	}
 
-	needORT(t)
+	orttest.Require(t)
 	in := make([]float32, 2*300)
 	for i := range in {
 		in[i] = float32(i%7) - 3

@@ -1,7 +1,6 @@
 package onnx_test
 
 import (
-	"errors"
 	"math"
 	"math/rand/v2"
 	"path/filepath"
@@ -9,20 +8,11 @@ import (
 
 	"github.com/face0/face0/ml/onnx"
 	"github.com/face0/face0/ml/ort"
+	"github.com/face0/face0/ml/ort/orttest"
 )
 
 // These tests are the builder's correctness check: each graph runs in
 // onnxruntime and must match plain Go arithmetic.
-
-func needORT(t *testing.T) {
-	t.Helper()
-	if err := ort.Init(); err != nil {
-		if errors.Is(err, ort.ErrNoLibrary) {
-			t.Skipf("skipping: %v", err)
-		}
-		t.Fatal(err)
-	}
-}
 
 // tensor is a test tensor: shape + float data.
 type tensor struct {
@@ -74,7 +64,7 @@ type opCase struct {
 }
 
 func TestOpsMatchGo(t *testing.T) {
-	needORT(t)
+	orttest.Require(t)
 	r := rand.New(rand.NewPCG(1, 2))
 	cases := []opCase{
 		{

@@ -10,6 +10,7 @@ import (
 
 	"github.com/face0/face0/ml/onnx"
 	"github.com/face0/face0/ml/ort"
+	"github.com/face0/face0/ml/ort/orttest"
 )
 
 // weightModel writes a model holding a 64 KiB weight, so each costs about
@@ -28,7 +29,7 @@ func weightModel(t *testing.T, dir, name string) (string, int64) {
 }
 
 func TestCacheEviction(t *testing.T) {
-	needORT(t)
+	orttest.Require(t)
 	dir := t.TempDir()
 	a, size := weightModel(t, dir, "a")
 	b, _ := weightModel(t, dir, "b")
@@ -93,7 +94,7 @@ func TestCacheEviction(t *testing.T) {
 }
 
 func TestCacheConcurrentLoadOnce(t *testing.T) {
-	needORT(t)
+	orttest.Require(t)
 	p, _ := weightModel(t, t.TempDir(), "m")
 	cache := ort.NewCache(1<<30, 0)
 	defer cache.Close()

@@ -13,17 +13,8 @@ import (
 
 	"github.com/face0/face0/ml/onnx"
 	"github.com/face0/face0/ml/ort"
+	"github.com/face0/face0/ml/ort/orttest"
 )
-
-func needORT(t *testing.T) {
-	t.Helper()
-	if err := ort.Init(); err != nil {
-		if errors.Is(err, ort.ErrNoLibrary) {
-			t.Skipf("skipping: %v", err)
-		}
-		t.Fatal(err)
-	}
-}
 
 // testModel has a float input with a dynamic batch, an int32 and an int64
 // input, and outputs of all three types plus a scalar:
@@ -49,7 +40,7 @@ func testModel(t *testing.T, dir string) string {
 }
 
 func TestRun(t *testing.T) {
-	needORT(t)
+	orttest.Require(t)
 	s, err := ort.Load(testModel(t, t.TempDir()), ort.Options{})
 	if err != nil {
 		t.Fatal(err)
@@ -89,7 +80,7 @@ func TestRun(t *testing.T) {
 }
 
 func TestRunErrors(t *testing.T) {
-	needORT(t)
+	orttest.Require(t)
 	path := testModel(t, t.TempDir())
 	s, err := ort.Load(path, ort.Options{})
 	if err != nil {
@@ -146,7 +137,7 @@ func TestRunErrors(t *testing.T) {
 }
 
 func TestLoadErrors(t *testing.T) {
-	needORT(t)
+	orttest.Require(t)
 	dir := t.TempDir()
 	corrupt := filepath.Join(dir, "corrupt.onnx")
 	good := testModel(t, dir)
@@ -191,7 +182,7 @@ func TestLoadErrors(t *testing.T) {
 // GPU provider fails clearly instead of silently running on the CPU. With a
 // GPU build (FACE0_ORT_LIB) the load may succeed, which is fine.
 func TestGPUProviderUnavailable(t *testing.T) {
-	needORT(t)
+	orttest.Require(t)
 	path := testModel(t, t.TempDir())
 	for _, p := range []string{"cuda", "tensorrt"} {
 		s, err := ort.Load(path, ort.Options{Provider: p})
@@ -235,7 +226,7 @@ func TestMissingLibrary(t *testing.T) {
 }
 
 func TestConcurrentRun(t *testing.T) {
-	needORT(t)
+	orttest.Require(t)
 	s, err := ort.Load(testModel(t, t.TempDir()), ort.Options{})
 	if err != nil {
 		t.Fatal(err)

@@ -2,7 +2,6 @@ package sdmodel_test
 
 import (
 	"encoding/json"
-	"errors"
 	"fmt"
 	"io/fs"
 	"math"
@@ -15,18 +14,9 @@ import (
 	"github.com/face0/face0/ml/clip"
 	"github.com/face0/face0/ml/onnx"
 	"github.com/face0/face0/ml/ort"
+	"github.com/face0/face0/ml/ort/orttest"
 	"github.com/face0/face0/ml/sdmodel"
 )
-
-func needORT(t *testing.T) {
-	t.Helper()
-	if err := ort.Init(); err != nil {
-		if errors.Is(err, ort.ErrNoLibrary) {
-			t.Skipf("skipping: %v", err)
-		}
-		t.Fatal(err)
-	}
-}
 
 // tinyDir is one generated tiny model shared by the tests (read-only; tests
 // that break a folder work on a copy).
@@ -136,7 +126,7 @@ func load(t *testing.T, m *sdmodel.Model, file string) *ort.Session {
 // shapes, and that batch rows are computed independently (row 0 of a batch of
 // two equals the batch-of-one result).
 func TestComponentsRun(t *testing.T) {
-	needORT(t)
+	orttest.Require(t)
 	runComponents(t, tinyDir)
 }
 
@@ -260,7 +250,7 @@ func TestExternalDataModel(t *testing.T) {
 	if len(m.UNet.ExternalFiles) != 1 || m.UNet.ExternalFiles[0] != "weights.pb" || m.UNet.ExternalBytes < 100000 {
 		t.Fatalf("unet external data %v (%d bytes)", m.UNet.ExternalFiles, m.UNet.ExternalBytes)
 	}
-	needORT(t)
+	orttest.Require(t)
 	runComponents(t, dir)
 }
 
@@ -296,7 +286,7 @@ func TestFullCLIPVocabulary(t *testing.T) {
 	if m.Manifest.PadToken != clip.EndToken {
 		t.Errorf("pad token %d, want %d", m.Manifest.PadToken, clip.EndToken)
 	}
-	needORT(t)
+	orttest.Require(t)
 	te := load(t, m, sdmodel.TextEncoderFile)
 	ids := m.Tokenizer.Tokenize(p, clip.WithPadToken(clip.EndToken))
 	out, err := te.Run(map[string]ort.Tensor{sdmodel.InInputIDs: ort.I32(ids, 1, 77)})
@@ -426,7 +416,7 @@ func TestBadFolders(t *testing.T) {
 // TestOrtLoadBrokenFolder checks the same problems surface clearly when a
 // component is loaded straight into onnxruntime (without Validate first).
 func TestOrtLoadBrokenFolder(t *testing.T) {
-	needORT(t)
+	orttest.Require(t)
 	dir := copyDir(t, tinyDir)
 	p := filepath.Join(dir, sdmodel.UNetFile)
 	b, _ := os.ReadFile(p)

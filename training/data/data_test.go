@@ -2,7 +2,6 @@ package data
 
 import (
 	"context"
-	"errors"
 	"image"
 	"image/color"
 	"image/png"
@@ -15,18 +14,9 @@ import (
 
 	"github.com/face0/face0/internal/assets"
 	"github.com/face0/face0/ml/ort"
+	"github.com/face0/face0/ml/ort/orttest"
 	"github.com/face0/face0/synthfaces"
 )
-
-func needORT(t *testing.T) {
-	t.Helper()
-	if err := ort.Init(); err != nil {
-		if errors.Is(err, ort.ErrNoLibrary) {
-			t.Skipf("skipping: %v", err)
-		}
-		t.Fatal(err)
-	}
-}
 
 func writePNG(t *testing.T, path string, img image.Image) {
 	t.Helper()
@@ -77,7 +67,7 @@ func TestLatentRoundTrip(t *testing.T) {
 }
 
 func TestDecoderIsInverse(t *testing.T) {
-	needORT(t)
+	orttest.Require(t)
 	l := DefaultLatent()
 	g, err := l.Decoder()
 	if err != nil {
@@ -126,7 +116,7 @@ func TestDecoderIsInverse(t *testing.T) {
 // A sidecar-caption folder with every kind of bad file: they are reported
 // and skipped, and the rest is encoded; a second Prepare reuses the cache.
 func TestPrepareSidecarsAndProblems(t *testing.T) {
-	needORT(t)
+	orttest.Require(t)
 	dir := t.TempDir()
 	img := image.NewNRGBA(image.Rect(0, 0, 40, 40))
 	for i := range img.Pix {
@@ -202,7 +192,7 @@ func TestPrepareSidecarsAndProblems(t *testing.T) {
 // Both vocabularies: CLIP's (when ../shared has it) and the tiny fallback
 // a fresh clone gets; the tiny one cuts long synthfaces captions.
 func TestVocabularies(t *testing.T) {
-	needORT(t)
+	orttest.Require(t)
 	dir := t.TempDir()
 	if _, err := synthfaces.Generate(dir, synthfaces.Options{Seed: 2, Train: 4, HeldOut: -1, PerIdentity: 4, Size: 32, Workers: 2}); err != nil {
 		t.Fatal(err)
@@ -229,7 +219,7 @@ func TestVocabularies(t *testing.T) {
 // The detect mode finds the synthfaces faces at 128 px with face-api and
 // keeps a faceless image with zeroed face tokens.
 func TestDetectMode(t *testing.T) {
-	needORT(t)
+	orttest.Require(t)
 	md, err := FaceAPIModelDir("", "")
 	if err != nil {
 		t.Skipf("skipping: %v", err)

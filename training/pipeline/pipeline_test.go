@@ -15,6 +15,7 @@ import (
 	"github.com/face0/face0/ml/clip"
 	f0 "github.com/face0/face0/ml/face0"
 	"github.com/face0/face0/ml/ort"
+	"github.com/face0/face0/ml/ort/orttest"
 	"github.com/face0/face0/ml/sched"
 	"github.com/face0/face0/ml/sdmodel"
 	"github.com/face0/face0/synthfaces"
@@ -22,16 +23,6 @@ import (
 	"github.com/face0/face0/training/data"
 	"github.com/face0/face0/training/model"
 )
-
-func needORT(t *testing.T) {
-	t.Helper()
-	if err := ort.Init(); err != nil {
-		if errors.Is(err, ort.ErrNoLibrary) {
-			t.Skipf("skipping: %v", err)
-		}
-		t.Fatal(err)
-	}
-}
 
 // tinyDataset writes 8 identities × 2 images at 32 px, plus three bad
 // entries: a record for a missing file, a line that is not JSON, and a PNG
@@ -65,7 +56,7 @@ func tinyModel() model.Config {
 }
 
 func TestEndToEnd(t *testing.T) {
-	needORT(t)
+	orttest.Require(t)
 	ds := tinyDataset(t)
 	root := t.TempDir()
 	out := filepath.Join(root, "models", "trained")
@@ -228,7 +219,7 @@ func TestEndToEnd(t *testing.T) {
 }
 
 func TestCancelLeavesResumableCheckpoint(t *testing.T) {
-	needORT(t)
+	orttest.Require(t)
 	ds := tinyDataset(t)
 	out := filepath.Join(t.TempDir(), "m")
 	ctx, cancel := context.WithCancel(context.Background())
