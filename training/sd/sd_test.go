@@ -3,7 +3,6 @@ package sd
 import (
 	"errors"
 	"math"
-	"math/rand/v2"
 	"path/filepath"
 	"slices"
 	"strings"
@@ -19,18 +18,9 @@ import (
 
 	"github.com/face0/face0/ml/ort"
 	"github.com/face0/face0/ml/sdmodel"
+	"github.com/face0/face0/training/layers/layerstest"
 	"github.com/face0/face0/training/model"
 )
-
-func testBackend(t *testing.T) backends.Backend {
-	t.Helper()
-	// ops_sequential: see training.Backend (parallel op scheduling deadlocks in v0.26.0).
-	b, err := backends.NewWithConfig("go:ops_sequential")
-	if err != nil {
-		t.Fatal(err)
-	}
-	return b
-}
 
 func TestSpecs(t *testing.T) {
 	for _, c := range []Config{SD1(), Tiny()} {
@@ -160,28 +150,6 @@ func TestFLOPs(t *testing.T) {
 	t.Logf("tiny UNet, 16x16 latent: %.4g FLOPs per forward", float64(tf))
 }
 
-func randn(n int, seed uint64, std float64) []float32 {
-	r := rand.New(rand.NewPCG(seed, 9))
-	out := make([]float32, n)
-	for i := range out {
-		out[i] = float32(r.NormFloat64() * std)
-	}
-	return out
-}
-
-// perturbed moves every weight by N(0, std²) so that biases and norms are
-// not at their trivial initial values.
-func perturbed(c Config, w model.Weights, std float64) model.Weights {
-	out := w.Clone()
-	for i, s := range Specs(c) {
-		d := randn(len(out[s.Name].Data), uint64(100+i), std)
-		for j := range d {
-			out[s.Name].Data[j] += d[j]
-		}
-	}
-	return out
-}
-
 type inputs struct {
 	B, H, W, L  int
 	sample, ctx []float32
@@ -190,9 +158,9 @@ type inputs struct {
 
 func testInputs(c Config, B, S, L int) inputs {
 	return inputs{B: B, H: S, W: S, L: L,
-		sample: randn(B*c.InChannels*S*S, 1, 1),
+		sample: layerstest.Randn(B*c.InChannels*S*S, 1, 1),
 		ts:     []float32{0, 417, 999, 250}[:B],
-		ctx:    randn(B*L*c.CrossAttentionDim, 2, 1),
+		ctx:    layerstest.Randn(B*L*c.CrossAttentionDim, 2, 1),
 	}
 }
 
@@ -218,30 +186,14 @@ func forward(t *testing.T, be backends.Backend, c Config, w model.Weights, in in
 	return tensors.MustCopyFlatData[float32](out[0])
 }
 
-func compare(t *testing.T, what string, got, want []float32, tol float64) {
-	t.Helper()
-	if len(got) != len(want) {
-		t.Fatalf("%s: %d values, want %d", what, len(got), len(want))
-	}
-	var maxDiff, scale float64
-	for i := range got {
-		maxDiff = math.Max(maxDiff, math.Abs(float64(got[i]-want[i])))
-		scale = math.Max(scale, math.Abs(float64(want[i])))
-	}
-	t.Logf("%s: max |diff| = %.3g, output scale (max |y|) %.3g, relative %.3g", what, maxDiff, scale, maxDiff/scale)
-	if scale == 0 || maxDiff > tol*scale {
-		t.Errorf("%s: differ by %.3g at output scale %.3g (relative %.3g > %g)", what, maxDiff, scale, maxDiff/scale, tol)
-	}
-}
-
 // TestConvNative checks the im2col convolutions against GoMLX's own
 // ConvGeneral (whose forward pass the pure-Go backend has).
 func TestConvNative(t *testing.T) {
 	c := Tiny()
-	w := perturbed(c, NewWeights(c, 3), 0.05)
+	w := layerstest.Perturbed(NewWeights(c, 3), Specs(c), 0.05)
 	in := testInputs(c, 2, 8, 7)
-	be := testBackend(t)
-	compare(t, "im2col vs native conv", forward(t, be, c, w, in, Options{Conv: ConvIm2col}), forward(t, be, c, w, in, Options{Conv: ConvNative}), 1e-5)
+	be := layerstest.Backend(t)
+	layerstest.Compare(t, "im2col vs native conv", forward(t, be, c, w, in, Options{Conv: ConvIm2col}), forward(t, be, c, w, in, Options{Conv: ConvNative}), 1e-5)
 }
 
 // TestONNXParity exports the tiny UNet and runs it in onnxruntime against
@@ -254,13 +206,13 @@ func TestONNXParity(t *testing.T) {
 		t.Fatal(err)
 	}
 	c := Tiny()
-	w := perturbed(c, NewWeights(c, 3), 0.05)
+	w := layerstest.Perturbed(NewWeights(c, 3), Specs(c), 0.05)
 	dir := t.TempDir()
 	if err := WriteONNX(dir, c, w); err != nil {
 		t.Fatal(err)
 	}
 	in := testInputs(c, 3, 16, 77)
-	got := forward(t, testBackend(t), c, w, in, Options{})
+	got := forward(t, layerstest.Backend(t), c, w, in, Options{})
 
 	s, err := ort.Load(filepath.Join(dir, sdmodel.UNetFile), ort.Options{IntraOpThreads: 1})
 	if err != nil {
@@ -279,7 +231,7 @@ func TestONNXParity(t *testing.T) {
 		return res[sdmodel.OutNoise].Float32()
 	}
 	want := run(in.ts)
-	compare(t, "GoMLX vs onnxruntime out_sample", got, want, 1e-4)
+	layerstest.Compare(t, "GoMLX vs onnxruntime out_sample", got, want, 1e-4)
 
 	// A [1] timestep is expanded to the batch, as in diffusers' export.
 	one := run([]float32{417})
@@ -298,13 +250,13 @@ func TestTrainStep(t *testing.T) {
 	c := Tiny()
 	specs := Specs(c)
 	P := len(specs)
-	w := perturbed(c, NewWeights(c, 4), 0.02)
+	w := layerstest.Perturbed(NewWeights(c, 4), Specs(c), 0.02)
 	B, S, L := 4, 16, 77
 	in := testInputs(c, B, S, L)
 	in.ts = []float32{10, 300, 600, 900}
-	noise := randn(B*c.OutChannels*S*S, 5, 1)
+	noise := layerstest.Randn(B*c.OutChannels*S*S, 5, 1)
 	args := append(in.args(c, w), tensors.FromFlatDataAndDimensions(noise, B, c.OutChannels, S, S))
-	be := testBackend(t)
+	be := layerstest.Backend(t)
 	const lr = 0.05
 	exec := MustNewExec(be, func(x []*Node) []*Node {
 		pred := Forward(c, model.LookupFrom(specs, x[:P]), x[P], x[P+1], x[P+2], Options{})
@@ -358,10 +310,10 @@ func TestGradientDirectional(t *testing.T) {
 	c := Tiny()
 	specs := Specs(c)
 	P := len(specs)
-	w := perturbed(c, NewWeights(c, 6), 0.05)
+	w := layerstest.Perturbed(NewWeights(c, 6), Specs(c), 0.05)
 	in := testInputs(c, 1, 8, 7)
-	noise := randn(c.OutChannels*8*8, 7, 1)
-	be := testBackend(t)
+	noise := layerstest.Randn(c.OutChannels*8*8, 7, 1)
+	be := layerstest.Backend(t)
 	lossOf := func(x []*Node) *Node {
 		pred := Forward(c, model.LookupFrom(specs, x[:P]), x[P], x[P+1], x[P+2], Options{})
 		return ReduceAllMean(Square(Sub(pred, x[P+3])))
@@ -409,7 +361,7 @@ func TestGradientDirectional(t *testing.T) {
 // skip connection of the full config.
 func TestSD1GraphShapes(t *testing.T) {
 	c := SD1()
-	g := NewGraph(testBackend(t), "sd1")
+	g := NewGraph(layerstest.Backend(t), "sd1")
 	defer g.Finalize()
 	specs := Specs(c)
 	nodes := make([]*Node, len(specs))

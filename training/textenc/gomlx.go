@@ -2,7 +2,6 @@ package textenc
 
 import (
 	"fmt"
-	"math"
 
 	"github.com/gomlx/gomlx/backends"
 	"github.com/gomlx/gomlx/pkg/core/dtypes"
@@ -10,6 +9,7 @@ import (
 	"github.com/gomlx/gomlx/pkg/core/shapes"
 	"github.com/gomlx/gomlx/pkg/core/tensors"
 
+	"github.com/face0/face0/training/layers"
 	"github.com/face0/face0/training/model"
 )
 
@@ -25,32 +25,19 @@ type fwd struct {
 }
 
 // linear is x·Wᵀ + b over the last axis of x (any rank ≥ 2), with W in
-// torch's [out, in] layout, through model.Dot3 (as training/sd does).
+// torch's [out, in] layout: layers.Linear, as training/sd uses.
 func (f fwd) linear(name string, x *Node) *Node {
-	W, b := f.w(name+".weight"), f.w(name+".bias")
-	dims := x.Shape().Dimensions
-	in := dims[len(dims)-1]
-	out := W.Shape().Dimensions[0]
-	rows := x.Shape().Size() / in
-	y := Reshape(model.Dot3(Reshape(x, 1, rows, in), Reshape(Transpose(W, 0, 1), 1, in, out)), rows, out)
-	y = Add(y, InsertAxes(b, 0))
-	outDims := append(append([]int(nil), dims[:len(dims)-1]...), out)
-	return Reshape(y, outDims...)
+	return layers.Linear(x, f.w(name+".weight"), f.w(name+".bias"))
 }
 
 // layerNorm is torch's LayerNorm over the last axis (biased variance).
 func (f fwd) layerNorm(name string, x *Node) *Node {
-	last := x.Rank() - 1
-	mean := ReduceAndKeep(x, ReduceMean, last)
-	d := Sub(x, mean)
-	variance := ReduceAndKeep(Square(d), ReduceMean, last)
-	n := Div(d, Sqrt(AddScalar(variance, f.c.LayerNormEps))) // Rsqrt has no gradient in v0.26
-	return Add(Mul(n, ExpandLeftToRank(f.w(name+".weight"), x.Rank())), ExpandLeftToRank(f.w(name+".bias"), x.Rank()))
+	return layers.LayerNorm(x, f.w(name+".weight"), f.w(name+".bias"), f.c.LayerNormEps)
 }
 
 func (f fwd) act(x *Node) *Node {
 	if f.c.HiddenAct == GELU {
-		return Mul(x, MulScalar(OnePlus(Erf(MulScalar(x, 1/math.Sqrt2))), 0.5))
+		return layers.GELU(x)
 	}
 	return Mul(x, Sigmoid(MulScalar(x, 1.702))) // quick_gelu
 }
@@ -58,22 +45,10 @@ func (f fwd) act(x *Node) *Node {
 // selfAttention is CLIPAttention with the causal mask [L,L]: q, k, v
 // projections with biases, q scaled by head_dim^-½, out_proj.
 func (f fwd) selfAttention(name string, x, mask *Node) *Node {
-	heads := f.c.NumAttentionHeads
 	q := f.linear(name+".q_proj", x)
 	k := f.linear(name+".k_proj", x)
 	v := f.linear(name+".v_proj", x)
-	d := q.Shape().Dimensions
-	B, L, W := d[0], d[1], d[2]
-	dh := W / heads
-	qh := TransposeAllAxes(Reshape(q, B, L, heads, dh), 0, 2, 1, 3) // [B,h,L,dh]
-	kh := TransposeAllAxes(Reshape(k, B, L, heads, dh), 0, 2, 3, 1) // [B,h,dh,L]
-	vh := TransposeAllAxes(Reshape(v, B, L, heads, dh), 0, 2, 1, 3) // [B,h,L,dh]
-	qh = MulScalar(qh, 1/math.Sqrt(float64(dh)))
-	s := Reshape(model.Dot3(Reshape(qh, B*heads, L, dh), Reshape(kh, B*heads, dh, L)), B, heads, L, L)
-	p := Softmax(Add(s, Reshape(mask, 1, 1, L, L)), -1)
-	o := Reshape(model.Dot3(Reshape(p, B*heads, L, L), Reshape(vh, B*heads, L, dh)), B, heads, L, dh)
-	o = Reshape(TransposeAllAxes(o, 0, 2, 1, 3), B, L, W)
-	return f.linear(name+".out_proj", o)
+	return f.linear(name+".out_proj", layers.Attention(q, k, v, mask, f.c.NumAttentionHeads))
 }
 
 func causalMask(L int) []float32 {

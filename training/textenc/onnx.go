@@ -1,56 +1,29 @@
 package textenc
 
 import (
-	"fmt"
-	"os"
 	"path/filepath"
 
 	"github.com/face0/face0/ml/onnx"
 	"github.com/face0/face0/ml/sdmodel"
+	"github.com/face0/face0/training/layers"
 	"github.com/face0/face0/training/model"
 )
 
 // exporter writes the text encoder into an ONNX graph.
 type exporter struct {
+	layers.Exporter
 	c Config
-	g *onnx.Graph
-	w model.Weights
-}
-
-func (e exporter) init(name string) onnx.Value {
-	t := e.w[name]
-	if t == nil {
-		panic(fmt.Sprintf("textenc: export: no weight %q", name)) // Check has run: a naming bug here
-	}
-	return e.g.Initializer(name, t.Data, t.Shape...)
-}
-
-// linear is x·Wᵀ + b. The initializer keeps the weight's name but holds it
-// transposed to [in, out], for MatMul (as torch.onnx's export does).
-func (e exporter) linear(name string, x onnx.Value) onnx.Value {
-	t := e.w[name+".weight"]
-	if t == nil {
-		panic(fmt.Sprintf("textenc: export: no weight %q", name+".weight"))
-	}
-	out, in := t.Shape[0], t.Shape[1]
-	tr := make([]float32, len(t.Data))
-	for o := range out {
-		for i := range in {
-			tr[i*out+o] = t.Data[o*in+i]
-		}
-	}
-	return e.g.Linear(x, e.g.Initializer(name+".weight", tr, in, out), e.init(name+".bias"))
 }
 
 func (e exporter) layerNorm(name string, x onnx.Value) onnx.Value {
-	return e.g.LayerNorm(x, e.init(name+".weight"), e.init(name+".bias"), float32(e.c.LayerNormEps))
+	return e.LayerNorm(name, x, float32(e.c.LayerNormEps))
 }
 
 func (e exporter) act(x onnx.Value) onnx.Value {
 	if e.c.HiddenAct == GELU {
-		return e.g.Gelu(x)
+		return e.G.Gelu(x)
 	}
-	return e.g.QuickGelu(x)
+	return e.G.QuickGelu(x)
 }
 
 // Export builds the text encoder as an ONNX graph with SD's interface
@@ -64,13 +37,13 @@ func Export(c Config, w model.Weights) (*onnx.Graph, error) {
 		return nil, err
 	}
 	g := onnx.NewGraph("text_encoder")
-	e := exporter{c, g, w}
+	e := exporter{layers.Exporter{G: g, W: w, Pkg: "textenc"}, c}
 	D, L := c.HiddenSize, c.MaxPositionEmbeddings
 	ids := g.Input(sdmodel.InInputIDs, onnx.Int32, "batch", "sequence")
 
 	seqLen := g.Slice(g.Shape(ids), []int64{1}, []int64{2}, []int64{0}) // [1] int64
-	h := g.Gather(e.init(Prefix+"embeddings.token_embedding.weight"), ids, 0)
-	pos := g.SliceV(e.init(Prefix+"embeddings.position_embedding.weight"), g.Ints(0), seqLen, g.Ints(0))
+	h := g.Gather(e.Init(Prefix+"embeddings.token_embedding.weight"), ids, 0)
+	pos := g.SliceV(e.Init(Prefix+"embeddings.position_embedding.weight"), g.Ints(0), seqLen, g.Ints(0))
 	h = g.Add(h, pos)
 
 	mask := g.Initializer("causal_mask", causalMask(L), L, L)
@@ -81,10 +54,10 @@ func Export(c Config, w model.Weights) (*onnx.Graph, error) {
 		g.Push(n)
 		x := e.layerNorm(n+".layer_norm1", h)
 		a := n + ".self_attn"
-		q, k, v := e.linear(a+".q_proj", x), e.linear(a+".k_proj", x), e.linear(a+".v_proj", x)
-		h = g.Add(h, e.linear(a+".out_proj", g.Attention(q, k, v, c.NumAttentionHeads, D, mask)))
-		x = e.act(e.linear(n+".mlp.fc1", e.layerNorm(n+".layer_norm2", h)))
-		h = g.Add(h, e.linear(n+".mlp.fc2", x))
+		q, k, v := e.Linear(a+".q_proj", x, true), e.Linear(a+".k_proj", x, true), e.Linear(a+".v_proj", x, true)
+		h = g.Add(h, e.Linear(a+".out_proj", g.Attention(q, k, v, c.NumAttentionHeads, D, mask), true))
+		x = e.act(e.Linear(n+".mlp.fc1", e.layerNorm(n+".layer_norm2", h), true))
+		h = g.Add(h, e.Linear(n+".mlp.fc2", x, true))
 		g.Pop()
 	}
 	h = e.layerNorm(Prefix+"final_layer_norm", h)
@@ -111,12 +84,5 @@ func WriteONNX(dir string, c Config, w model.Weights, opts ...onnx.SaveOption) e
 	if err != nil {
 		return err
 	}
-	p := filepath.Join(dir, sdmodel.TextEncoderFile)
-	if err := os.MkdirAll(filepath.Dir(p), 0o755); err != nil {
-		return err
-	}
-	if err := g.Save(p, opts...); err != nil {
-		return fmt.Errorf("textenc: export %s: %w", p, err)
-	}
-	return nil
+	return layers.Save(g, filepath.Join(dir, sdmodel.TextEncoderFile), "textenc", opts...)
 }

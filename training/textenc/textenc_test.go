@@ -13,7 +13,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/gomlx/gomlx/backends"
 	_ "github.com/gomlx/gomlx/backends/simplego"
 	"github.com/gomlx/gomlx/pkg/core/dtypes"
 	. "github.com/gomlx/gomlx/pkg/core/graph"
@@ -23,18 +22,9 @@ import (
 	"github.com/face0/face0/ml/ort/orttest"
 	"github.com/face0/face0/ml/safetensors"
 	"github.com/face0/face0/ml/sdmodel"
+	"github.com/face0/face0/training/layers/layerstest"
 	"github.com/face0/face0/training/model"
 )
-
-func testBackend(t testing.TB) backends.Backend {
-	t.Helper()
-	// ops_sequential: see training.Backend (parallel op scheduling deadlocks in v0.26.0).
-	b, err := backends.NewWithConfig("go:ops_sequential")
-	if err != nil {
-		t.Fatal(err)
-	}
-	return b
-}
 
 func TestSpecs(t *testing.T) {
 	for _, c := range []Config{SD1(), Tiny()} {
@@ -192,28 +182,6 @@ func TestLoadWeightsStrict(t *testing.T) {
 	}
 }
 
-func randn(n int, seed uint64, std float64) []float32 {
-	r := rand.New(rand.NewPCG(seed, 9))
-	out := make([]float32, n)
-	for i := range out {
-		out[i] = float32(r.NormFloat64() * std)
-	}
-	return out
-}
-
-// perturbed moves every weight by N(0, std²) so that biases and norms are
-// not at their trivial initial values.
-func perturbed(c Config, w model.Weights, std float64) model.Weights {
-	out := w.Clone()
-	for i, s := range Specs(c) {
-		d := randn(len(out[s.Name].Data), uint64(100+i), std)
-		for j := range d {
-			out[s.Name].Data[j] += d[j]
-		}
-	}
-	return out
-}
-
 // testIDs are SD-tokenizer-like rows: BOS (vocab-2), words, EOS (vocab-1,
 // the largest id), then EOS padding, so argmax has ties and must take the
 // first; the last row has no padding and one has a word id at the end.
@@ -235,22 +203,6 @@ func testIDs(c Config, B, L int) [][]int32 {
 	return out
 }
 
-func compare(t *testing.T, what string, got, want []float32, tol float64) {
-	t.Helper()
-	if len(got) != len(want) {
-		t.Fatalf("%s: %d values, want %d", what, len(got), len(want))
-	}
-	var maxDiff, scale float64
-	for i := range got {
-		maxDiff = math.Max(maxDiff, math.Abs(float64(got[i]-want[i])))
-		scale = math.Max(scale, math.Abs(float64(want[i])))
-	}
-	t.Logf("%s: max |diff| = %.3g, output scale (max |y|) %.3g, relative %.3g", what, maxDiff, scale, maxDiff/scale)
-	if scale == 0 || maxDiff > tol*scale {
-		t.Errorf("%s: differ by %.3g at output scale %.3g (relative %.3g > %g)", what, maxDiff, scale, maxDiff/scale, tol)
-	}
-}
-
 func encode(t *testing.T, e *Encoder, ids [][]int32) (hidden, pooled []float32) {
 	t.Helper()
 	hidden, pooled, err := e.Encode(ids)
@@ -266,8 +218,8 @@ func encode(t *testing.T, e *Encoder, ids [][]int32) (hidden, pooled []float32) 
 // one.
 func TestForward(t *testing.T) {
 	c := Tiny()
-	w := perturbed(c, NewWeights(c, 2), 0.05)
-	e, err := NewEncoder(testBackend(t), c, w)
+	w := layerstest.Perturbed(NewWeights(c, 2), Specs(c), 0.05)
+	e, err := NewEncoder(layerstest.Backend(t), c, w)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -299,7 +251,7 @@ func TestForward(t *testing.T) {
 	// A 16-token prefix gives the same first 16 states.
 	short := [][]int32{ids[0][:16]}
 	hs, _ := encode(t, e, short)
-	compare(t, "16-token prefix vs 77-token states", hs, hidden[:16*D], 1e-6)
+	layerstest.Compare(t, "16-token prefix vs 77-token states", hs, hidden[:16*D], 1e-6)
 	if _, _, err := e.Encode([][]int32{{1, int32(c.VocabSize)}}); err == nil || !strings.Contains(err.Error(), "outside the vocabulary") {
 		t.Errorf("out-of-vocabulary id: %v", err)
 	}
@@ -311,12 +263,12 @@ func TestForward(t *testing.T) {
 func TestONNXParity(t *testing.T) {
 	orttest.Require(t)
 	c := Tiny()
-	w := perturbed(c, NewWeights(c, 3), 0.05)
+	w := layerstest.Perturbed(NewWeights(c, 3), Specs(c), 0.05)
 	dir := t.TempDir()
 	if err := WriteONNX(dir, c, w); err != nil {
 		t.Fatal(err)
 	}
-	e, err := NewEncoder(testBackend(t), c, w)
+	e, err := NewEncoder(layerstest.Backend(t), c, w)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -340,8 +292,8 @@ func TestONNXParity(t *testing.T) {
 		if sh := res[sdmodel.OutLastHidden].Shape; !slices.Equal(sh, []int64{3, int64(L), int64(c.HiddenSize)}) {
 			t.Errorf("last_hidden_state shape %v", sh)
 		}
-		compare(t, "GoMLX vs onnxruntime last_hidden_state, "+strconv.Itoa(L)+" tokens", hidden, res[sdmodel.OutLastHidden].Float32(), 1e-4)
-		compare(t, "GoMLX vs onnxruntime pooler_output, "+strconv.Itoa(L)+" tokens", pooled, res[sdmodel.OutPooled].Float32(), 1e-4)
+		layerstest.Compare(t, "GoMLX vs onnxruntime last_hidden_state, "+strconv.Itoa(L)+" tokens", hidden, res[sdmodel.OutLastHidden].Float32(), 1e-4)
+		layerstest.Compare(t, "GoMLX vs onnxruntime pooler_output, "+strconv.Itoa(L)+" tokens", pooled, res[sdmodel.OutPooled].Float32(), 1e-4)
 	}
 }
 
@@ -349,7 +301,7 @@ func TestONNXParity(t *testing.T) {
 // graph, so GoMLX's shape checks verify the full config.
 func TestSD1GraphShapes(t *testing.T) {
 	c := SD1()
-	g := NewGraph(testBackend(t), "sd1_text_encoder")
+	g := NewGraph(layerstest.Backend(t), "sd1_text_encoder")
 	defer g.Finalize()
 	specs := Specs(c)
 	nodes := make([]*Node, len(specs))
@@ -377,7 +329,7 @@ func TestSD1Forward(t *testing.T) {
 	c := SD1()
 	start := time.Now()
 	w := NewWeights(c, 1)
-	e, err := NewEncoder(testBackend(t), c, w)
+	e, err := NewEncoder(layerstest.Backend(t), c, w)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -446,7 +398,7 @@ func TestMatchesSDModel(t *testing.T) {
 	c := Tiny()
 	c.VocabSize, c.HiddenSize, c.NumHiddenLayers, c.NumAttentionHeads = vocab, sc.TextWidth, sc.TextLayers, sc.TextHeads
 	c.IntermediateSize, c.MaxPositionEmbeddings = 4*sc.TextWidth, sc.ContextLength
-	w := perturbed(c, NewWeights(c, 4), 0.05)
+	w := layerstest.Perturbed(NewWeights(c, 4), Specs(c), 0.05)
 	dir := t.TempDir()
 	if err := sdmodel.Export(dir, sc, sdmodelParams(w)); err != nil {
 		t.Fatal(err)
@@ -456,7 +408,7 @@ func TestMatchesSDModel(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer s.Close()
-	e, err := NewEncoder(testBackend(t), c, w)
+	e, err := NewEncoder(layerstest.Backend(t), c, w)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -469,6 +421,6 @@ func TestMatchesSDModel(t *testing.T) {
 		t.Fatal(err)
 	}
 	t.Logf("sdmodel tiny text encoder: vocabulary %d, width %d, %d layers, %d heads", vocab, c.HiddenSize, c.NumHiddenLayers, c.NumAttentionHeads)
-	compare(t, "GoMLX vs sdmodel's text encoder, last_hidden_state", hidden, res[sdmodel.OutLastHidden].Float32(), 1e-4)
-	compare(t, "GoMLX vs sdmodel's text encoder, pooler_output", pooled, res[sdmodel.OutPooled].Float32(), 1e-4)
+	layerstest.Compare(t, "GoMLX vs sdmodel's text encoder, last_hidden_state", hidden, res[sdmodel.OutLastHidden].Float32(), 1e-4)
+	layerstest.Compare(t, "GoMLX vs sdmodel's text encoder, pooler_output", pooled, res[sdmodel.OutPooled].Float32(), 1e-4)
 }

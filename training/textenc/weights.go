@@ -2,11 +2,10 @@ package textenc
 
 import (
 	"fmt"
-	"slices"
-	"sort"
 	"strings"
 
 	"github.com/face0/face0/ml/safetensors"
+	"github.com/face0/face0/training/layers"
 	"github.com/face0/face0/training/model"
 )
 
@@ -17,40 +16,7 @@ func Check(c Config, w model.Weights) error {
 	if err := c.Validate(); err != nil {
 		return err
 	}
-	var missing, shape, extra []string
-	want := map[string]bool{}
-	for _, s := range Specs(c) {
-		want[s.Name] = true
-		t, ok := w[s.Name]
-		switch {
-		case !ok:
-			missing = append(missing, s.Name)
-		case !slices.Equal(t.Shape, s.Shape):
-			shape = append(shape, fmt.Sprintf("%s has shape %v, want %v", s.Name, t.Shape, s.Shape))
-		case len(t.Data) != s.Size():
-			shape = append(shape, fmt.Sprintf("%s has %d values, its shape %v needs %d", s.Name, len(t.Data), s.Shape, s.Size()))
-		}
-	}
-	for k := range w {
-		if !want[k] {
-			extra = append(extra, k)
-		}
-	}
-	sort.Strings(extra)
-	var parts []string
-	if len(missing) > 0 {
-		parts = append(parts, fmt.Sprintf("%d missing: %s", len(missing), strings.Join(missing, ", ")))
-	}
-	if len(extra) > 0 {
-		parts = append(parts, fmt.Sprintf("%d unexpected: %s", len(extra), strings.Join(extra, ", ")))
-	}
-	if len(shape) > 0 {
-		parts = append(parts, fmt.Sprintf("%d with the wrong shape: %s", len(shape), strings.Join(shape, ", ")))
-	}
-	if len(parts) == 0 {
-		return nil
-	}
-	return fmt.Errorf("textenc: weights do not match the text encoder config: %s", strings.Join(parts, "; "))
+	return layers.Check(w, Specs(c), "textenc: weights do not match the text encoder config")
 }
 
 // LoadWeights reads a transformers CLIPTextModel weight file

@@ -1,12 +1,11 @@
 package vae
 
 import (
-	"fmt"
-	"os"
 	"path/filepath"
 
 	"github.com/face0/face0/ml/onnx"
 	"github.com/face0/face0/ml/sdmodel"
+	"github.com/face0/face0/training/layers"
 	"github.com/face0/face0/training/model"
 )
 
@@ -16,74 +15,44 @@ const EncoderFile = "vae_encoder/model.onnx"
 
 // exporter writes the VAE into an ONNX graph, NCHW as torch runs it.
 type exporter struct {
+	layers.Exporter
 	c Config
-	g *onnx.Graph
-	w model.Weights
-}
-
-func (e exporter) init(name string) onnx.Value {
-	t := e.w[name]
-	if t == nil {
-		panic(fmt.Sprintf("vae: export: no weight %q", name)) // Check has run: a naming bug here
-	}
-	return e.g.Initializer(name, t.Data, t.Shape...)
-}
-
-// linear is x·Wᵀ + b; the initializer keeps the weight's name but holds it
-// transposed to [in, out], for MatMul.
-func (e exporter) linear(name string, x onnx.Value) onnx.Value {
-	t := e.w[name+".weight"]
-	if t == nil {
-		panic(fmt.Sprintf("vae: export: no weight %q", name+".weight"))
-	}
-	out, in := t.Shape[0], t.Shape[1]
-	tr := make([]float32, len(t.Data))
-	for o := range out {
-		for i := range in {
-			tr[i*out+o] = t.Data[o*in+i]
-		}
-	}
-	return e.g.Linear(x, e.g.Initializer(name+".weight", tr, in, out), e.init(name+".bias"))
-}
-
-func (e exporter) conv(name string, x onnx.Value, stride, pad int) onnx.Value {
-	return e.g.Conv2D(x, e.init(name+".weight"), e.init(name+".bias"), stride, pad)
 }
 
 // downsample is diffusers' Downsample2D with padding 0: zero pad (0,1,0,1)
 // then a stride-2 3×3 conv, as one Conv with pads [top,left,bottom,right] =
 // [0,0,1,1].
 func (e exporter) downsample(name string, x onnx.Value) onnx.Value {
-	return e.g.Conv(x, e.init(name+".weight"), e.init(name+".bias"),
+	return e.G.Conv(x, e.Init(name+".weight"), e.Init(name+".bias"),
 		onnx.AttrInts("strides", 2, 2), onnx.AttrInts("pads", 0, 0, 1, 1))
 }
 
 func (e exporter) groupNorm(name string, x onnx.Value) onnx.Value {
-	return e.g.GroupNorm(x, e.c.NormNumGroups, e.init(name+".weight"), e.init(name+".bias"), normEps)
+	return e.GroupNorm(name, x, e.c.NormNumGroups, normEps)
 }
 
 func (e exporter) resnet(r resnet, x onnx.Value) onnx.Value {
-	g := e.g
+	g := e.G
 	g.Push(r.Name)
 	defer g.Pop()
-	h := e.conv(r.Name+".conv1", g.SiLU(e.groupNorm(r.Name+".norm1", x)), 1, 1)
-	h = e.conv(r.Name+".conv2", g.SiLU(e.groupNorm(r.Name+".norm2", h)), 1, 1)
+	h := e.Conv(r.Name+".conv1", g.SiLU(e.groupNorm(r.Name+".norm1", x)), 1, 1)
+	h = e.Conv(r.Name+".conv2", g.SiLU(e.groupNorm(r.Name+".norm2", h)), 1, 1)
 	if r.In != r.Out {
-		x = e.conv(r.Name+".conv_shortcut", x, 1, 0)
+		x = e.Conv(r.Name+".conv_shortcut", x, 1, 0)
 	}
 	return g.Add(x, h)
 }
 
 func (e exporter) attention(name string, x onnx.Value, C int) onnx.Value {
-	g := e.g
+	g := e.G
 	g.Push(name)
 	defer g.Pop()
 	h := e.groupNorm(name+".group_norm", x)
 	h = g.Transpose(g.Reshape(h, 0, int64(C), -1), 0, 2, 1) // [B,HW,C]
-	q := e.linear(name+".to_q", h)
-	k := e.linear(name+".to_k", h)
-	v := e.linear(name+".to_v", h)
-	o := e.linear(name+".to_out.0", g.Attention(q, k, v, 1, C, onnx.Value{}))
+	q := e.Linear(name+".to_q", h, true)
+	k := e.Linear(name+".to_k", h, true)
+	v := e.Linear(name+".to_v", h, true)
+	o := e.Linear(name+".to_out.0", g.Attention(q, k, v, 1, C, onnx.Value{}), true)
 	o = g.ReshapeV(g.Transpose(o, 0, 2, 1), g.Shape(x))
 	return g.Add(o, x)
 }
@@ -107,9 +76,9 @@ func ExportEncoder(c Config, w model.Weights) (*onnx.Graph, error) {
 		return nil, err
 	}
 	g := onnx.NewGraph("vae_encoder")
-	e := exporter{c, g, w}
+	e := exporter{layers.Exporter{G: g, W: w, Pkg: "vae"}, c}
 	x := g.Input(sdmodel.InSample, onnx.Float, "batch", c.InChannels, "height", "width")
-	h := e.conv("encoder.conv_in", x, 1, 1)
+	h := e.Conv("encoder.conv_in", x, 1, 1)
 	for _, s := range c.encoderStages() {
 		for _, r := range s.Resnets {
 			h = e.resnet(r, h)
@@ -119,8 +88,8 @@ func ExportEncoder(c Config, w model.Weights) (*onnx.Graph, error) {
 		}
 	}
 	h = e.mid(mid{"encoder.mid_block", c.top()}, h)
-	h = e.conv("encoder.conv_out", g.SiLU(e.groupNorm("encoder.conv_norm_out", h)), 1, 1)
-	h = e.conv("quant_conv", h, 1, 0)
+	h = e.Conv("encoder.conv_out", g.SiLU(e.groupNorm("encoder.conv_norm_out", h)), 1, 1)
+	h = e.Conv("quant_conv", h, 1, 0)
 	L := int64(c.LatentChannels)
 	mean := g.Slice(h, []int64{0}, []int64{L}, []int64{1})
 	g.Output(sdmodel.InLatent, mean, "batch", c.LatentChannels, "latent_height", "latent_width")
@@ -137,20 +106,20 @@ func ExportDecoder(c Config, w model.Weights) (*onnx.Graph, error) {
 		return nil, err
 	}
 	g := onnx.NewGraph("vae_decoder")
-	e := exporter{c, g, w}
+	e := exporter{layers.Exporter{G: g, W: w, Pkg: "vae"}, c}
 	z := g.Input(sdmodel.InLatent, onnx.Float, "batch", c.LatentChannels, "height", "width")
-	h := e.conv("post_quant_conv", z, 1, 0)
-	h = e.conv("decoder.conv_in", h, 1, 1)
+	h := e.Conv("post_quant_conv", z, 1, 0)
+	h = e.Conv("decoder.conv_in", h, 1, 1)
 	h = e.mid(mid{"decoder.mid_block", c.top()}, h)
 	for _, s := range c.decoderStages() {
 		for _, r := range s.Resnets {
 			h = e.resnet(r, h)
 		}
 		if s.Sampler != "" {
-			h = e.conv(s.Sampler, g.Upsample2x(h), 1, 1)
+			h = e.Conv(s.Sampler, g.Upsample2x(h), 1, 1)
 		}
 	}
-	h = e.conv("decoder.conv_out", g.SiLU(e.groupNorm("decoder.conv_norm_out", h)), 1, 1)
+	h = e.Conv("decoder.conv_out", g.SiLU(e.groupNorm("decoder.conv_norm_out", h)), 1, 1)
 	g.Output(sdmodel.OutImage, h, "batch", c.OutChannels, "height_x8", "width_x8")
 	return g, g.Err()
 }
@@ -170,12 +139,8 @@ func WriteONNX(dir string, c Config, w model.Weights, opts ...onnx.SaveOption) e
 		if err != nil {
 			return err
 		}
-		p := filepath.Join(dir, x.file)
-		if err := os.MkdirAll(filepath.Dir(p), 0o755); err != nil {
+		if err := layers.Save(g, filepath.Join(dir, x.file), "vae", opts...); err != nil {
 			return err
-		}
-		if err := g.Save(p, opts...); err != nil {
-			return fmt.Errorf("vae: export %s: %w", p, err)
 		}
 	}
 	return nil

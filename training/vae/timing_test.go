@@ -11,6 +11,7 @@ import (
 
 	"github.com/face0/face0/ml/ort"
 	"github.com/face0/face0/ml/ort/orttest"
+	"github.com/face0/face0/training/layers/layerstest"
 	"github.com/face0/face0/training/model"
 )
 
@@ -19,12 +20,12 @@ import (
 func timeEncoder(t *testing.T, c Config, w model.Weights, B, S, runs int) float64 {
 	sp := EncoderSpecs(c)
 	P := len(sp)
-	exec := MustNewExec(testBackend(t), func(x []*Node) *Node {
+	exec := MustNewExec(layerstest.Backend(t), func(x []*Node) *Node {
 		m, _ := Encode(c, model.LookupFrom(sp, x[:P]), x[P], Options{})
 		return m
 	})
 	defer exec.Finalize()
-	args := append(weightArgs(sp, w), tensors.FromFlatDataAndDimensions(randn(B*3*S*S, 1, 1), B, 3, S, S))
+	args := append(weightArgs(sp, w), tensors.FromFlatDataAndDimensions(layerstest.Randn(B*3*S*S, 1, 1), B, 3, S, S))
 	exec.MustExec(args...)
 	best := 1e9
 	for range runs {
@@ -47,7 +48,7 @@ func timeORTEncoder(t *testing.T, c Config, w model.Weights, B, S, runs int) flo
 		t.Fatal(err)
 	}
 	defer s.Close()
-	in := map[string]ort.Tensor{"sample": ort.F32(randn(B*3*S*S, 1, 1), int64(B), 3, int64(S), int64(S))}
+	in := map[string]ort.Tensor{"sample": ort.F32(layerstest.Randn(B*3*S*S, 1, 1), int64(B), 3, int64(S), int64(S))}
 	if _, err := s.Run(in); err != nil {
 		t.Fatal(err)
 	}
@@ -74,7 +75,7 @@ func TestEncoderTiming(t *testing.T) {
 	ft, fs := tiny.EncoderFLOPs(1, 256, 256), sd1.EncoderFLOPs(1, 256, 256)
 	t.Logf("encoder FLOPs per 256×256 image: tiny %.3g, SD 1.x %.3g (%.0f×); SD 1.x decoder per 32×32 latent %.3g",
 		float64(ft), float64(fs), float64(fs)/float64(ft), float64(sd1.DecoderFLOPs(1, 32, 32)))
-	w := perturbed(tiny, NewWeights(tiny, 3), 0.05)
+	w := layerstest.Perturbed(NewWeights(tiny, 3), Specs(tiny), 0.05)
 	sec := timeEncoder(t, tiny, w, 1, 256, 2)
 	rate := float64(ft) / sec
 	t.Logf("GoMLX pure-Go, tiny encoder, 256×256: %.3f s/image (%.2f GFLOP/s); SD 1.x at that rate ≈ %.0f s/image",

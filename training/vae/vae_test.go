@@ -2,7 +2,6 @@ package vae
 
 import (
 	"math"
-	"math/rand/v2"
 	"path/filepath"
 	"slices"
 	"strings"
@@ -18,18 +17,9 @@ import (
 	"github.com/face0/face0/ml/ort"
 	"github.com/face0/face0/ml/ort/orttest"
 	"github.com/face0/face0/ml/sdmodel"
-	"github.com/face0/face0/training"
+	"github.com/face0/face0/training/layers/layerstest"
 	"github.com/face0/face0/training/model"
 )
-
-func testBackend(t testing.TB) backends.Backend {
-	t.Helper()
-	b, err := training.Backend()
-	if err != nil {
-		t.Fatal(err)
-	}
-	return b
-}
 
 func TestSpecs(t *testing.T) {
 	for _, c := range []Config{SD1(), Tiny()} {
@@ -165,28 +155,6 @@ func TestLoadWeightsStrict(t *testing.T) {
 	}
 }
 
-func randn(n int, seed uint64, std float64) []float32 {
-	r := rand.New(rand.NewPCG(seed, 9))
-	out := make([]float32, n)
-	for i := range out {
-		out[i] = float32(r.NormFloat64() * std)
-	}
-	return out
-}
-
-// perturbed moves every weight by N(0, std²) so that biases and norms are
-// not at their trivial initial values.
-func perturbed(c Config, w model.Weights, std float64) model.Weights {
-	out := w.Clone()
-	for i, s := range Specs(c) {
-		d := randn(len(out[s.Name].Data), uint64(100+i), std)
-		for j := range d {
-			out[s.Name].Data[j] += d[j]
-		}
-	}
-	return out
-}
-
 func weightArgs(sp []model.ParamSpec, w model.Weights) []any {
 	var args []any
 	for _, s := range sp {
@@ -218,43 +186,27 @@ func decode(t testing.TB, be backends.Backend, c Config, w model.Weights, z []fl
 	return tensors.MustCopyFlatData[float32](out[0])
 }
 
-func compare(t *testing.T, what string, got, want []float32, tol float64) {
-	t.Helper()
-	if len(got) != len(want) {
-		t.Fatalf("%s: %d values, want %d", what, len(got), len(want))
-	}
-	var maxDiff, scale float64
-	for i := range got {
-		maxDiff = math.Max(maxDiff, math.Abs(float64(got[i]-want[i])))
-		scale = math.Max(scale, math.Abs(float64(want[i])))
-	}
-	t.Logf("%s: max |diff| = %.3g, output scale (max |y|) %.3g, relative %.3g", what, maxDiff, scale, maxDiff/scale)
-	if scale == 0 || maxDiff > tol*scale {
-		t.Errorf("%s: differ by %.3g at output scale %.3g (relative %.3g > %g)", what, maxDiff, scale, maxDiff/scale, tol)
-	}
-}
-
 // TestConvNative checks the im2col convolutions, the downsamplers'
 // asymmetric padding included, against GoMLX's ConvGeneral.
 func TestConvNative(t *testing.T) {
 	c := Tiny()
-	w := perturbed(c, NewWeights(c, 3), 0.05)
-	be := testBackend(t)
-	x := randn(2*3*32*32, 1, 1)
+	w := layerstest.Perturbed(NewWeights(c, 3), Specs(c), 0.05)
+	be := layerstest.Backend(t)
+	x := layerstest.Randn(2*3*32*32, 1, 1)
 	m1, _, _ := encode(t, be, c, w, x, 2, 32, 32, 1, Options{Conv: ConvIm2col})
 	m2, _, _ := encode(t, be, c, w, x, 2, 32, 32, 1, Options{Conv: ConvNative})
-	compare(t, "encoder im2col vs native conv", m1, m2, 1e-5)
-	z := randn(2*4*4*4, 2, 1)
-	compare(t, "decoder im2col vs native conv", decode(t, be, c, w, z, 2, 4, 4, Options{}), decode(t, be, c, w, z, 2, 4, 4, Options{Conv: ConvNative}), 1e-5)
+	layerstest.Compare(t, "encoder im2col vs native conv", m1, m2, 1e-5)
+	z := layerstest.Randn(2*4*4*4, 2, 1)
+	layerstest.Compare(t, "decoder im2col vs native conv", decode(t, be, c, w, z, 2, 4, 4, Options{}), decode(t, be, c, w, z, 2, 4, 4, Options{Conv: ConvNative}), 1e-5)
 }
 
 // TestSampleSeeded checks SampleLatent with Noise: the same seed gives the
 // same latents, another seed others, and sample = mean + exp(logvar/2)·noise.
 func TestSampleSeeded(t *testing.T) {
 	c := Tiny()
-	w := perturbed(c, NewWeights(c, 3), 0.05)
-	be := testBackend(t)
-	x := randn(1*3*16*16, 1, 1)
+	w := layerstest.Perturbed(NewWeights(c, 3), Specs(c), 0.05)
+	be := layerstest.Backend(t)
+	x := layerstest.Randn(1*3*16*16, 1, 1)
 	m, lv, s1 := encode(t, be, c, w, x, 1, 16, 16, 7, Options{})
 	_, _, s2 := encode(t, be, c, w, x, 1, 16, 16, 7, Options{})
 	_, _, s3 := encode(t, be, c, w, x, 1, 16, 16, 8, Options{})
@@ -278,14 +230,14 @@ func TestSampleSeeded(t *testing.T) {
 func TestONNXParity(t *testing.T) {
 	orttest.Require(t)
 	c := Tiny()
-	w := perturbed(c, NewWeights(c, 3), 0.05)
+	w := layerstest.Perturbed(NewWeights(c, 3), Specs(c), 0.05)
 	dir := t.TempDir()
 	if err := WriteONNX(dir, c, w); err != nil {
 		t.Fatal(err)
 	}
-	be := testBackend(t)
+	be := layerstest.Backend(t)
 	const B, S = 2, 48 // 48 = 6 latent pixels: odd latent sides stress the padding
-	x := randn(B*3*S*S, 1, 1)
+	x := layerstest.Randn(B*3*S*S, 1, 1)
 	mean, _, _ := encode(t, be, c, w, x, B, S, S, 1, Options{})
 	run := func(file string, in map[string]ort.Tensor, out string) []float32 {
 		s, err := ort.Load(filepath.Join(dir, file), ort.Options{IntraOpThreads: 1})
@@ -300,20 +252,20 @@ func TestONNXParity(t *testing.T) {
 		return res[out].Float32()
 	}
 	want := run(EncoderFile, map[string]ort.Tensor{sdmodel.InSample: ort.F32(x, B, 3, S, S)}, sdmodel.InLatent)
-	compare(t, "encoder GoMLX vs onnxruntime latent_sample (mean)", mean, want, 1e-4)
+	layerstest.Compare(t, "encoder GoMLX vs onnxruntime latent_sample (mean)", mean, want, 1e-4)
 
 	h := S / 8
-	z := randn(B*4*h*h, 2, 1)
+	z := layerstest.Randn(B*4*h*h, 2, 1)
 	got := decode(t, be, c, w, z, B, h, h, Options{})
 	want = run(sdmodel.VAEDecoderFile, map[string]ort.Tensor{sdmodel.InLatent: ort.F32(z, B, 4, int64(h), int64(h))}, sdmodel.OutImage)
-	compare(t, "decoder GoMLX vs onnxruntime sample", got, want, 1e-4)
+	layerstest.Compare(t, "decoder GoMLX vs onnxruntime sample", got, want, 1e-4)
 }
 
 // TestSD1GraphShapes builds (without running) the full SD 1.x encoder and
 // decoder graphs, so GoMLX's shape checks verify every channel count.
 func TestSD1GraphShapes(t *testing.T) {
 	c := SD1()
-	g := NewGraph(testBackend(t), "sd1_vae")
+	g := NewGraph(layerstest.Backend(t), "sd1_vae")
 	defer g.Finalize()
 	specs := Specs(c)
 	nodes := make([]*Node, len(specs))

@@ -2,10 +2,10 @@ package vae
 
 import (
 	"fmt"
-	"slices"
 	"sort"
 	"strings"
 
+	"github.com/face0/face0/training/layers"
 	"github.com/face0/face0/training/model"
 )
 
@@ -52,40 +52,7 @@ func check(c Config, w model.Weights, sp []model.ParamSpec, what string) error {
 	if err := c.Validate(); err != nil {
 		return err
 	}
-	var missing, shape, extra []string
-	want := map[string]bool{}
-	for _, s := range sp {
-		want[s.Name] = true
-		t, ok := w[s.Name]
-		switch {
-		case !ok:
-			missing = append(missing, s.Name)
-		case !slices.Equal(t.Shape, s.Shape):
-			shape = append(shape, fmt.Sprintf("%s has shape %v, want %v", s.Name, t.Shape, s.Shape))
-		case len(t.Data) != s.Size():
-			shape = append(shape, fmt.Sprintf("%s has %d values, its shape %v needs %d", s.Name, len(t.Data), s.Shape, s.Size()))
-		}
-	}
-	for k := range w {
-		if !want[k] {
-			extra = append(extra, k)
-		}
-	}
-	sort.Strings(extra)
-	var parts []string
-	if len(missing) > 0 {
-		parts = append(parts, fmt.Sprintf("%d missing: %s", len(missing), strings.Join(missing, ", ")))
-	}
-	if len(extra) > 0 {
-		parts = append(parts, fmt.Sprintf("%d unexpected: %s", len(extra), strings.Join(extra, ", ")))
-	}
-	if len(shape) > 0 {
-		parts = append(parts, fmt.Sprintf("%d with the wrong shape: %s", len(shape), strings.Join(shape, ", ")))
-	}
-	if len(parts) == 0 {
-		return nil
-	}
-	return fmt.Errorf("vae: weights do not match the %s config: %s", what, strings.Join(parts, "; "))
+	return layers.Check(w, sp, "vae: weights do not match the "+what+" config")
 }
 
 // Subset returns the tensors of w that sp names (e.g. EncoderSpecs(c)),
@@ -133,18 +100,9 @@ func Rename(w model.Weights) error {
 // every other name maps one to one: weight "X" of the file is the tensor
 // Specs(c) calls "X".
 func LoadWeights(path string, c Config, prefix string) (model.Weights, error) {
-	all, _, err := model.ReadWeights(path)
+	w, err := layers.ReadPrefixed(path, prefix)
 	if err != nil {
 		return nil, err
-	}
-	w := all
-	if prefix != "" {
-		w = model.Weights{}
-		for k, t := range all {
-			if name, ok := strings.CutPrefix(k, prefix); ok {
-				w[name] = t
-			}
-		}
 	}
 	if err := Rename(w); err != nil {
 		return nil, fmt.Errorf("%s: %w", path, err)
