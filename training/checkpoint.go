@@ -202,9 +202,9 @@ func Resume(cfg Config, data Dataset) (*Trainer, error) {
 
 // ResumeFrom continues a run from checkpoint folder dir. cfg must agree
 // with the checkpoint's config on everything that decides the data order
-// and the random streams (model, seed, batch size, accumulation, face drop,
-// schedule, adapter-only, EMA on/off); the learning rate and the other
-// optimizer settings and checkpoint settings may change.
+// and the random streams (model, seed, batch size, accumulation, face and
+// text drop, schedule, adapter-only, EMA on/off); the learning rate and the
+// other optimizer settings and checkpoint settings may change.
 func ResumeFrom(cfg Config, data Dataset, dir string) (*Trainer, error) {
 	js, err := os.ReadFile(filepath.Join(dir, StateFile))
 	if err != nil {
@@ -281,6 +281,7 @@ func streamDiff(a, b Config) []string {
 		{"batch_size", a.BatchSize, b.BatchSize},
 		{"grad_accum", a.GradAccum, b.GradAccum},
 		{"face_drop_prob", a.FaceDropProb, b.FaceDropProb},
+		{"text_drop_prob", a.TextDropProb, b.TextDropProb},
 		{"adapter_only", a.AdapterOnly, b.AdapterOnly},
 		{"ema (on/off)", a.EMADecay > 0, b.EMADecay > 0},
 		{"num_train_timesteps", a.NumTrainTimesteps, b.NumTrainTimesteps},

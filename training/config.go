@@ -45,8 +45,18 @@ type Config struct {
 
 	// FaceDropProb is the probability that a sample's projected face tokens
 	// are zeroed (the paper's 0.1, for classifier-free guidance). The text
-	// is never dropped.
+	// is never dropped when TextDropProb is 0.
 	FaceDropProb float64 `json:"face_drop_prob"`
+
+	// TextDropProb is the probability that a sample's text context is
+	// replaced by the empty prompt's (the frozen text encoder's output for
+	// ""), independently of the face drop. The paper never drops the text
+	// (0, the default) because it fine-tunes SD, whose unconditional branch
+	// already exists; a model trained from scratch has otherwise never seen
+	// the empty prompt, so the unconditional and face-only branches of the
+	// three-way guidance would be untrained. A run with TextDropProb > 0
+	// needs a Dataset that implements EmptyPrompter.
+	TextDropProb float64 `json:"text_drop_prob,omitempty"`
 
 	// AdapterOnly trains the projection MLP alone, the denoiser frozen; the
 	// paper trains both jointly (false).
@@ -114,6 +124,8 @@ func (c Config) Validate() error {
 		return fmt.Errorf("training config: ema_decay %g must lie in [0, 1)", c.EMADecay)
 	case c.FaceDropProb < 0 || c.FaceDropProb > 1:
 		return fmt.Errorf("training config: face_drop_prob %g must lie in [0, 1]", c.FaceDropProb)
+	case !(c.TextDropProb >= 0 && c.TextDropProb <= 1):
+		return fmt.Errorf("training config: text_drop_prob %g must lie in [0, 1]", c.TextDropProb)
 	case c.CheckpointEvery < 0 || c.KeepCheckpoints < 0:
 		return fmt.Errorf("training config: checkpoint_every and keep_checkpoints must not be negative")
 	}

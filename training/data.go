@@ -31,6 +31,31 @@ type Dataset interface {
 	Example(i int) (Example, error)
 }
 
+// EmptyPrompter is a Dataset that also has the empty prompt's context:
+// the frozen text encoder's output for "" ([L,D], the same tokenisation as
+// at sampling time), which replaces a sample's context when its text is
+// dropped (Config.TextDropProb).
+type EmptyPrompter interface {
+	EmptyContext() []float32
+}
+
+// emptyContext is data's empty-prompt context when cfg drops the text (nil
+// otherwise), checked against the model's context shape.
+func emptyContext(cfg Config, data Dataset) ([]float32, error) {
+	if cfg.TextDropProb <= 0 {
+		return nil, nil
+	}
+	ep, ok := data.(EmptyPrompter)
+	if !ok {
+		return nil, fmt.Errorf("training: text_drop_prob %g needs the empty prompt's context, and the dataset (%T) has none", cfg.TextDropProb, data)
+	}
+	c := ep.EmptyContext()
+	if want := cfg.Model.ContextLength * cfg.Model.TextWidth; len(c) != want {
+		return nil, fmt.Errorf("training: the dataset's empty-prompt context has %d values, the model wants %d ([%d,%d])", len(c), want, cfg.Model.ContextLength, cfg.Model.TextWidth)
+	}
+	return c, nil
+}
+
 // Random streams of a run, separated like ml/face0's domains.
 const (
 	domainOrder face0.Domain = 0x6f72646572   // "order": per-epoch permutation
@@ -75,12 +100,20 @@ type Batch struct {
 	Context   []float32 // [B,L,D]
 	Emb       []float32 // [B,E]
 	Keep      []float32 // [B]: 1 keeps the face tokens, 0 zeroes them
+	// KeepText is 1 where the sample's caption context was kept, 0 where it
+	// was replaced by the empty prompt's (already applied to Context; not a
+	// graph input).
+	KeepText []float32 // [B]
 }
 
 // makeBatch assembles examples idx with random draws from stream: for each
 // sample a uniform timestep and a face-drop coin, then the noise of the
-// whole batch.
-func makeBatch(cfg Config, alphasCumprod []float64, data Dataset, idx []int, stream uint64) (*Batch, error) {
+// whole batch, then for each sample a text-drop coin. The text coins come
+// last and are drawn whatever TextDropProb is, so they leave the earlier
+// draws (those of runs before text drop existed) unchanged, and the stream
+// stays a pure function of (seed, step, micro-batch). empty is the empty
+// prompt's context (needed when cfg.TextDropProb > 0).
+func makeBatch(cfg Config, alphasCumprod []float64, data Dataset, idx []int, stream uint64, empty []float32) (*Batch, error) {
 	m := cfg.Model
 	B := len(idx)
 	lat := m.LatentChannels * m.LatentSize * m.LatentSize
@@ -95,6 +128,10 @@ func makeBatch(cfg Config, alphasCumprod []float64, data Dataset, idx []int, str
 		Context:   make([]float32, 0, B*ctx),
 		Emb:       make([]float32, 0, B*m.EmbeddingDim),
 		Keep:      make([]float32, B),
+		KeepText:  make([]float32, B),
+	}
+	if cfg.TextDropProb > 0 && len(empty) != ctx {
+		return nil, fmt.Errorf("training: text_drop_prob %g without the empty prompt's context (%d values, want %d)", cfg.TextDropProb, len(empty), ctx)
 	}
 	noFace := make([]bool, 0, B)
 	for _, i := range idx {
@@ -125,6 +162,13 @@ func makeBatch(cfg Config, alphasCumprod []float64, data Dataset, idx []int, str
 		}
 	}
 	g.Fill(b.Noise)
+	for s := range B {
+		if g.Uniform() >= cfg.TextDropProb {
+			b.KeepText[s] = 1
+		} else {
+			copy(b.Context[s*ctx:(s+1)*ctx], empty)
+		}
+	}
 	return b, nil
 }
 
@@ -160,6 +204,14 @@ func NewSynthetic(cfg model.Config, n int, seed uint64) *Synthetic {
 
 // Len implements Dataset.
 func (s *Synthetic) Len() int { return s.n }
+
+// EmptyContext implements EmptyPrompter: a fixed N(0, 1) context, as
+// unrelated to the examples' as an encoded "" would be.
+func (s *Synthetic) EmptyContext() []float32 {
+	c := make([]float32, s.cfg.ContextLength*s.cfg.TextWidth)
+	face0.NewGaussian(mix(s.seed, 2), domainSynth).Fill(c)
+	return c
+}
 
 // Example implements Dataset.
 func (s *Synthetic) Example(i int) (Example, error) {

@@ -42,6 +42,7 @@ type Trainer struct {
 	data    Dataset
 	backend backends.Backend
 	alphas  []float64 // ᾱ_t
+	empty   []float32 // the empty prompt's context (text drop only)
 
 	specs     []model.ParamSpec
 	trainable []int // indices into specs
@@ -113,7 +114,11 @@ func newTrainer(cfg Config, data Dataset, specs []model.ParamSpec) (*Trainer, er
 	if err != nil {
 		return nil, err
 	}
-	t := &Trainer{cfg: cfg, data: data, backend: be, alphas: s.AlphasCumprod, specs: specs}
+	empty, err := emptyContext(cfg, data)
+	if err != nil {
+		return nil, err
+	}
+	t := &Trainer{cfg: cfg, data: data, backend: be, alphas: s.AlphasCumprod, empty: empty, specs: specs}
 	for i, sp := range specs {
 		if !cfg.AdapterOnly || strings.HasPrefix(sp.Name, model.ProjectionPrefix) {
 			t.trainable = append(t.trainable, i)
@@ -304,7 +309,7 @@ func (t *Trainer) Step() (StepResult, error) {
 	var lossSum, norm float64
 	var np, nm, nv, ne []*tensors.Tensor
 	if accum == 1 {
-		b, err := makeBatch(t.cfg, t.alphas, t.data, t.nextIndices(), mix(t.cfg.Seed, uint64(t.state.Step), 0))
+		b, err := makeBatch(t.cfg, t.alphas, t.data, t.nextIndices(), mix(t.cfg.Seed, uint64(t.state.Step), 0), t.empty)
 		if err != nil {
 			return StepResult{}, err
 		}
@@ -326,7 +331,7 @@ func (t *Trainer) Step() (StepResult, error) {
 			acc[k] = tensors.FromFlatDataAndDimensions(make([]float32, s.Size()), s.Shape...)
 		}
 		for micro := range accum {
-			b, err := makeBatch(t.cfg, t.alphas, t.data, t.nextIndices(), mix(t.cfg.Seed, uint64(t.state.Step), uint64(micro)))
+			b, err := makeBatch(t.cfg, t.alphas, t.data, t.nextIndices(), mix(t.cfg.Seed, uint64(t.state.Step), uint64(micro)), t.empty)
 			if err != nil {
 				return StepResult{}, err
 			}
@@ -403,7 +408,7 @@ func (t *Trainer) Run(ctx context.Context, total int, each func(StepResult)) err
 // Batch draws a deterministic batch of the given examples with random draws
 // from seed (independent of the run's streams), for evaluation.
 func (t *Trainer) Batch(indices []int, seed uint64) (*Batch, error) {
-	return makeBatch(t.cfg, t.alphas, t.data, indices, mix(seed, math.MaxUint64))
+	return makeBatch(t.cfg, t.alphas, t.data, indices, mix(seed, math.MaxUint64), t.empty)
 }
 
 // EvalLoss is the objective on b with the current weights (ema: the EMA

@@ -5,6 +5,7 @@ import (
 	"math"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 
@@ -97,6 +98,7 @@ func TestResumeExact(t *testing.T) {
 	}{
 		{"joint", func(*Config) {}},
 		{"accum2-adapter", func(c *Config) { c.GradAccum = 2; c.BatchSize = 4; c.AdapterOnly = true }},
+		{"text-drop", func(c *Config) { c.TextDropProb = 0.5 }},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			const N = 4
@@ -243,11 +245,12 @@ func TestBatchDraws(t *testing.T) {
 		t.Fatal(err)
 	}
 	data := NewSynthetic(cfg.Model, 8, 1)
+	var empty []float32
 	idx := []int{0, 1, 2, 3, 4, 5, 6, 7}
 	drops, n := 0, 0
 	tmin, tmax := 1e9, -1.0
 	for stream := range uint64(400) {
-		b, err := makeBatch(cfg, s.AlphasCumprod, data, idx, stream)
+		b, err := makeBatch(cfg, s.AlphasCumprod, data, idx, stream, empty)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -272,11 +275,99 @@ func TestBatchDraws(t *testing.T) {
 	if tmin > 20 || tmax < 980 {
 		t.Errorf("timesteps span [%v, %v], want nearly all of [0, 999]", tmin, tmax)
 	}
-	a, _ := makeBatch(cfg, s.AlphasCumprod, data, idx, 5)
-	b, _ := makeBatch(cfg, s.AlphasCumprod, data, idx, 5)
+	a, _ := makeBatch(cfg, s.AlphasCumprod, data, idx, 5, empty)
+	b, _ := makeBatch(cfg, s.AlphasCumprod, data, idx, 5, empty)
 	for i := range a.Noise {
 		if a.Noise[i] != b.Noise[i] {
 			t.Fatal("the same stream gave different noise")
 		}
 	}
 }
+
+// TestTextDrop checks the text-drop coin: its rate is about p, it is
+// independent of the face drop, a dropped sample gets exactly the empty
+// prompt's context (a kept one its own), and turning it on changes none of
+// the other draws of the stream.
+func TestTextDrop(t *testing.T) {
+	cfg := testConfig(t)
+	cfg.FaceDropProb = 0.1
+	cfg.TextDropProb = 0.2
+	s, err := cfg.schedule()
+	if err != nil {
+		t.Fatal(err)
+	}
+	data := NewSynthetic(cfg.Model, 8, 1)
+	empty := data.EmptyContext()
+	off := cfg
+	off.TextDropProb = 0
+	idx := []int{0, 1, 2, 3, 4, 5, 6, 7}
+	nc := cfg.Model.ContextLength * cfg.Model.TextWidth
+	var n, text, face, both int
+	for stream := range uint64(500) {
+		b, err := makeBatch(cfg, s.AlphasCumprod, data, idx, stream, empty)
+		if err != nil {
+			t.Fatal(err)
+		}
+		ref, err := makeBatch(off, s.AlphasCumprod, data, idx, stream, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !slices.Equal(b.Noise, ref.Noise) || !slices.Equal(b.Timesteps, ref.Timesteps) || !slices.Equal(b.Keep, ref.Keep) {
+			t.Fatalf("stream %d: text drop changed the noise, timesteps or face drops", stream)
+		}
+		for i := range b.Size {
+			n++
+			ex, _ := data.Example(idx[i])
+			got := b.Context[i*nc : (i+1)*nc]
+			if b.KeepText[i] == 0 {
+				text++
+				if !slices.Equal(got, empty) {
+					t.Fatalf("stream %d sample %d: dropped text but the context is not the empty prompt's", stream, i)
+				}
+				if b.Keep[i] == 0 {
+					both++
+				}
+			} else if !slices.Equal(got, ex.Context) {
+				t.Fatalf("stream %d sample %d: kept text but the context changed", stream, i)
+			}
+			if !slices.Equal(ref.Context[i*nc:(i+1)*nc], ex.Context) || ref.KeepText[i] != 1 {
+				t.Fatalf("stream %d sample %d: text dropped with text_drop_prob 0", stream, i)
+			}
+			if b.Keep[i] == 0 {
+				face++
+			}
+		}
+	}
+	tr, fr, br := float64(text)/float64(n), float64(face)/float64(n), float64(both)/float64(n)
+	t.Logf("%d samples: text drop %.3f, face drop %.3f, both %.4f (independent: %.4f)", n, tr, fr, br, tr*fr)
+	if math.Abs(tr-0.2) > 0.03 {
+		t.Errorf("text drop rate %.3f, want about 0.2", tr)
+	}
+	if math.Abs(br-tr*fr) > 0.01 {
+		t.Errorf("both dropped in %.4f of samples, want about %.4f (independent coins)", br, tr*fr)
+	}
+
+	// A dataset without the empty prompt cannot drop the text; a resume
+	// must keep the probability.
+	if _, err := New(cfg, noEmpty{data}, nil); err == nil || !strings.Contains(err.Error(), "empty prompt") {
+		t.Errorf("text drop on a dataset without the empty prompt: %v", err)
+	}
+	cfg.CheckpointEvery = 1
+	tr1, err := New(cfg, data, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := tr1.Step(); err != nil {
+		t.Fatal(err)
+	}
+	off.CheckpointDir = cfg.CheckpointDir
+	if _, err := Resume(off, data); err == nil || !strings.Contains(err.Error(), "text_drop_prob") {
+		t.Errorf("resume with another text_drop_prob: %v", err)
+	}
+}
+
+// noEmpty hides a dataset's EmptyContext.
+type noEmpty struct{ d Dataset }
+
+func (n noEmpty) Len() int                       { return n.d.Len() }
+func (n noEmpty) Example(i int) (Example, error) { return n.d.Example(i) }

@@ -38,6 +38,7 @@ func cmdTrain(args []string) error {
 	steps := fs.Int("steps", 500, "total optimizer steps")
 	batch := fs.Int("batch", 8, "examples per step")
 	lr := fs.Float64("lr", 1e-3, "AdamW learning rate")
+	textDrop := fs.Float64("text-drop", pipeline.DefaultTextDrop, "probability that a caption is replaced by the empty prompt while training, so the unconditional and face-only guidance branches are trained (0: never, the paper's setting for fine-tuning SD); a run resumes only with the value it started with")
 	resume := fs.Bool("resume", false, "continue from the run's latest checkpoint")
 	every := fs.Int("checkpoint-every", 100, "steps between checkpoints")
 	seed := fs.Uint64("seed", 0, "weights, data order and noise")
@@ -66,7 +67,7 @@ func cmdTrain(args []string) error {
 	p := newTrainProgress(os.Stderr, !*plain && isTerminal(os.Stderr))
 	res, err := pipeline.Run(ctx, pipeline.Options{
 		Dataset: pos[0], Out: *out, RunDir: *run,
-		Steps: *steps, Batch: *batch, LR: *lr, Seed: *seed, CheckpointEvery: *every, Resume: *resume, Preset: *preset,
+		Steps: *steps, Batch: *batch, LR: *lr, TextDrop: cliTextDrop(*textDrop), Seed: *seed, CheckpointEvery: *every, Resume: *resume, Preset: *preset,
 		Prep: data.Options{
 			Latent: data.Latent{Size: *size, Factor: *factor},
 			Face:   *face, NoFace: *noFace, Vocab: *vocab, Models: filepath.Dir(filepath.Clean(*out)),
@@ -157,4 +158,13 @@ func (t *trainProgress) done() {
 		fmt.Fprintln(t.w)
 		t.drawn = false
 	}
+}
+
+// cliTextDrop maps --text-drop (0: never) to pipeline.Options.TextDrop (0:
+// the default, negative: never).
+func cliTextDrop(p float64) float64 {
+	if p <= 0 {
+		return -1
+	}
+	return p
 }

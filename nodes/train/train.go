@@ -48,6 +48,7 @@ type trainIn struct {
 	Name            string  `face0:"model_name,default=trained,maxlen=100" doc:"the model folder written into the models folder (replaced when training completes)"`
 	CheckpointEvery int     `face0:"checkpoint_every,min=1,max=10000000,default=100" doc:"steps between checkpoints; one is also written at the end and when cancelled"`
 	Resume          bool    `face0:"resume,default=true" doc:"continue from the run's latest checkpoint; off starts over"`
+	TextDrop        float64 `face0:"text_drop,min=0,max=1,step=0.01,default=0.1" doc:"probability that a caption is replaced by the empty prompt while training, so the unconditional and face-only guidance branches are trained (a model trained from scratch has never seen the empty prompt otherwise; the paper fine-tunes SD and never drops the text); 0: never"`
 	Seed            int64   `face0:"seed,min=0,max=9007199254740991,default=0" doc:"initial weights, data order and noise"`
 	Preset          string  `face0:"preset,enum=tiny|small,default=tiny" doc:"tiny: width 64, 2 blocks; small: width 128, 4 blocks"`
 	Face            string  `face0:"face_embedding,enum=auto|precomputed|detect,default=auto" doc:"precomputed: the metadata's embedding (synthfaces' identity_embedding); detect: largest face, Face0 crop, face-api 128-d; auto: precomputed when present"`
@@ -95,7 +96,7 @@ func trainNode(ctx *sdk.Context, in trainIn) (trainOut, error) {
 	lastPreview := time.Time{}
 	opts := pipeline.Options{
 		Dataset: ds, Out: out, Name: in.Name, Base: in.Base,
-		Steps: in.Steps, Batch: in.Batch, LR: in.LR, Seed: uint64(in.Seed),
+		Steps: in.Steps, Batch: in.Batch, LR: in.LR, Seed: uint64(in.Seed), TextDrop: textDrop(in.TextDrop),
 		CheckpointEvery: in.CheckpointEvery, Resume: in.Resume, Preset: in.Preset,
 		Prep: data.Options{
 			Latent: data.Latent{Size: in.ImageSize, Factor: factorFor(in.ImageSize)},
@@ -201,4 +202,13 @@ func resolveDataset(dirs *pb.Dirs, p string) (string, error) {
 		}
 	}
 	return "", fmt.Errorf("dataset %q is outside the input folder %s; put it there, or list its parent in $%s where the server starts", p, input, DatasetsEnv)
+}
+
+// textDrop maps the input (0: never) to pipeline.Options.TextDrop (0: the
+// default, negative: never).
+func textDrop(p float64) float64 {
+	if p <= 0 {
+		return -1
+	}
+	return p
 }

@@ -8,6 +8,7 @@ import (
 	"math/rand/v2"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -180,6 +181,11 @@ func TestPrepareSidecarsAndProblems(t *testing.T) {
 	p2, err := Prepare(context.Background(), dir, cache, o)
 	if err != nil || p2.Len() != 2 || len(logs) != 1 || !strings.Contains(logs[0], "reused") {
 		t.Fatalf("second prepare: %v, logs %q", err, logs)
+	}
+	// The empty prompt's context is stored and read back, and differs from
+	// a caption's.
+	if e, e2 := p.EmptyContext(), p2.EmptyContext(); len(e) != 77*32 || !slices.Equal(e, e2) || slices.Equal(e, ex.Context) {
+		t.Errorf("empty-prompt context: %d values, reloaded equal %v, equal to a caption's %v", len(e), slices.Equal(e, e2), slices.Equal(e, ex.Context))
 	}
 	// Skip no-face images instead.
 	o.NoFace = NoFaceSkip

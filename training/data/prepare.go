@@ -14,6 +14,7 @@ import (
 	"os"
 	"path/filepath"
 	"runtime"
+	"slices"
 	"sync"
 	"time"
 
@@ -110,9 +111,9 @@ func (o Options) norm() Options {
 const (
 	InfoFile     = "info.json"
 	ExamplesFile = "examples.safetensors"
-	EncoderDir   = "encoder"      // the frozen text encoder + tokenizer (a complete ml/sdmodel folder)
-	MixtureFile  = "mixture.json" // ml/face0 Mixture over the training embeddings
-	InfoFormat   = "face0-prepared/1"
+	EncoderDir   = "encoder"          // the frozen text encoder + tokenizer (a complete ml/sdmodel folder)
+	MixtureFile  = "mixture.json"     // ml/face0 Mixture over the training embeddings
+	InfoFormat   = "face0-prepared/2" // 2: adds the empty prompt's context
 )
 
 // Info describes a prepared dataset (info.json).
@@ -156,6 +157,14 @@ type Prepared struct {
 
 	latents, contexts, embeddings []float32
 	face                          []float32 // 1: has a face, 0: none
+	empty                         []float32 // the frozen text encoder's output for "" [L,D]
+}
+
+// EmptyContext implements training.EmptyPrompter: the frozen text encoder's
+// last hidden state for the empty prompt, tokenised as at sampling time (the
+// context a dropped caption is replaced with, Config.TextDropProb).
+func (p *Prepared) EmptyContext() []float32 {
+	return p.empty[:len(p.empty):len(p.empty)]
 }
 
 // Len implements training.Dataset.
@@ -486,10 +495,13 @@ feed:
 	if info.Truncate > 0 {
 		o.Logf("%d of %d distinct captions are longer than the %d text positions before the face tokens; their ends are cut (as at sampling time)", info.Truncate, len(captions), man.FaceTokenStart)
 	}
-	hidden, err := encodeTexts(ctx, enc, captions)
+	// The empty prompt comes last, encoded in the same batch run as the
+	// captions: the unconditional context of guidance and text drop.
+	hidden, err := encodeTexts(ctx, enc, append(captions, ""))
 	if err != nil {
 		return nil, err
 	}
+	p.empty = slices.Clone(hidden[len(captions)*man.ContextLength*man.TextWidth:])
 
 	// Assemble, with latent statistics.
 	lat := o.Latent
@@ -639,10 +651,11 @@ func encodeTexts(ctx context.Context, enc *sdmodel.Model, captions []string) ([]
 func (p *Prepared) save(dir string) error {
 	i := p.Info
 	ts := map[string]safetensors.Tensor{
-		"latents":    safetensors.FromFloat32([]int{i.Count, i.LatentChannels, i.LatentSize, i.LatentSize}, p.latents),
-		"contexts":   safetensors.FromFloat32([]int{i.Count, i.ContextLength, i.TextWidth}, p.contexts),
-		"embeddings": safetensors.FromFloat32([]int{i.Count, i.Dim}, p.embeddings),
-		"face":       safetensors.FromFloat32([]int{i.Count}, p.face),
+		"latents":       safetensors.FromFloat32([]int{i.Count, i.LatentChannels, i.LatentSize, i.LatentSize}, p.latents),
+		"contexts":      safetensors.FromFloat32([]int{i.Count, i.ContextLength, i.TextWidth}, p.contexts),
+		"embeddings":    safetensors.FromFloat32([]int{i.Count, i.Dim}, p.embeddings),
+		"face":          safetensors.FromFloat32([]int{i.Count}, p.face),
+		"empty_context": safetensors.FromFloat32([]int{i.ContextLength, i.TextWidth}, p.empty),
 	}
 	if err := safetensors.Write(filepath.Join(dir, ExamplesFile), ts, safetensors.WithMetadata(map[string]string{"format": InfoFormat})); err != nil {
 		return fmt.Errorf("data: %w", err)
@@ -681,6 +694,7 @@ func Load(dir string) (*Prepared, error) {
 		{"contexts", &p.contexts, i.Count * i.ContextLength * i.TextWidth},
 		{"embeddings", &p.embeddings, i.Count * i.Dim},
 		{"face", &p.face, i.Count},
+		{"empty_context", &p.empty, i.ContextLength * i.TextWidth},
 	} {
 		v, _, err := f.Float32(t.name)
 		if err != nil {

@@ -179,6 +179,19 @@ func TestEndToEnd(t *testing.T) {
 			t.Fatalf("context value %d: model's encoder gives %g, the prepared one %g", i, h0[i], ex.Context[i])
 		}
 	}
+	// ... and the empty prompt's, which text drop trains on, is the
+	// context the sampler's unconditional branches will give.
+	ids = m.Tokenizer.Tokenize("", clip.WithPadToken(int32(man.PadToken)))
+	he := run(sdmodel.TextEncoderFile, map[string]ort.Tensor{sdmodel.InInputIDs: ort.I32(ids, 1, 77)}, sdmodel.OutLastHidden, 1, 77, 32)
+	empty := prep.EmptyContext()
+	if len(empty) != len(he) {
+		t.Fatalf("empty-prompt context has %d values, want %d", len(empty), len(he))
+	}
+	for i := range he {
+		if d := he[i] - empty[i]; d > 1e-5 || d < -1e-5 {
+			t.Fatalf("empty context value %d: model's encoder gives %g, the prepared one %g", i, he[i], empty[i])
+		}
+	}
 	// The exported UNet and projection denoise the training data in
 	// onnxruntime as the trained model did: at t = 500 (ᾱ ≈ 0.28) the
 	// predicted noise is much nearer the true one than a zero prediction.

@@ -37,6 +37,11 @@ var Presets = map[string]func(model.Config) model.Config{
 	},
 }
 
+// DefaultTextDrop is Options.TextDrop's default: 10% of captions replaced by
+// the empty prompt, as the face is zeroed in 10% (classifier-free guidance's
+// usual rate).
+const DefaultTextDrop = 0.1
+
 // Options configure Run. Zero fields take the defaults in brackets.
 type Options struct {
 	Dataset string // dataset folder (data.Scan's layouts)
@@ -47,11 +52,18 @@ type Options struct {
 	Name   string // the model's name in face0.json [base name of Out]
 	Base   string // the model to start from: "" or "none" (from scratch) only, for now
 
-	Steps           int     // total optimizer steps of the run [500]
-	Batch           int     // examples per step [8]
-	LR              float64 // AdamW learning rate [1e-3: from scratch]
-	Seed            uint64  // weights, data order and noise [0]
-	CheckpointEvery int     // steps [100]; a checkpoint is also written at the end and on cancellation
+	Steps int     // total optimizer steps of the run [500]
+	Batch int     // examples per step [8]
+	LR    float64 // AdamW learning rate [1e-3: from scratch]
+	Seed  uint64  // weights, data order and noise [0]
+	// TextDrop is the probability that a caption is replaced by the empty
+	// prompt during training [0.1; negative: never]. A model trained from
+	// scratch needs it: the paper fine-tunes SD, whose unconditional branch
+	// already exists, and never drops the text (training.Config's default
+	// 0); without it the empty prompt is never seen, so the unconditional
+	// and face-only branches of the three-way guidance are untrained.
+	TextDrop        float64
+	CheckpointEvery int // steps [100]; a checkpoint is also written at the end and on cancellation
 	// Resume continues from the run directory's latest checkpoint (a fresh
 	// run when there is none); false starts over, deleting old checkpoints.
 	Resume bool
@@ -139,6 +151,12 @@ func Run(ctx context.Context, o Options) (*Result, error) {
 	if o.CheckpointEvery <= 0 {
 		o.CheckpointEvery = 100
 	}
+	switch {
+	case o.TextDrop == 0:
+		o.TextDrop = DefaultTextDrop
+	case o.TextDrop < 0:
+		o.TextDrop = 0
+	}
 	if o.Preset == "" {
 		o.Preset = "tiny"
 	}
@@ -208,6 +226,7 @@ func Run(ctx context.Context, o Options) (*Result, error) {
 	}
 	cfg.Model = mc
 	cfg.Seed, cfg.BatchSize, cfg.LR = o.Seed, o.Batch, o.LR
+	cfg.TextDropProb = o.TextDrop
 	cfg.CheckpointDir = filepath.Join(o.RunDir, CheckpointsDir)
 	cfg.CheckpointEvery = o.CheckpointEvery
 	if err := cfg.Validate(); err != nil {
@@ -221,7 +240,7 @@ func Run(ctx context.Context, o Options) (*Result, error) {
 		}
 		if last != "" {
 			if tr, err = training.ResumeFrom(cfg, prep, last); err != nil {
-				return nil, fmt.Errorf("train: %w (start over with resume off)", err)
+				return nil, fmt.Errorf("train: %w (start over with resume off; a run from before text drop resumes with text drop off)", err)
 			}
 			logf("resumed from %s at step %d", last, tr.State().Step)
 		} else {
@@ -277,8 +296,8 @@ func Run(ctx context.Context, o Options) (*Result, error) {
 	var stepTimes []float64
 	var firstDone time.Time
 	lastCkpt := -1
-	logf("training %d steps (from step %d): model width %d, %d blocks, patch %d (%d tokens), %d weights; batch %d, lr %g",
-		o.Steps, start, mc.Width, mc.Blocks, mc.PatchSize, mc.Tokens(), model.ParamCount(mc.Specs()), o.Batch, o.LR)
+	logf("training %d steps (from step %d): model width %d, %d blocks, patch %d (%d tokens), %d weights; batch %d, lr %g, face drop %g, text drop %g",
+		o.Steps, start, mc.Width, mc.Blocks, mc.PatchSize, mc.Tokens(), model.ParamCount(mc.Specs()), o.Batch, o.LR, cfg.FaceDropProb, cfg.TextDropProb)
 	for tr.State().Step < o.Steps {
 		if err := ctx.Err(); err != nil {
 			dir := ""
