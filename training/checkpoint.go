@@ -200,6 +200,19 @@ func Resume(cfg Config, data Dataset) (*Trainer, error) {
 	return ResumeFrom(cfg, data, dir)
 }
 
+// CheckpointConfig is the training config stored in checkpoint folder dir.
+func CheckpointConfig(dir string) (Config, error) {
+	js, err := os.ReadFile(filepath.Join(dir, StateFile))
+	if err != nil {
+		return Config{}, fmt.Errorf("training: %w", err)
+	}
+	var st checkpointState
+	if err := json.Unmarshal(js, &st); err != nil {
+		return Config{}, fmt.Errorf("training: %s: %w", filepath.Join(dir, StateFile), err)
+	}
+	return st.Config, nil
+}
+
 // ResumeFrom continues a run from checkpoint folder dir. cfg must agree
 // with the checkpoint's config on everything that decides the data order
 // and the random streams (model, seed, batch size, accumulation, face and
@@ -269,6 +282,8 @@ func ResumeFrom(cfg Config, data Dataset, dir string) (*Trainer, error) {
 // random draws or tensor set and differ.
 func streamDiff(a, b Config) []string {
 	var d []string
+	// An empty output is "eps" (checkpoints from before the field).
+	a.Model.Output, b.Model.Output = a.Model.OutputKind(), b.Model.OutputKind()
 	if a.Model != b.Model {
 		d = append(d, fmt.Sprintf("model (%+v vs %+v)", a.Model, b.Model))
 	}

@@ -129,6 +129,12 @@ func (c Config) Validate() error {
 	case c.CheckpointEvery < 0 || c.KeepCheckpoints < 0:
 		return fmt.Errorf("training config: checkpoint_every and keep_checkpoints must not be negative")
 	}
+	if c.Model.OutputKind() == model.OutputVSkip {
+		sd := sched.SD15(sched.DDIM)
+		if c.NumTrainTimesteps != sd.NumTrainTimesteps || c.BetaStart != sd.BetaStart || c.BetaEnd != sd.BetaEnd || c.BetaSchedule != sd.BetaSchedule {
+			return fmt.Errorf("training config: the %q output builds SD's schedule (%d steps, %s %g..%g) into the model; the training schedule must be the same", model.OutputVSkip, sd.NumTrainTimesteps, sd.BetaSchedule, sd.BetaStart, sd.BetaEnd)
+		}
+	}
 	_, err := c.schedule()
 	return err
 }

@@ -33,6 +33,9 @@ func testConfig(t *testing.T) Config {
 func TestLossDecreases(t *testing.T) {
 	cfg := testConfig(t)
 	cfg.CheckpointEvery = 0
+	// The 20% drop is calibrated on the ε output, which starts near 1; the
+	// v-skip output starts near its trivial-estimate floor (≈0.37 here).
+	cfg.Model.Output = model.OutputEps
 	data := NewSynthetic(cfg.Model, 64, 3)
 	tr, err := New(cfg, data, nil)
 	if err != nil {

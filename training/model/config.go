@@ -22,6 +22,10 @@ package model
 import (
 	"errors"
 	"fmt"
+	"math"
+	"sync"
+
+	"github.com/face0/face0/ml/sched"
 )
 
 // ProjectionLayers is the depth of the face projection MLP (the paper's 4).
@@ -53,6 +57,31 @@ type Config struct {
 	EmbeddingDim int `json:"embedding_dim"`
 	ProjHidden   int `json:"proj_hidden"`
 	FaceTokens   int `json:"face_tokens"`
+
+	// Output is the denoiser's output parameterisation (the exported
+	// out_sample is ε either way, and the loss stays ε-MSE):
+	//
+	//   - "eps" (or empty, as in configs and checkpoints from before this
+	//     field): the network's last layer is ε̂;
+	//   - "v-skip": the last layer is v and ε̂ = √ᾱ_t·v + √(1−ᾱ_t)·x_t, a skip
+	//     from the input, so that at low SNR (ε ≈ x_t) the network need not
+	//     copy x_t through itself. ᾱ_t is SD's scaled_linear schedule
+	//     (AlphasCumprod), linearly interpolated at fractional timesteps.
+	Output string `json:"output,omitempty"`
+}
+
+// The denoiser's output parameterisations (Config.Output).
+const (
+	OutputEps   = "eps"
+	OutputVSkip = "v-skip"
+)
+
+// OutputKind is Output with the empty default resolved ("eps").
+func (c Config) OutputKind() string {
+	if c.Output == "" {
+		return OutputEps
+	}
+	return c.Output
 }
 
 // Tiny is the default for CPU training: an 8×8×4 latent (64×64 images),
@@ -74,6 +103,7 @@ func Tiny() Config {
 		EmbeddingDim:   128,
 		ProjHidden:     64,
 		FaceTokens:     3,
+		Output:         OutputVSkip,
 	}
 }
 
@@ -124,6 +154,34 @@ func (c Config) Validate() error {
 		return fmt.Errorf("model config: time_freq_dim %d must be even (cos and sin halves)", c.TimeFreqDim)
 	case c.FaceTokens >= c.ContextLength:
 		return errors.New("model config: face_tokens must be fewer than context_length")
+	case c.Output != "" && c.Output != OutputEps && c.Output != OutputVSkip:
+		return fmt.Errorf("model config: output %q, want %q or %q", c.Output, OutputEps, OutputVSkip)
 	}
 	return nil
+}
+
+// alphasCumprod is ᾱ_0..ᾱ_999 of SD's scaled_linear schedule (β from
+// 0.00085 to 0.012), the table the "v-skip" output reads.
+var alphasCumprod = sync.OnceValue(func() []float32 {
+	s, err := sched.NewSchedule(sched.SD15(sched.DDIM))
+	if err != nil {
+		panic(fmt.Sprintf("model: SD's schedule: %v", err))
+	}
+	out := make([]float32, len(s.AlphasCumprod))
+	for i, a := range s.AlphasCumprod {
+		out[i] = float32(a)
+	}
+	return out
+})
+
+// AlphaBar is ᾱ at timestep t as the "v-skip" output computes it: t clamped
+// to [0, N−1] and linearly interpolated between floor(t) and floor(t)+1.
+func AlphaBar(t float64) float64 {
+	a := alphasCumprod()
+	n := float64(len(a) - 1)
+	t = math.Min(math.Max(t, 0), n)
+	lo := math.Floor(t)
+	hi := math.Min(lo+1, n)
+	f := t - lo
+	return float64(a[int(lo)]) + f*(float64(a[int(hi)])-float64(a[int(lo)]))
 }

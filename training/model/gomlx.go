@@ -247,5 +247,30 @@ func (c Config) Denoiser(w Lookup, sample, timestep, ctx *Node) *Node {
 	// Unpatchify: [B,G,G,P,P,C] → [B,C,G,P,G,P] → [B,C,S,S].
 	h = Reshape(h, B, G, G, P, P, C)
 	h = TransposeAllAxes(h, 0, 5, 1, 3, 2, 4)
-	return Reshape(h, B, C, S, S)
+	h = Reshape(h, B, C, S, S)
+	if c.OutputKind() == OutputVSkip {
+		// ε̂ = √ᾱ_t·v + √(1−ᾱ_t)·x_t.
+		a := Reshape(alphaBarNode(Reshape(timestep, B)), B, 1, 1, 1)
+		h = Add(Mul(Sqrt(a), h), Mul(Sqrt(OneMinus(a)), sample))
+	}
+	return h
+}
+
+// alphaBarNode is AlphaBar in the graph: t [B] clamped to [0, N−1], the
+// table (a constant) gathered at floor(t) and floor(t)+1 and interpolated.
+func alphaBarNode(t *Node) *Node {
+	g := t.Graph()
+	table := alphasCumprod()
+	n := float64(len(table) - 1)
+	B := t.Shape().Dimensions[0]
+	tc := ClipScalar(t, 0, n)
+	lo := Floor(tc)
+	hi := MinScalar(AddScalar(lo, 1), n)
+	frac := Sub(tc, lo)
+	tab := Const(g, table)
+	at := func(i *Node) *Node {
+		return Gather(tab, Reshape(ConvertDType(i, dtypes.Int32), B, 1))
+	}
+	a0, a1 := at(lo), at(hi)
+	return Add(a0, Mul(frac, Sub(a1, a0)))
 }

@@ -185,7 +185,8 @@ func randn(n int, seed uint64) []float32 {
 }
 
 // TestONNXParity exports both networks and runs them in onnxruntime against
-// the GoMLX forward on the same weights and inputs.
+// the GoMLX forward on the same weights and inputs, for both output
+// parameterisations and at integer, fractional and out-of-range timesteps.
 func TestONNXParity(t *testing.T) {
 	if err := ort.Init(); err != nil {
 		if errors.Is(err, ort.ErrNoLibrary) {
@@ -193,18 +194,25 @@ func TestONNXParity(t *testing.T) {
 		}
 		t.Fatal(err)
 	}
+	for _, output := range []string{OutputEps, OutputVSkip} {
+		t.Run(output, func(t *testing.T) { testONNXParity(t, output) })
+	}
+}
+
+func testONNXParity(t *testing.T, output string) {
 	c := Tiny()
 	c.Blocks = 2
+	c.Output = output
 	specs := c.Specs()
 	w := perturbed(NewWeights(specs, 3), 0.05)
 	dir := t.TempDir()
 	if err := c.WriteONNX(dir, w); err != nil {
 		t.Fatal(err)
 	}
-	B := 3
+	ts := []float32{0, 417, 650.7, 998.4, 999, 1000.5}
+	B := len(ts)
 	S, C, L, D, E := c.LatentSize, c.LatentChannels, c.ContextLength, c.TextWidth, c.EmbeddingDim
 	sample := randn(B*C*S*S, 1)
-	ts := []float32{0, 417, 999}
 	ctx := randn(B*L*D, 2)
 	emb := randn(B*E, 3)
 
@@ -335,5 +343,35 @@ func TestFastDotGradient(t *testing.T) {
 	fastMu.Unlock()
 	if left != 0 {
 		t.Errorf("%d marked nodes left after Release", left)
+	}
+}
+
+func TestOutputConfig(t *testing.T) {
+	if got := Tiny().OutputKind(); got != OutputVSkip {
+		t.Errorf("Tiny output %q, want %q", got, OutputVSkip)
+	}
+	var old Config // a config from before the field: no "output" in its JSON
+	if got := old.OutputKind(); got != OutputEps {
+		t.Errorf("empty output means %q, want %q", got, OutputEps)
+	}
+	c := Tiny()
+	c.Output = "x0"
+	if err := c.Validate(); err == nil || !strings.Contains(err.Error(), "output") {
+		t.Errorf("output x0: err %v, want an output error", err)
+	}
+	a := alphasCumprod()
+	if len(a) != 1000 || math.Abs(float64(a[999])-0.0047) > 1e-4 {
+		t.Fatalf("ᾱ table: %d values, ᾱ_999 = %g (want 1000, ≈0.0047)", len(a), a[len(a)-1])
+	}
+	for _, c := range []struct{ t, want float64 }{
+		{417, float64(a[417])},
+		{417.25, 0.75*float64(a[417]) + 0.25*float64(a[418])},
+		{-3, float64(a[0])},
+		{999, float64(a[999])},
+		{1200, float64(a[999])},
+	} {
+		if got := AlphaBar(c.t); math.Abs(got-c.want) > 1e-7 {
+			t.Errorf("AlphaBar(%g) = %g, want %g", c.t, got, c.want)
+		}
 	}
 }

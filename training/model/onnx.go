@@ -122,6 +122,21 @@ func (c Config) ExportDenoiser(w Weights) (*onnx.Graph, error) {
 	h = g.Reshape(h, i64(0, G, G, P, P, C)...)
 	h = g.Transpose(h, 0, 5, 1, 3, 2, 4)
 	h = g.Reshape(h, i64(0, C, S, S)...)
+	if c.OutputKind() == OutputVSkip {
+		// ε̂ = √ᾱ_t·v + √(1−ᾱ_t)·x_t, ᾱ_t as alphaBarNode computes it.
+		table := alphasCumprod()
+		n := float32(len(table) - 1)
+		tc := g.Node("Min", []onnx.Value{g.Node("Max", []onnx.Value{t, g.Scalar(0)}), g.Scalar(n)})
+		lo := g.Node("Floor", []onnx.Value{tc})
+		hi := g.Node("Min", []onnx.Value{g.Add(lo, g.Scalar(1)), g.Scalar(n)})
+		frac := g.Sub(tc, lo)
+		tab := g.Const(table, len(table))
+		a0 := g.Gather(tab, g.Cast(lo, onnx.Int64), 0)
+		a1 := g.Gather(tab, g.Cast(hi, onnx.Int64), 0)
+		a := g.Add(a0, g.Mul(frac, g.Sub(a1, a0)))
+		a = g.Reshape(a, -1, 1, 1, 1)
+		h = g.Add(g.Mul(g.Sqrt(a), h), g.Mul(g.Sqrt(g.Sub(g.Scalar(1), a)), x))
+	}
 	g.Output(sdmodel.OutNoise, h, "batch", C, S, S)
 	return g, g.Err()
 }

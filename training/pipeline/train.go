@@ -239,6 +239,12 @@ func Run(ctx context.Context, o Options) (*Result, error) {
 			return nil, err
 		}
 		if last != "" {
+			if ck, err := training.CheckpointConfig(last); err == nil && o.Model.Width == 0 {
+				// A preset run from before the output option was ε
+				// ("eps"); it resumes as it was trained.
+				cfg.Model.Output = ck.Model.OutputKind()
+				mc.Output = cfg.Model.Output
+			}
 			if tr, err = training.ResumeFrom(cfg, prep, last); err != nil {
 				return nil, fmt.Errorf("train: %w (start over with resume off; a run from before text drop resumes with text drop off)", err)
 			}
