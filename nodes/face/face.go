@@ -30,7 +30,8 @@ func Pack(version string) sdk.Pack {
 				sdk.WithFingerprint(detectFingerprint)),
 			nullPassing{sdk.Func("EmbedFace", embedFace, sdk.Category("face"), sdk.DisplayName("Embed Face"),
 				sdk.Describe("Turns a face crop into a face embedding. A missing face (DetectFace with no_face=pass) gives a null embedding."),
-				sdk.TypeParam("embedding", "model", embeddingSpaces))},
+				sdk.TypeParam("embedding", "model", embeddingSpaces),
+				sdk.WithFingerprint(embedFingerprint))},
 		},
 	}
 }
@@ -259,6 +260,28 @@ func embed(ctx context.Context, dirs *pb.Dirs, model, facenetModel string, img i
 // unconnected optional input, so this is checked on the raw inputs before
 // they are decoded.
 type nullPassing struct{ sdk.Node }
+
+// Fingerprint forwards to the wrapped node: embedding an interface promotes
+// only the interface's own methods.
+func (n nullPassing) Fingerprint(ctx context.Context, req *pb.FingerprintRequest) ([]byte, error) {
+	if f, ok := n.Node.(sdk.Fingerprinter); ok {
+		return f.Fingerprint(ctx, req)
+	}
+	return nil, nil
+}
+
+// embedFingerprint adds the identity of the embedding model's weight file to
+// the cache key, so that replacing the weights re-runs EmbedFace.
+func embedFingerprint(_ context.Context, dirs *pb.Dirs, in map[string]*pb.Value) ([]byte, error) {
+	model, facenet := ModelFaceAPI, ""
+	if v, ok := in["model"]; ok && !value.IsNull(v) {
+		model, _ = value.AsString(v)
+	}
+	if v, ok := in["facenet_model"]; ok && !value.IsNull(v) {
+		facenet, _ = value.AsString(v)
+	}
+	return []byte(embedWeightsFingerprint(dirs, model, facenet)), nil
+}
 
 func (n nullPassing) Execute(ctx *sdk.Context, inputs map[string]*pb.Value) (*pb.Outputs, error) {
 	if v, ok := inputs["face"]; ok && v != nil && value.IsNull(v) {

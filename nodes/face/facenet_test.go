@@ -5,6 +5,7 @@ import (
 	"errors"
 	"image/color"
 	"math"
+	"os"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -12,6 +13,7 @@ import (
 	"github.com/face0/face0/ml/onnx"
 	"github.com/face0/face0/ml/ort"
 	pb "github.com/face0/face0/plugins/proto"
+	"github.com/face0/face0/plugins/sdk"
 	"github.com/face0/face0/plugins/value"
 )
 
@@ -112,5 +114,37 @@ func TestFacenetErrors(t *testing.T) {
 			t.Errorf("%s: err = %v, want %q", tt.name, err, tt.want)
 		}
 		t.Logf("%s: %v", tt.name, err)
+	}
+}
+
+// Replacing the embedding model's file changes EmbedFace's fingerprint, so a
+// cached embedding computed with the old weights is not reused.
+func TestEmbedFingerprintFollowsWeights(t *testing.T) {
+	var node sdk.Node
+	for _, n := range Pack("test").Nodes {
+		if n.Spec().Type == "EmbedFace" {
+			node = n
+		}
+	}
+	if node == nil || !node.Spec().Fingerprint {
+		t.Fatal("EmbedFace does not ask for a fingerprint")
+	}
+	fp, ok := node.(sdk.Fingerprinter)
+	if !ok {
+		t.Fatal("EmbedFace's node does not implement Fingerprint")
+	}
+	dir := t.TempDir()
+	path := filepath.Join(dir, "f.onnx")
+	os.WriteFile(path, []byte("one"), 0o644)
+	req := &pb.FingerprintRequest{NodeType: "EmbedFace", Dirs: &pb.Dirs{Models: dir},
+		Inputs: map[string]*pb.Value{"model": value.String(ModelFacenet), "facenet_model": value.String(path)}}
+	a, err := fp.Fingerprint(context.Background(), req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	os.WriteFile(path, []byte("replaced weights"), 0o644)
+	b, _ := fp.Fingerprint(context.Background(), req)
+	if string(a) == string(b) || len(a) == 0 {
+		t.Fatalf("fingerprint did not change with the file: %q -> %q", a, b)
 	}
 }

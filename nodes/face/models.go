@@ -194,6 +194,21 @@ func weightsFingerprint(dirs *pb.Dirs, backend, mtcnnInput string) string {
 		p, err = faceAPIModelDir(dirs, "ssd_mobilenetv1_model")
 		p = filepath.Join(p, "ssd_mobilenetv1_model-weights_manifest.json")
 	}
+	return fileStamp(p, err)
+}
+
+// embedWeightsFingerprint is weightsFingerprint for EmbedFace's models.
+func embedWeightsFingerprint(dirs *pb.Dirs, model, facenetInput string) string {
+	if model == ModelFacenet {
+		return fileStamp(facenetPath(dirs, facenetInput))
+	}
+	d, err := faceAPIModelDir(dirs, "face_recognition_model")
+	return fileStamp(filepath.Join(d, "face_recognition_model-weights_manifest.json"), err)
+}
+
+// fileStamp names a file's identity (path, size, modification time), or why
+// it is missing.
+func fileStamp(p string, err error) string {
 	if err != nil {
 		return "missing:" + err.Error()
 	}
