@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/face0/face0/engine"
+	"github.com/face0/face0/engine/cache"
 	"github.com/face0/face0/engine/events"
 )
 
@@ -296,5 +297,46 @@ func TestLargeTensorRoundTrip(t *testing.T) {
 	}
 	if got := res.Outputs["s"].Values["FLOAT"].GetFloat(); got != float64(16<<20/4)*0.5 {
 		t.Fatalf("sum = %v", got)
+	}
+}
+
+// countingCache is the real store, counting reads.
+type countingCache struct {
+	*cache.Store
+	gets map[cache.Key]int
+}
+
+func (c *countingCache) Get(k cache.Key) ([]byte, bool, error) {
+	c.gets[k]++
+	return c.Store.Get(k)
+}
+
+// Only cached results that something uses are read: changing the last node
+// of a cached chain reads its input's result, not those further up.
+func TestCachedResultsReadOnlyWhenUsed(t *testing.T) {
+	r := newRig(t, t.TempDir())
+	cc := &countingCache{Store: r.cache, gets: map[cache.Key]int{}}
+	eng := engine.New(r.mgr, engine.WithCache(cc))
+	w := parse(t, chain(5))
+	run := func() *engine.Result {
+		plan, err := r.catalog.Compile(w, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		res, err := eng.Run(context.Background(), plan, engine.RunOptions{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return res
+	}
+	run()
+	w.Node("n4").Inputs["b"] = lit(10)
+	clear(cc.gets)
+	res := run()
+	if !slices.Equal(res.Executed, []string{"n4"}) || intOut(t, res, "n4", "INT") != 14 {
+		t.Fatalf("executed %v", res.Executed)
+	}
+	if len(cc.gets) != 1 {
+		t.Fatalf("read %d cached results, want only n3's", len(cc.gets))
 	}
 }

@@ -22,6 +22,8 @@ import (
 
 // Cache is the part of cache.Store the engine uses.
 type Cache interface {
+	// Info says whether an entry exists without reading it.
+	Info(k cache.Key) (cache.EntryInfo, bool)
 	Get(k cache.Key) ([]byte, bool, error)
 	Put(k cache.Key, v []byte, producer string) error
 }
@@ -132,22 +134,7 @@ func (e *Engine) Run(ctx context.Context, p *Plan, opts RunOptions) (*Result, er
 	}
 	var cachedIDs []string
 	if useCache {
-		for _, n := range p.order {
-			st := state[n]
-			if st.failed || !n.info.def.Spec.Deterministic {
-				continue
-			}
-			b, ok, err := e.cache.Get(st.key)
-			if err != nil || !ok {
-				continue
-			}
-			outs := &pb.Outputs{}
-			if proto.Unmarshal(b, outs) != nil {
-				continue // unreadable entry: run the node again
-			}
-			st.outputs, st.done = outs, true
-			cachedIDs = append(cachedIDs, n.id)
-		}
+		cachedIDs = e.loadCached(p, state)
 	}
 	if len(cachedIDs) > 0 {
 		emit(events.Event{Type: events.Cached, Nodes: cachedIDs})
@@ -279,6 +266,61 @@ func (e *Engine) Run(ctx context.Context, p *Plan, opts RunOptions) (*Result, er
 	}
 	emit(events.Event{Type: events.Success})
 	return res, nil
+}
+
+// loadCached marks the nodes whose results are in the cache as done and
+// reads only the results something uses: those of wanted nodes and those that
+// feed a node that must run. A cached image upstream of a changed prompt is
+// never read. (Entries known but not read are not refreshed in the cache's
+// LRU order; an evicted one only costs a re-run.) A result that cannot be read
+// turns its node into one that runs, whose own inputs may then be needed, so
+// this repeats until nothing changes.
+func (e *Engine) loadCached(p *Plan, state map[*planNode]*nodeState) []string {
+	hit := map[*planNode]bool{}
+	for _, n := range p.order {
+		st := state[n]
+		if st.failed || !n.info.def.Spec.Deterministic {
+			continue
+		}
+		if _, ok := e.cache.Info(st.key); ok {
+			hit[n] = true
+		}
+	}
+	needed := func(n *planNode) bool {
+		if n.wanted {
+			return true
+		}
+		for _, d := range n.dependents {
+			if !hit[d] && !state[d].failed {
+				return true
+			}
+		}
+		return false
+	}
+	for changed := true; changed; {
+		changed = false
+		for _, n := range p.order {
+			st := state[n]
+			if !hit[n] || st.outputs != nil || !needed(n) {
+				continue
+			}
+			b, ok, err := e.cache.Get(st.key)
+			outs := &pb.Outputs{}
+			if err != nil || !ok || proto.Unmarshal(b, outs) != nil {
+				hit[n], changed = false, true // unreadable or gone: run the node again
+				continue
+			}
+			st.outputs = outs
+		}
+	}
+	var ids []string
+	for _, n := range p.order {
+		if hit[n] {
+			state[n].done = true
+			ids = append(ids, n.id)
+		}
+	}
+	return ids
 }
 
 func (e *Engine) skipDependents(n *planNode, state map[*planNode]*nodeState, pending map[*planNode]bool, res *Result) {
