@@ -17,6 +17,7 @@ import (
 	pb "github.com/face0/face0/plugins/proto"
 	"github.com/face0/face0/plugins/sdk"
 	"github.com/face0/face0/plugins/value"
+	"github.com/face0/face0/synthfaces"
 )
 
 // Pack returns the built-in face pack.
@@ -40,7 +41,7 @@ func Pack(version string) sdk.Pack {
 // in, which becomes the FACE_EMBEDDING type parameter: a sampler trained on
 // one space refuses another at validation time.
 func embeddingSpaces() map[string]string {
-	return map[string]string{ModelFaceAPI: ModelFaceAPI, ModelFacenet: ModelFacenet}
+	return map[string]string{ModelFaceAPI: ModelFaceAPI, ModelFacenet: ModelFacenet, ModelSynthfaces: synthfaces.IDSpace}
 }
 
 type detectIn struct {
@@ -177,12 +178,16 @@ func selectFace(faces []*Face, mode string) int {
 const (
 	ModelFaceAPI = "faceapi-128"
 	ModelFacenet = "facenet"
+	// ModelSynthfaces is synthfaces' identity embedder (synthfaces.Embed),
+	// for cartoon faces like the shipped tiny model's; its vectors are in
+	// the space of the same name.
+	ModelSynthfaces = "synthfaces-id-64"
 )
 
 type embedIn struct {
 	Face  sdk.Raw    `face0:"face,type=FACE,optional" doc:"a face from DetectFace; its crop is embedded"`
 	Image *sdk.Image `face0:"image" doc:"an already-cropped face (a batch of one), used when no FACE is connected"`
-	Model string     `face0:"model,enum=faceapi-128|facenet,default=faceapi-128" doc:"faceapi-128: face-api's 128-d ResNet descriptor (dlib), run in pure Go; facenet: the paper's embedder, a user-supplied InceptionResnetV1 ONNX run by onnxruntime"`
+	Model string     `face0:"model,enum=faceapi-128|facenet|synthfaces-id-64,default=faceapi-128" doc:"faceapi-128: face-api's 128-d ResNet descriptor (dlib), run in pure Go; facenet: the paper's embedder, a user-supplied InceptionResnetV1 ONNX run by onnxruntime; synthfaces-id-64: the synthfaces identity embedder (cartoon faces of the synthfaces dataset and the tiny model trained on it; give it the whole portrait image, no detection)"`
 	// FacenetModel is only read for model=facenet.
 	FacenetModel string `face0:"facenet_model,maxlen=4096,default=" doc:"facenet only: the ONNX file (input [1,3,160,160] RGB as (x-127.5)/128, output the embedding); empty means <models folder>/facenet/facenet.onnx, a relative path is inside the models folder"`
 }
@@ -221,6 +226,8 @@ func embed(ctx context.Context, dirs *pb.Dirs, model, facenetModel string, img i
 	switch model {
 	case ModelFacenet:
 		return facenetEmbed(ctx, dirs, facenetModel, img)
+	case ModelSynthfaces:
+		return synthfaces.Embed(img).Vector, nil
 	case ModelFaceAPI:
 		rec, err := recognizerModel(dirs)
 		if err != nil {

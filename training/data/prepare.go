@@ -25,6 +25,7 @@ import (
 	"github.com/face0/face0/ml/ort"
 	"github.com/face0/face0/ml/safetensors"
 	"github.com/face0/face0/ml/sdmodel"
+	"github.com/face0/face0/synthfaces"
 	"github.com/face0/face0/training"
 )
 
@@ -33,6 +34,10 @@ const (
 	FacePrecomputed = "precomputed" // a metadata field (synthfaces' identity_embedding)
 	FaceDetect      = "detect"      // face-api: largest face, Face0 crop, 128-d descriptor
 	FaceAuto        = "auto"        // precomputed when the records carry embeddings, else detect
+	// FaceSynthfaces embeds each whole image with synthfaces.Embed (space
+	// synthfaces-id-64), as the face pack's EmbedFace does with model
+	// synthfaces-id-64: the embedder of the shipped tiny model.
+	FaceSynthfaces = "synthfaces-id"
 )
 
 // What to do with an image without a face (or without a precomputed
@@ -51,7 +56,7 @@ const (
 // Options configure Prepare. Zero fields take the defaults in brackets.
 type Options struct {
 	Latent Latent // [DefaultLatent: 32 px, factor 4]
-	Face   string // FaceAuto, FacePrecomputed or FaceDetect [auto]
+	Face   string // FaceAuto, FacePrecomputed, FaceDetect or FaceSynthfaces [auto]
 	NoFace string // NoFaceZero or NoFaceSkip [zero]
 	Scan   ScanOptions
 	// FaceAPIDir is face-api's model/ folder for the detect mode ["":
@@ -250,6 +255,9 @@ func key(l *Listing, o Options, vocab string) (string, error) {
 	h := sha256.New()
 	enc := o.TextEncoder
 	fmt.Fprintf(h, "%s\x00%d\x00%d\x00%s\x00%s\x00%s\x00%s\x00", InfoFormat, o.Latent.Size, o.Latent.Factor, o.Face, o.NoFace, o.Scan.EmbeddingField, o.Scan.Space)
+	if o.Face == FaceSynthfaces {
+		fmt.Fprintf(h, "%s\x00", synthfaces.EmbedderID())
+	}
 	fmt.Fprintf(h, "%d\x00%d\x00%d\x00%d\x00%d\x00", enc.Seed, enc.TextWidth, enc.TextLayers, enc.TextHeads, enc.ContextLength)
 	if vocab != "" {
 		b, err := os.ReadFile(vocab)
@@ -296,9 +304,9 @@ func Prepare(ctx context.Context, datasetDir, cacheDir string, o Options) (*Prep
 		return nil, err
 	}
 	switch o.Face {
-	case FaceAuto, FacePrecomputed, FaceDetect:
+	case FaceAuto, FacePrecomputed, FaceDetect, FaceSynthfaces:
 	default:
-		return nil, fmt.Errorf("data: face source %q: use auto, precomputed or detect", o.Face)
+		return nil, fmt.Errorf("data: face source %q: use auto, precomputed, detect or synthfaces-id", o.Face)
 	}
 	switch o.NoFace {
 	case NoFaceZero, NoFaceSkip:
@@ -434,8 +442,11 @@ feed:
 		if it.skip == "" && it.face {
 			info.Dim = len(it.emb)
 			info.Space = l.Items[i].Space
-			if o.Face == FaceDetect {
+			switch o.Face {
+			case FaceDetect:
 				info.Space = FaceAPISpace
+			case FaceSynthfaces:
+				info.Space = synthfaces.IDSpace
 			}
 			break
 		}
@@ -596,6 +607,8 @@ func encodeImage(l *Listing, it Item, o Options, det *faceEmbedder) item {
 			return item{skip: "face detection failed: " + err.Error()}
 		}
 		out.emb, out.face = v, ok
+	case FaceSynthfaces:
+		out.emb, out.face = synthfaces.Embed(img).Vector, true
 	}
 	for _, v := range out.emb {
 		if math.IsNaN(float64(v)) || math.IsInf(float64(v), 0) {
