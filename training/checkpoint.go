@@ -297,6 +297,7 @@ func streamDiff(a, b Config) []string {
 		{"grad_accum", a.GradAccum, b.GradAccum},
 		{"face_drop_prob", a.FaceDropProb, b.FaceDropProb},
 		{"text_drop_prob", a.TextDropProb, b.TextDropProb},
+		{"loss_weight", lossWeightKind(a.LossWeight), lossWeightKind(b.LossWeight)},
 		{"adapter_only", a.AdapterOnly, b.AdapterOnly},
 		{"ema (on/off)", a.EMADecay > 0, b.EMADecay > 0},
 		{"num_train_timesteps", a.NumTrainTimesteps, b.NumTrainTimesteps},
@@ -309,4 +310,13 @@ func streamDiff(a, b Config) []string {
 		}
 	}
 	return slices.Clip(d)
+}
+
+// lossWeightKind resolves the empty LossWeight (checkpoints from before the
+// field) to "eps".
+func lossWeightKind(w string) string {
+	if w == "" {
+		return LossWeightEps
+	}
+	return w
 }

@@ -16,15 +16,22 @@ const batchInputs = 8
 //	c   = text context with rows 74..76 := keep·MLP(f)
 //	L   = mean ‖ε - ε_θ(x_t, t, c)‖²
 //
-// b holds the Batch's tensors in order: x₀, ε, t, √ᾱ, √(1-ᾱ), context,
-// embedding, keep.
-func lossGraph(m model.Config, w model.Lookup, b []*Node) *Node {
+// With weight "v" each example's term is divided by ᾱ_t (see
+// Config.LossWeight). b holds the Batch's tensors in order: x₀, ε, t, √ᾱ,
+// √(1-ᾱ), context, embedding, keep.
+func lossGraph(m model.Config, weight string, w model.Lookup, b []*Node) *Node {
 	x0, noise, ts, sab, s1ab, ctx, emb, keep := b[0], b[1], b[2], b[3], b[4], b[5], b[6], b[7]
 	B := x0.Shape().Dimensions[0]
 	xt := Add(Mul(x0, Reshape(sab, B, 1, 1, 1)), Mul(noise, Reshape(s1ab, B, 1, 1, 1)))
 	c := m.FaceContext(ctx, m.Projection(w, emb), keep)
 	pred := m.Denoiser(w, xt, ts, c)
-	return ReduceAllMean(Square(Sub(pred, noise)))
+	sq := Square(Sub(pred, noise))
+	if weight == LossWeightV {
+		// ‖ε̂−ε‖²/ᾱ: per example, the mean over its values over ᾱ_t.
+		per := ReduceMean(sq, 1, 2, 3)
+		return ReduceAllMean(Div(per, Square(sab)))
+	}
+	return ReduceAllMean(sq)
 }
 
 // hyper are the per-step scalars of the update, computed on the host in

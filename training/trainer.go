@@ -168,7 +168,7 @@ func (t *Trainer) compile() error {
 		m, v, e := in[P:P+K], in[P+K:P+2*K], in[P+2*K:P+2*K+E]
 		h := in[P+2*K+E : P+2*K+E+hyperInputs]
 		b := in[P+2*K+E+hyperInputs:]
-		loss := lossGraph(mc, model.LookupFrom(t.specs, params), b)
+		loss := lossGraph(mc, cfg.LossWeight, model.LookupFrom(t.specs, params), b)
 		g := Gradient(loss, pick(params)...)
 		model.Release(loss.Graph())
 		norm, np, nm, nv, ne := adamW(cfg, pick(params), m, v, e, g, h)
@@ -180,7 +180,7 @@ func (t *Trainer) compile() error {
 	// accum: params(P) acc(K) batch(8) → loss, acc+grad (K)
 	t.accum, err = NewExec(t.backend, func(in []*Node) []*Node {
 		params, acc, b := in[:P], in[P:P+K], in[P+K:]
-		loss := lossGraph(mc, model.LookupFrom(t.specs, params), b)
+		loss := lossGraph(mc, cfg.LossWeight, model.LookupFrom(t.specs, params), b)
 		g := Gradient(loss, pick(params)...)
 		model.Release(loss.Graph())
 		out := []*Node{loss}
@@ -204,7 +204,7 @@ func (t *Trainer) compile() error {
 	}
 	// eval: params(P) batch(8) → loss
 	t.eval, err = NewExec(t.backend, func(in []*Node) *Node {
-		loss := lossGraph(mc, model.LookupFrom(t.specs, in[:P]), in[P:])
+		loss := lossGraph(mc, cfg.LossWeight, model.LookupFrom(t.specs, in[:P]), in[P:])
 		model.Release(loss.Graph())
 		return loss
 	})

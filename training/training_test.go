@@ -374,3 +374,50 @@ type noEmpty struct{ d Dataset }
 
 func (n noEmpty) Len() int                       { return n.d.Len() }
 func (n noEmpty) Example(i int) (Example, error) { return n.d.Example(i) }
+
+// TestLossWeightV: with loss weight "v", each example's term is its ε-MSE
+// divided by ᾱ_t, so on one-example batches the two objectives differ by
+// exactly that factor; the weight needs the v-skip output.
+func TestLossWeightV(t *testing.T) {
+	cfg := testConfig(t)
+	cfg.CheckpointEvery = 0
+	data := NewSynthetic(cfg.Model, 8, 3)
+	eps, err := New(cfg, data, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	vcfg := cfg
+	vcfg.LossWeight = LossWeightV
+	v, err := New(vcfg, data, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i := range 4 {
+		b, err := eps.Batch([]int{i}, uint64(10+i))
+		if err != nil {
+			t.Fatal(err)
+		}
+		le, err := eps.EvalLoss(b, false)
+		if err != nil {
+			t.Fatal(err)
+		}
+		lv, err := v.EvalLoss(b, false)
+		if err != nil {
+			t.Fatal(err)
+		}
+		ab := float64(b.SqrtAB[0]) * float64(b.SqrtAB[0])
+		if want := le / ab; math.Abs(lv-want) > 1e-4*want {
+			t.Errorf("t=%g: v loss %g, want ε loss %g / ᾱ %g = %g", b.Timesteps[0], lv, le, ab, want)
+		}
+	}
+	bad := cfg
+	bad.LossWeight = LossWeightV
+	bad.Model.Output = model.OutputEps
+	if err := bad.Validate(); err == nil || !strings.Contains(err.Error(), "loss_weight") {
+		t.Errorf("v weight with ε output: err %v, want a loss_weight error", err)
+	}
+	bad.LossWeight = "snr"
+	if err := bad.Validate(); err == nil || !strings.Contains(err.Error(), "loss_weight") {
+		t.Errorf("unknown weight: err %v, want a loss_weight error", err)
+	}
+}

@@ -39,11 +39,12 @@ func cmdTrain(args []string) error {
 	batch := fs.Int("batch", 8, "examples per step")
 	lr := fs.Float64("lr", 1e-3, "AdamW learning rate")
 	textDrop := fs.Float64("text-drop", pipeline.DefaultTextDrop, "probability that a caption is replaced by the empty prompt while training, so the unconditional and face-only guidance branches are trained (0: never, the paper's setting for fine-tuning SD); a run resumes only with the value it started with")
+	lossWeight := fs.String("loss-weight", "", "per-timestep loss weight: v (ε-MSE over ᾱ_t, the v target's MSE; default for the presets' v-skip output) or eps (uniform, the paper's objective for fine-tuning)")
 	resume := fs.Bool("resume", false, "continue from the run's latest checkpoint")
 	every := fs.Int("checkpoint-every", 100, "steps between checkpoints")
 	seed := fs.Uint64("seed", 0, "weights, data order and noise")
 	preset := fs.String("preset", "tiny", "model size: tiny (width 64, 2 blocks) or small (width 128, 4 blocks)")
-	face := fs.String("face", data.FaceAuto, "face embeddings: auto, precomputed (metadata) or detect (face-api)")
+	face := fs.String("face", data.FaceAuto, "face embeddings: auto, precomputed (metadata), detect (face-api's detector and 128-d descriptor) or synthfaces-id (the synthfaces identity embedder on the whole image)")
 	noFace := fs.String("no-face", data.NoFaceZero, "images without a face: zero (keep, face tokens zeroed) or skip")
 	size := fs.Int("size", 32, "image side the dataset is fitted to")
 	factor := fs.Int("factor", 4, "space-to-depth factor of the latent (32 px / 4 = 8x8 latents of 48 channels)")
@@ -67,7 +68,7 @@ func cmdTrain(args []string) error {
 	p := newTrainProgress(os.Stderr, !*plain && isTerminal(os.Stderr))
 	res, err := pipeline.Run(ctx, pipeline.Options{
 		Dataset: pos[0], Out: *out, RunDir: *run,
-		Steps: *steps, Batch: *batch, LR: *lr, TextDrop: cliTextDrop(*textDrop), Seed: *seed, CheckpointEvery: *every, Resume: *resume, Preset: *preset,
+		Steps: *steps, Batch: *batch, LR: *lr, TextDrop: cliTextDrop(*textDrop), LossWeight: *lossWeight, Seed: *seed, CheckpointEvery: *every, Resume: *resume, Preset: *preset,
 		Prep: data.Options{
 			Latent: data.Latent{Size: *size, Factor: *factor},
 			Face:   *face, NoFace: *noFace, Vocab: *vocab, Models: filepath.Dir(filepath.Clean(*out)),

@@ -68,6 +68,15 @@ type Config struct {
 	//     copy x_t through itself. ᾱ_t is SD's scaled_linear schedule
 	//     (AlphasCumprod), linearly interpolated at fractional timesteps.
 	Output string `json:"output,omitempty"`
+
+	// PatchSkip adds a learned linear map from each input patch straight to
+	// the same output patch (patch_skip.weight, P·P·C square, starting at
+	// zero). Near the end of sampling the prediction must cancel the
+	// remaining noise of x_t value by value; through the narrow token
+	// stream a tiny model does that badly (measured: samples keep a
+	// per-patch colour noise), a direct path does it with a few thousand
+	// weights.
+	PatchSkip bool `json:"patch_skip,omitempty"`
 }
 
 // The denoiser's output parameterisations (Config.Output).
@@ -104,6 +113,7 @@ func Tiny() Config {
 		ProjHidden:     64,
 		FaceTokens:     3,
 		Output:         OutputVSkip,
+		PatchSkip:      true,
 	}
 }
 

@@ -214,7 +214,7 @@ func (c Config) timeFreqs() []float32 {
 //	           h += attn1(norm1(h))             self-attention
 //	           h += attn2(norm2(h), context)    cross-attention
 //	           h += ff.out(GELU(ff.proj(norm3(h))))
-//	out = unpatchify(proj_out(norm_out(h)))
+//	out = unpatchify(proj_out(norm_out(h)) [+ patch_skip(patches)])
 func (c Config) Denoiser(w Lookup, sample, timestep, ctx *Node) *Node {
 	g := sample.Graph()
 	p := DenoiserPrefix
@@ -225,6 +225,7 @@ func (c Config) Denoiser(w Lookup, sample, timestep, ctx *Node) *Node {
 	x := Reshape(sample, B, C, G, P, G, P)
 	x = TransposeAllAxes(x, 0, 2, 4, 3, 5, 1)
 	x = Reshape(x, B, G*G, P*P*C)
+	patches := x
 	h := linear(w, p+"pos_embed.proj", x, true)
 	h = Add(h, InsertAxes(w(p+"pos_embed.pos_embedding"), 0))
 
@@ -244,6 +245,9 @@ func (c Config) Denoiser(w Lookup, sample, timestep, ctx *Node) *Node {
 		h = Add(h, linear(w, b+".ff.out", f, true))
 	}
 	h = linear(w, p+"proj_out", layerNorm(w, p+"norm_out", h), true) // [B,T,P·P·C]
+	if c.PatchSkip {
+		h = Add(h, linear(w, p+"patch_skip", patches, false))
+	}
 	// Unpatchify: [B,G,G,P,P,C] → [B,C,G,P,G,P] → [B,C,S,S].
 	h = Reshape(h, B, G, G, P, P, C)
 	h = TransposeAllAxes(h, 0, 5, 1, 3, 2, 4)

@@ -97,6 +97,7 @@ func (c Config) ExportDenoiser(w Weights) (*onnx.Graph, error) {
 	h := g.Reshape(x, i64(0, C, G, P, G, P)...)
 	h = g.Transpose(h, 0, 2, 4, 3, 5, 1)
 	h = g.Reshape(h, i64(0, G*G, P*P*C)...)
+	patches := h
 	h = e.linear("pos_embed.proj", h, true)
 	h = g.Add(h, e.weight("pos_embed.pos_embedding"))
 
@@ -119,6 +120,9 @@ func (c Config) ExportDenoiser(w Weights) (*onnx.Graph, error) {
 		g.Pop()
 	}
 	h = e.linear("proj_out", e.layerNorm("norm_out", h), true)
+	if c.PatchSkip {
+		h = g.Add(h, e.linear("patch_skip", patches, false))
+	}
 	h = g.Reshape(h, i64(0, G, G, P, P, C)...)
 	h = g.Transpose(h, 0, 5, 1, 3, 2, 4)
 	h = g.Reshape(h, i64(0, C, S, S)...)

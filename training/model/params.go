@@ -119,6 +119,9 @@ func (c Config) DenoiserSpecs() []ParamSpec {
 	l.norm(p+"norm_out", W)
 	l.linear(p+"proj_out", W, c.PatchDim(), true)
 	l[len(l)-2].Init = InitSmall // proj_out.weight: start near a zero prediction, as DiT does
+	if c.PatchSkip {
+		l = append(l, ParamSpec{Name: p + "patch_skip.weight", Shape: []int{c.PatchDim(), c.PatchDim()}, Init: InitZeros})
+	}
 	return l
 }
 

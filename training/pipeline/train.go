@@ -62,7 +62,12 @@ type Options struct {
 	// already exists, and never drops the text (training.Config's default
 	// 0); without it the empty prompt is never seen, so the unconditional
 	// and face-only branches of the three-way guidance are untrained.
-	TextDrop        float64
+	TextDrop float64
+	// LossWeight is training.Config.LossWeight ["v" when the model has the
+	// "v-skip" output, as every preset has; "eps" the paper's uniform
+	// ε-MSE]. Uniform ε-MSE leaves a model trained from scratch without a
+	// global layout (see training.Config.LossWeight).
+	LossWeight      string
 	CheckpointEvery int // steps [100]; a checkpoint is also written at the end and on cancellation
 	// Resume continues from the run directory's latest checkpoint (a fresh
 	// run when there is none); false starts over, deleting old checkpoints.
@@ -227,6 +232,10 @@ func Run(ctx context.Context, o Options) (*Result, error) {
 	cfg.Model = mc
 	cfg.Seed, cfg.BatchSize, cfg.LR = o.Seed, o.Batch, o.LR
 	cfg.TextDropProb = o.TextDrop
+	cfg.LossWeight = o.LossWeight
+	if cfg.LossWeight == "" && mc.OutputKind() == model.OutputVSkip {
+		cfg.LossWeight = training.LossWeightV
+	}
 	cfg.CheckpointDir = filepath.Join(o.RunDir, CheckpointsDir)
 	cfg.CheckpointEvery = o.CheckpointEvery
 	if err := cfg.Validate(); err != nil {
@@ -244,6 +253,11 @@ func Run(ctx context.Context, o Options) (*Result, error) {
 				// ("eps"); it resumes as it was trained.
 				cfg.Model.Output = ck.Model.OutputKind()
 				mc.Output = cfg.Model.Output
+				cfg.Model.PatchSkip, mc.PatchSkip = ck.Model.PatchSkip, ck.Model.PatchSkip
+				if o.LossWeight == "" {
+					// and a run from before the loss weight, unweighted.
+					cfg.LossWeight = ck.LossWeight
+				}
 			}
 			if tr, err = training.ResumeFrom(cfg, prep, last); err != nil {
 				return nil, fmt.Errorf("train: %w (start over with resume off; a run from before text drop resumes with text drop off)", err)
@@ -302,8 +316,8 @@ func Run(ctx context.Context, o Options) (*Result, error) {
 	var stepTimes []float64
 	var firstDone time.Time
 	lastCkpt := -1
-	logf("training %d steps (from step %d): model width %d, %d blocks, patch %d (%d tokens), %d weights; batch %d, lr %g, face drop %g, text drop %g",
-		o.Steps, start, mc.Width, mc.Blocks, mc.PatchSize, mc.Tokens(), model.ParamCount(mc.Specs()), o.Batch, o.LR, cfg.FaceDropProb, cfg.TextDropProb)
+	logf("training %d steps (from step %d): model width %d, %d blocks, patch %d (%d tokens), %d weights; batch %d, lr %g, face drop %g, text drop %g, loss weight %s",
+		o.Steps, start, mc.Width, mc.Blocks, mc.PatchSize, mc.Tokens(), model.ParamCount(mc.Specs()), o.Batch, o.LR, cfg.FaceDropProb, cfg.TextDropProb, lossWeightKind(cfg.LossWeight))
 	for tr.State().Step < o.Steps {
 		if err := ctx.Err(); err != nil {
 			dir := ""
@@ -436,4 +450,11 @@ func openLosses(path string, losses []float64) (*os.File, error) {
 		fmt.Fprintf(f, "%d,%s\n", i+1, strconv.FormatFloat(l, 'g', -1, 64))
 	}
 	return f, nil
+}
+
+func lossWeightKind(w string) string {
+	if w == "" {
+		return training.LossWeightEps
+	}
+	return w
 }
