@@ -11,6 +11,7 @@ import (
 	"github.com/face0/face0/nodes/face/crop"
 	pb "github.com/face0/face0/plugins/proto"
 	"github.com/face0/face0/plugins/value"
+	"github.com/face0/face0/synthfaces"
 )
 
 func TestSelectFace(t *testing.T) {
@@ -266,5 +267,32 @@ func TestCropSettings(t *testing.T) {
 	m, s = in.cropSettings()
 	if got := crop.Expand(bx(0, 0, 320, 320), m, s); got != bx(-20, -66, 340, 350) {
 		t.Errorf("face: %v", got)
+	}
+}
+
+// TestEmbedSynthfaces: model synthfaces-id-64 is synthfaces.Embed on the
+// given image, typed FACE_EMBEDDING:synthfaces-id-64.
+func TestEmbedSynthfaces(t *testing.T) {
+	node := Pack("test").Nodes[1]
+	s := synthfaces.RenderSample(1, synthfaces.HeldOutBase, 0, synthfaces.RenderOptions{Size: 128})
+	imgv, err := value.Images(s.Pixels)
+	if err != nil {
+		t.Fatal(err)
+	}
+	res, err := node.Execute(testCtx(), map[string]*pb.Value{"image": imgv, "model": value.String(ModelSynthfaces)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	e := res.Values["embedding"]
+	if e.GetType() != "FACE_EMBEDDING:"+synthfaces.IDSpace {
+		t.Errorf("type %q, want FACE_EMBEDDING:%s", e.GetType(), synthfaces.IDSpace)
+	}
+	v, _, err := value.AsFloat32(e)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := synthfaces.Embed(s.Pixels).Vector
+	if c := cosine(v, want); len(v) != len(want) || c < 0.99999 {
+		t.Errorf("%d values, cosine to synthfaces.Embed %.6f; want %d values, 1", len(v), c, len(want))
 	}
 }

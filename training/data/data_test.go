@@ -266,3 +266,39 @@ func TestDetectMode(t *testing.T) {
 		t.Error(err)
 	}
 }
+
+// TestSynthfacesMode: the synthfaces-id face source embeds every image with
+// synthfaces.Embed (what EmbedFace's synthfaces-id-64 model computes), even
+// where the metadata carries precomputed vectors of another space.
+func TestSynthfacesMode(t *testing.T) {
+	orttest.Require(t)
+	dir := t.TempDir()
+	if _, err := synthfaces.Generate(dir, synthfaces.Options{Seed: 1, Train: 3, HeldOut: -1, PerIdentity: 2, Size: 64, Workers: 2}); err != nil {
+		t.Fatal(err)
+	}
+	p, err := Prepare(context.Background(), dir, filepath.Join(t.TempDir(), "prep"), Options{Face: FaceSynthfaces, Workers: 1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if p.Info.FaceSource != FaceSynthfaces || p.Info.Space != synthfaces.IDSpace || p.Info.Dim != synthfaces.EmbeddingDim || p.Len() != 6 || p.Info.NoFace != 0 {
+		t.Fatalf("info %+v", p.Info)
+	}
+	for i, f := range p.Info.Files {
+		fh, err := os.Open(filepath.Join(dir, "train", f))
+		if err != nil {
+			t.Fatal(err)
+		}
+		img, _, err := image.Decode(fh)
+		fh.Close()
+		if err != nil {
+			t.Fatal(err)
+		}
+		ex, _ := p.Example(i)
+		want := synthfaces.Embed(img).Vector
+		for k := range want {
+			if ex.Embedding[k] != want[k] {
+				t.Fatalf("%s: embedding[%d] = %g, want synthfaces.Embed's %g", f, k, ex.Embedding[k], want[k])
+			}
+		}
+	}
+}
