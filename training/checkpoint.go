@@ -14,6 +14,7 @@ import (
 	"github.com/gomlx/gomlx/pkg/core/tensors"
 
 	"github.com/face0/face0/training/model"
+	"github.com/face0/face0/training/sd"
 )
 
 // A checkpoint is a folder checkpoint-NNNNNNNNN (the step, 9 digits) holding:
@@ -239,7 +240,7 @@ func ResumeFrom(cfg Config, data Dataset, dir string) (*Trainer, error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, err
 	}
-	specs := cfg.Model.Specs()
+	specs := cfg.Specs()
 	w, err := model.LoadWeights(filepath.Join(dir, WeightsFile), specs)
 	if err != nil {
 		return nil, fmt.Errorf("training: resume: %w", err)
@@ -287,6 +288,9 @@ func streamDiff(a, b Config) []string {
 	if a.Model != b.Model {
 		d = append(d, fmt.Sprintf("model (%+v vs %+v)", a.Model, b.Model))
 	}
+	if ua, ub := unetJSON(a.UNet), unetJSON(b.UNet); ua != ub {
+		d = append(d, fmt.Sprintf("unet (%s vs %s)", ua, ub))
+	}
 	type f struct {
 		name string
 		x, y any
@@ -319,4 +323,12 @@ func lossWeightKind(w string) string {
 		return LossWeightEps
 	}
 	return w
+}
+
+func unetJSON(c *sd.Config) string {
+	if c == nil {
+		return "none"
+	}
+	b, _ := json.Marshal(c)
+	return string(b)
 }

@@ -10,15 +10,35 @@ package training
 
 import (
 	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+
+	. "github.com/gomlx/gomlx/pkg/core/graph" //nolint:revive // GoMLX's idiom
 
 	"github.com/face0/face0/ml/sched"
+	"github.com/face0/face0/ml/sdmodel"
 	"github.com/face0/face0/training/model"
+	"github.com/face0/face0/training/sd"
 )
 
 // Config is a training run's configuration. Start from DefaultConfig: zero
 // values are taken literally (a zero FaceDropProb never drops the face).
 type Config struct {
+	// Model sizes the projection MLP, the latent and the context, and (when
+	// UNet is nil) the latent-patch transformer denoiser.
 	Model model.Config `json:"model"`
+	// UNet, when set, makes Stable Diffusion 1.x's UNet (training/sd) the
+	// denoiser instead of Model's transformer: the paper's setting, usually
+	// from a base model's weights (New's init). Its weights are named
+	// "unet." + diffusers' names. It predicts ε (Model.Output must be
+	// "eps", LossWeight "eps"); its in/out channels must be
+	// Model.LatentChannels, its cross-attention width Model.TextWidth.
+	UNet *sd.Config `json:"unet,omitempty"`
+	// Conv picks the UNet's convolution build: sd.ConvIm2col (the default,
+	// needed by the pure-Go backend, which cannot take gradients of a
+	// native convolution) or sd.ConvNative (XLA backends).
+	Conv sd.ConvImpl `json:"conv,omitempty"`
 
 	// Seed fixes the initial weights, the data order and every random draw
 	// (timesteps, noise, face drops).
@@ -149,7 +169,25 @@ func (c Config) Validate() error {
 	case c.CheckpointEvery < 0 || c.KeepCheckpoints < 0:
 		return fmt.Errorf("training config: checkpoint_every and keep_checkpoints must not be negative")
 	}
-	if c.Model.OutputKind() == model.OutputVSkip {
+	if u := c.UNet; u != nil {
+		if err := u.Validate(); err != nil {
+			return fmt.Errorf("training config: unet: %w", err)
+		}
+		switch {
+		case u.InChannels != c.Model.LatentChannels || u.OutChannels != c.Model.LatentChannels:
+			return fmt.Errorf("training config: the UNet takes %d and gives %d channels, the latent has %d", u.InChannels, u.OutChannels, c.Model.LatentChannels)
+		case u.CrossAttentionDim != c.Model.TextWidth:
+			return fmt.Errorf("training config: the UNet's cross_attention_dim %d differs from the context width %d", u.CrossAttentionDim, c.Model.TextWidth)
+		case c.Model.LatentSize%u.Downscale() != 0:
+			return fmt.Errorf("training config: latent size %d is not a multiple of the UNet's downscale %d", c.Model.LatentSize, u.Downscale())
+		case c.Model.OutputKind() != model.OutputEps || (c.LossWeight != "" && c.LossWeight != LossWeightEps):
+			return fmt.Errorf("training config: the UNet predicts ε: model output must be %q and loss_weight %q", model.OutputEps, LossWeightEps)
+		}
+		if c.Conv != sd.ConvIm2col && c.Conv != sd.ConvNative {
+			return fmt.Errorf("training config: conv %d, want im2col (%d) or native (%d)", c.Conv, sd.ConvIm2col, sd.ConvNative)
+		}
+	}
+	if c.Model.OutputKind() == model.OutputVSkip && c.UNet == nil {
 		sd := sched.SD15(sched.DDIM)
 		if c.NumTrainTimesteps != sd.NumTrainTimesteps || c.BetaStart != sd.BetaStart || c.BetaEnd != sd.BetaEnd || c.BetaSchedule != sd.BetaSchedule {
 			return fmt.Errorf("training config: the %q output builds SD's schedule (%d steps, %s %g..%g) into the model; the training schedule must be the same", model.OutputVSkip, sd.NumTrainTimesteps, sd.BetaSchedule, sd.BetaStart, sd.BetaEnd)
@@ -166,4 +204,54 @@ func (c Config) schedule() (*sched.Schedule, error) {
 		BetaEnd:           c.BetaEnd,
 		BetaSchedule:      c.BetaSchedule,
 	})
+}
+
+// Specs are the trained network's weights: the projection MLP's and the
+// denoiser's (Model's transformer, or the SD UNet under "unet.").
+func (c Config) Specs() []model.ParamSpec {
+	if c.UNet == nil {
+		return c.Model.Specs()
+	}
+	specs := c.Model.ProjectionSpecs()
+	for _, s := range sd.Specs(*c.UNet) {
+		s.Name = model.DenoiserPrefix + s.Name
+		specs = append(specs, s)
+	}
+	return specs
+}
+
+// denoise builds the denoiser's ε prediction.
+func (c Config) denoise(w model.Lookup, sample, t, ctx *Node) *Node {
+	if c.UNet == nil {
+		return c.Model.Denoiser(w, sample, t, ctx)
+	}
+	unet := func(name string) *Node { return w(model.DenoiserPrefix + name) }
+	return sd.Forward(*c.UNet, unet, sample, t, ctx, sd.Options{Conv: c.Conv})
+}
+
+// WriteONNX exports the trained networks into an SD-layout model folder:
+// dir/unet/model.onnx (the transformer, or SD's UNet; a UNet over 2 GB
+// keeps its weights in a side file) and dir/face0/projection.onnx.
+func (c Config) WriteONNX(dir string, w model.Weights) error {
+	if c.UNet == nil {
+		return c.Model.WriteONNX(dir, w)
+	}
+	unet := model.Weights{}
+	for name, x := range w {
+		if rest, ok := strings.CutPrefix(name, model.DenoiserPrefix); ok {
+			unet[rest] = x
+		}
+	}
+	if err := sd.WriteONNX(dir, *c.UNet, unet); err != nil {
+		return fmt.Errorf("training: export the UNet: %w", err)
+	}
+	g, err := c.Model.ExportProjection(w)
+	if err != nil {
+		return fmt.Errorf("training: export the projection: %w", err)
+	}
+	p := filepath.Join(dir, sdmodel.ProjectionFile)
+	if err := os.MkdirAll(filepath.Dir(p), 0o755); err != nil {
+		return err
+	}
+	return g.Save(p)
 }

@@ -19,12 +19,13 @@ const batchInputs = 8
 // With weight "v" each example's term is divided by ᾱ_t (see
 // Config.LossWeight). b holds the Batch's tensors in order: x₀, ε, t, √ᾱ,
 // √(1-ᾱ), context, embedding, keep.
-func lossGraph(m model.Config, weight string, w model.Lookup, b []*Node) *Node {
+func lossGraph(cfg Config, w model.Lookup, b []*Node) *Node {
+	m, weight := cfg.Model, cfg.LossWeight
 	x0, noise, ts, sab, s1ab, ctx, emb, keep := b[0], b[1], b[2], b[3], b[4], b[5], b[6], b[7]
 	B := x0.Shape().Dimensions[0]
 	xt := Add(Mul(x0, Reshape(sab, B, 1, 1, 1)), Mul(noise, Reshape(s1ab, B, 1, 1, 1)))
 	c := m.FaceContext(ctx, m.Projection(w, emb), keep)
-	pred := m.Denoiser(w, xt, ts, c)
+	pred := cfg.denoise(w, xt, ts, c)
 	sq := Square(Sub(pred, noise))
 	if weight == LossWeightV {
 		// ‖ε̂−ε‖²/ᾱ: per example, the mean over its values over ᾱ_t.

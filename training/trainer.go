@@ -83,7 +83,7 @@ func New(cfg Config, data Dataset, init model.Weights) (*Trainer, error) {
 	if data == nil || data.Len() == 0 {
 		return nil, errors.New("training: empty dataset")
 	}
-	specs := cfg.Model.Specs()
+	specs := cfg.Specs()
 	if init == nil {
 		init = model.NewWeights(specs, cfg.Seed)
 	} else if err := model.Check(init, specs); err != nil {
@@ -153,7 +153,7 @@ func (t *Trainer) compile() error {
 	if t.cfg.EMADecay > 0 {
 		E = K
 	}
-	mc, cfg := t.cfg.Model, t.cfg
+	cfg := t.cfg
 	pick := func(all []*Node) []*Node {
 		out := make([]*Node, K)
 		for k, i := range t.trainable {
@@ -168,7 +168,7 @@ func (t *Trainer) compile() error {
 		m, v, e := in[P:P+K], in[P+K:P+2*K], in[P+2*K:P+2*K+E]
 		h := in[P+2*K+E : P+2*K+E+hyperInputs]
 		b := in[P+2*K+E+hyperInputs:]
-		loss := lossGraph(mc, cfg.LossWeight, model.LookupFrom(t.specs, params), b)
+		loss := lossGraph(cfg, model.LookupFrom(t.specs, params), b)
 		g := Gradient(loss, pick(params)...)
 		model.Release(loss.Graph())
 		norm, np, nm, nv, ne := adamW(cfg, pick(params), m, v, e, g, h)
@@ -180,7 +180,7 @@ func (t *Trainer) compile() error {
 	// accum: params(P) acc(K) batch(8) → loss, acc+grad (K)
 	t.accum, err = NewExec(t.backend, func(in []*Node) []*Node {
 		params, acc, b := in[:P], in[P:P+K], in[P+K:]
-		loss := lossGraph(mc, cfg.LossWeight, model.LookupFrom(t.specs, params), b)
+		loss := lossGraph(cfg, model.LookupFrom(t.specs, params), b)
 		g := Gradient(loss, pick(params)...)
 		model.Release(loss.Graph())
 		out := []*Node{loss}
@@ -204,7 +204,7 @@ func (t *Trainer) compile() error {
 	}
 	// eval: params(P) batch(8) → loss
 	t.eval, err = NewExec(t.backend, func(in []*Node) *Node {
-		loss := lossGraph(mc, cfg.LossWeight, model.LookupFrom(t.specs, in[:P]), in[P:])
+		loss := lossGraph(cfg, model.LookupFrom(t.specs, in[:P]), in[P:])
 		model.Release(loss.Graph())
 		return loss
 	})

@@ -64,7 +64,7 @@ func Export(dir, name string, prep *data.Prepared, cfg training.Config, w model.
 	if err := copyTree(prep.EncoderPath(), tmp); err != nil {
 		return fmt.Errorf("export: copy the text encoder: %w", err)
 	}
-	if err := cfg.Model.WriteONNX(tmp, w); err != nil {
+	if err := cfg.WriteONNX(tmp, w); err != nil {
 		return fmt.Errorf("export: %w", err)
 	}
 	dec, err := prep.Latent().Decoder()
