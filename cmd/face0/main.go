@@ -41,6 +41,7 @@ Usage:
   face0 serve [--listen 127.0.0.1:8188] [--token TOKEN]   (web API and editor)
   face0 train DATASET --out MODEL_DIR [--steps N --batch B --lr X --resume]
   face0 synthfaces DIR [--train N --heldout M --per-identity K --seed S]
+  face0 evaluate --model NAME [--report DIR]   (Tables 1 and 2 on synthfaces' held-out faces)
   face0 version
 
 Folders live under $FACE0_HOME (default ~/.local/share/face0): input/, output/,
@@ -66,6 +67,8 @@ func main() {
 		err = cmdTrain(os.Args[2:])
 	case "synthfaces":
 		err = cmdSynthfaces(os.Args[2:])
+	case "evaluate":
+		err = cmdEvaluate(os.Args[2:])
 	case "plugin":
 		cmdPlugin(os.Args[2:])
 	case "version", "--version":

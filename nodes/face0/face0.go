@@ -85,6 +85,7 @@ type samplerIn struct {
 	W         float64        `face0:"w,min=-100,max=100,step=0.1,default=7.5" doc:"classifier-free guidance weight (paper: 7.5)"`
 	C         float64        `face0:"c,min=-10,max=10,step=0.05,default=1" doc:"weight of the text+face prediction; 1 is plain CFG (photo-real), 0.4-0.7 with a=0 for artistic styles, 1.4 with a=1 for very non-photo-real"`
 	A         float64        `face0:"a,min=-10,max=10,step=0.05,default=0" doc:"share of face-only in the remaining 1-c (the rest is text-only)"`
+	Eta       float64        `face0:"eta,min=0,max=1,step=0.05,default=0" doc:"ddim only: 0 is the deterministic DDIM of the paper; 1 draws fresh noise at each step like DDPM (seeded per sample), which hides a small model's errors better"`
 	Noise     float64        `face0:"embedding_noise,min=0,max=10,step=0.01,default=0" doc:"Gaussian noise added to the face embedding, relative to its length (about 0.05-0.2 adds variety); sample i draws with seed+i"`
 }
 

@@ -228,6 +228,10 @@ func (m *model) newJob(ctx *sdk.Context, in samplerIn) (*job, func(), error) {
 	if err != nil {
 		return nil, nil, err
 	}
+	if in.Eta != 0 && kind != sched.DDIM {
+		return nil, nil, fmt.Errorf("eta %g: only the ddim scheduler takes eta (set eta to 0 for %s)", in.Eta, in.Scheduler)
+	}
+	cfg.Eta = in.Eta
 	s, err := sched.New(kind, cfg, in.Steps)
 	if err != nil {
 		return nil, nil, fmt.Errorf("model %q: %w", m.name, err)

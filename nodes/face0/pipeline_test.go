@@ -120,6 +120,7 @@ func TestSameSeedBitIdentical(t *testing.T) {
 		{"four branches", map[string]any{"c": 0.5, "a": 0.3}},
 		{"embedding noise", map[string]any{"embedding_noise": 0.2}},
 		{"euler", map[string]any{"scheduler": "euler"}},
+		{"ddim eta 1", map[string]any{"eta": 1.0}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			with := func(extra map[string]any) map[string]any {
@@ -200,6 +201,7 @@ func TestGuidanceChangesOutput(t *testing.T) {
 		{"other face", 6, nil},
 		{"no face", -1, nil},
 		{"embedding noise", 5, map[string]any{"embedding_noise": 0.3}},
+		{"eta", 5, map[string]any{"eta": 1.0}},
 	} {
 		x, _, _ := r.latentOf(t, samplerGraph(t, tinyModel, tc.face, tc.opts))
 		k := latentBytes(x)
@@ -329,6 +331,14 @@ func TestSizeMustBeMultipleOf8(t *testing.T) {
 	_, _, err := r.run(context.Background(), t, samplerGraph(t, tinyModel, 5, map[string]any{"width": 36}), "sampler")
 	if err == nil || !strings.Contains(err.Error(), "width") {
 		t.Fatalf("want a validation error for width 36, got %v", err)
+	}
+}
+
+func TestEtaOnlyForDDIM(t *testing.T) {
+	r := newRig(t, modelsDir)
+	_, _, err := r.run(context.Background(), t, samplerGraph(t, tinyModel, 5, map[string]any{"eta": 1.0, "scheduler": "euler"}), "sampler")
+	if err == nil || !strings.Contains(err.Error(), "only the ddim scheduler takes eta") {
+		t.Fatalf("eta with euler: %v", err)
 	}
 }
 

@@ -51,7 +51,7 @@ type trainIn struct {
 	TextDrop        float64 `face0:"text_drop,min=0,max=1,step=0.01,default=0.1" doc:"probability that a caption is replaced by the empty prompt while training, so the unconditional and face-only guidance branches are trained (a model trained from scratch has never seen the empty prompt otherwise; the paper fine-tunes SD and never drops the text); 0: never"`
 	Seed            int64   `face0:"seed,min=0,max=9007199254740991,default=0" doc:"initial weights, data order and noise"`
 	Preset          string  `face0:"preset,enum=tiny|small,default=tiny" doc:"tiny: width 64, 2 blocks; small: width 128, 4 blocks"`
-	Face            string  `face0:"face_embedding,enum=auto|precomputed|detect,default=auto" doc:"precomputed: the metadata's embedding (synthfaces' identity_embedding); detect: largest face, Face0 crop, face-api 128-d; auto: precomputed when present"`
+	Face            string  `face0:"face_embedding,enum=auto|precomputed|detect|synthfaces-id,default=auto" doc:"synthfaces-id: the synthfaces identity embedder on each whole image (what the shipped tiny model uses; EmbedFace's synthfaces-id-64 at sampling time); precomputed: the metadata's embedding (synthfaces' identity_embedding); detect: largest face, Face0 crop, face-api 128-d; auto: precomputed when present"`
 	NoFace          string  `face0:"no_face,enum=zero|skip,default=zero" doc:"images without a face: kept with the face tokens zeroed, or skipped"`
 	ImageSize       int     `face0:"image_size,min=8,max=256,step=8,default=32" doc:"images are fitted to this square side"`
 }
