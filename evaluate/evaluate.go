@@ -82,8 +82,27 @@ type Sample struct {
 	Text      float64 `json:"text_alignment"`
 	// Chance is the text alignment against another identity's caption
 	// (the next identity's, same prompt index): what matching by luck gives.
-	Chance float64     `json:"text_chance"`
-	Image  image.Image `json:"-"`
+	Chance float64 `json:"text_chance"`
+	// Attr and AttrChance hold, per attribute (AttrNames), 1 where the probe
+	// found it as the caption (or the other caption) says.
+	Attr       [3]float64  `json:"attributes"`
+	AttrChance [3]float64  `json:"attributes_chance"`
+	Image      image.Image `json:"-"`
+}
+
+// AttrNames are the probe-able caption attributes, in Sample.Attr order.
+var AttrNames = [3]string{"background colour", "hat (any vs none)", "glasses (any vs none)"}
+
+// score reads the image once and compares it with a scene.
+func score(s synthfaces.Scene, p synthfaces.Probed) (attr [3]float64, frac float64) {
+	b := func(ok bool) float64 {
+		if ok {
+			return 1
+		}
+		return 0
+	}
+	attr = [3]float64{b(p.Background == s.Background), b(p.HasHat() == (s.Hat != "none")), b(p.HasGlasses() == (s.Glasses != "none"))}
+	return attr, (attr[0] + attr[1] + attr[2]) / 3
 }
 
 // Row is one line of a table.
@@ -94,7 +113,10 @@ type Row struct {
 	Text      float64 `json:"text_alignment"`
 	TextSE    float64 `json:"text_alignment_se"`
 	Chance    float64 `json:"text_chance"`
-	N         int     `json:"n"`
+	// Attr and AttrChance are the per-attribute rates (AttrNames).
+	Attr       [3]float64 `json:"attributes"`
+	AttrChance [3]float64 `json:"attributes_chance"`
+	N          int        `json:"n"`
 }
 
 // Report is Run's result.
@@ -198,10 +220,11 @@ func Run(ctx context.Context, o Options) (*Report, error) {
 			nextID := synthfaces.HeldOutBase + (i+1)%o.Identities
 			sc, _ := synthfaces.NewScene(o.DatasetSeed, nextID, p+1)
 			other = append(other, sc)
-			m, t := synthfaces.Agreement(s.Scene, s.Pixels)
-			mc, tc := synthfaces.Agreement(sc, s.Pixels)
+			pr, _ := synthfaces.Measure(s.Pixels)
+			a, f := score(s.Scene, pr)
+			ac, fc := score(sc, pr)
 			ref = append(ref, Sample{Identity: id, Prompt: p, Condition: "reference",
-				Face: cosine(inEmb, synthfaces.Embed(s.Pixels).Vector), Text: frac(m, t), Chance: frac(mc, tc)})
+				Face: synthfaces.Cosine(inEmb, synthfaces.Embed(s.Pixels).Vector), Text: f, Chance: fc, Attr: a, AttrChance: ac})
 		}
 		rep.Captions = append(rep.Captions, caps)
 
@@ -234,11 +257,12 @@ func Run(ctx context.Context, o Options) (*Report, error) {
 					return nil, fmt.Errorf("evaluate: identity %d, %s: %d images, want %d", id, node, len(imgs), n)
 				}
 				for k, img := range imgs {
-					m, t := synthfaces.Agreement(scenes[p], img)
-					mc, tc := synthfaces.Agreement(other[p], img)
+					pr, _ := synthfaces.Measure(img)
+					a, f := score(scenes[p], pr)
+					ac, fc := score(other[p], pr)
 					rep.Samples = append(rep.Samples, Sample{
 						Identity: id, Prompt: p, Condition: cond, Seed: o.FirstSeed + int64(k),
-						Face: cosine(inEmb, synthfaces.Embed(img).Vector), Text: frac(m, t), Chance: frac(mc, tc), Image: img,
+						Face: synthfaces.Cosine(inEmb, synthfaces.Embed(img).Vector), Text: f, Chance: fc, Attr: a, AttrChance: ac, Image: img,
 					})
 				}
 			}
@@ -364,6 +388,12 @@ func summarize(cond string, s []Sample) Row {
 	r.Face, r.FaceSE = meanSE(f)
 	r.Text, r.TextSE = meanSE(t)
 	r.Chance, _ = meanSE(c)
+	for _, x := range s {
+		for k := range 3 {
+			r.Attr[k] += x.Attr[k] / float64(len(s))
+			r.AttrChance[k] += x.AttrChance[k] / float64(len(s))
+		}
+	}
 	return r
 }
 
@@ -389,26 +419,6 @@ func median(v []float64) float64 {
 	s := append([]float64(nil), v...)
 	sort.Float64s(s)
 	return s[len(s)/2]
-}
-
-func frac(m, t int) float64 {
-	if t == 0 {
-		return 0
-	}
-	return float64(m) / float64(t)
-}
-
-func cosine(a, b []float32) float64 {
-	var ab, aa, bb float64
-	for i := range a {
-		ab += float64(a[i]) * float64(b[i])
-		aa += float64(a[i]) * float64(a[i])
-		bb += float64(b[i]) * float64(b[i])
-	}
-	if aa == 0 || bb == 0 {
-		return 0
-	}
-	return ab / math.Sqrt(aa*bb)
 }
 
 func writePNG(path string, img image.Image) error {

@@ -27,6 +27,19 @@ func (r *Report) Markdown() string {
 	}
 	table("Table 1", r.Table1, fmt.Sprintf("(%d seeds per prompt)", o.Seeds))
 	table("Table 2", r.Table2, fmt.Sprintf("(per prompt, the best of %d seeds by face alignment)", o.BestOf))
+	b.WriteString("**Text alignment by attribute** (Table 1 samples; in brackets: against another caption)\n\n| conditioning |")
+	for _, n := range AttrNames {
+		fmt.Fprintf(&b, " %s |", n)
+	}
+	b.WriteString("\n|---|---|---|---|\n")
+	for _, x := range append(append([]Row(nil), r.Table1...), r.Reference) {
+		fmt.Fprintf(&b, "| %s |", x.Condition)
+		for k := range AttrNames {
+			fmt.Fprintf(&b, " %.0f%% (%.0f%%) |", 100*x.Attr[k], 100*x.AttrChance[k])
+		}
+		b.WriteString("\n")
+	}
+	b.WriteString("\n")
 	x := r.Reference
 	fmt.Fprintf(&b, "Reference, real renders of the same identity in the prompts' scenes: face alignment %.3f ± %.3f, text alignment %.1f%% (chance %.1f%%), %d images.\n",
 		x.Face, x.FaceSE, 100*x.Text, 100*x.Chance, x.N)

@@ -96,12 +96,19 @@ func AttrEmbedding(a Identity) Embedding {
 	return Embedding{Space: EmbeddingSpace, Vector: v}
 }
 
-func cosine(a, b []float32) float64 {
+// Cosine is the cosine similarity of two embeddings (0 when either is
+// zero): how face alignment compares an input face with a generated one.
+func Cosine(a, b []float32) float64 {
 	var ab, aa, bb float64
 	for i := range a {
 		ab += float64(a[i]) * float64(b[i])
 		aa += float64(a[i]) * float64(a[i])
 		bb += float64(b[i]) * float64(b[i])
 	}
+	if aa == 0 || bb == 0 {
+		return 0
+	}
 	return ab / math.Sqrt(aa*bb)
 }
+
+func cosine(a, b []float32) float64 { return Cosine(a, b) }

@@ -340,25 +340,8 @@ func encodeEmbedder(m *embedder) []byte {
 	for _, v := range [][]float32{m.mean, m.std, m.center, m.b1, m.b2} {
 		binary.Write(&b, binary.LittleEndian, v)
 	}
-	rows := func(w []float32, n int) {
-		for r := 0; r+n <= len(w); r += n {
-			row := w[r : r+n]
-			var mx float32
-			for _, v := range row {
-				mx = max(mx, float32(math.Abs(float64(v))))
-			}
-			scale := mx / 127
-			if scale == 0 {
-				scale = 1
-			}
-			binary.Write(&b, binary.LittleEndian, scale)
-			for _, v := range row {
-				b.WriteByte(byte(int8(math.Round(float64(v / scale)))))
-			}
-		}
-	}
-	rows(m.w1, embedIn)
-	rows(m.w2, embedHidden)
+	writeInt8Rows(&b, m.w1, embedIn)
+	writeInt8Rows(&b, m.w2, embedHidden)
 	return b.Bytes()
 }
 
@@ -384,26 +367,10 @@ func decodeEmbedder(data []byte) (*embedder, error) {
 			return nil, fmt.Errorf("synthfaces: embedder weights: %w", err)
 		}
 	}
-	rows := func(w []float32, n int) error {
-		q := make([]byte, n)
-		for off := 0; off+n <= len(w); off += n {
-			var scale float32
-			if err := binary.Read(r, binary.LittleEndian, &scale); err != nil {
-				return err
-			}
-			if _, err := io.ReadFull(r, q); err != nil {
-				return err
-			}
-			for i, v := range q {
-				w[off+i] = float32(int8(v)) * scale
-			}
-		}
-		return nil
-	}
-	if err := rows(m.w1, embedIn); err != nil {
+	if err := readInt8Rows(r, m.w1, embedIn); err != nil {
 		return nil, fmt.Errorf("synthfaces: embedder weights: %w", err)
 	}
-	if err := rows(m.w2, embedHidden); err != nil {
+	if err := readInt8Rows(r, m.w2, embedHidden); err != nil {
 		return nil, fmt.Errorf("synthfaces: embedder weights: %w", err)
 	}
 	if r.Len() != 0 {

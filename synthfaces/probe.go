@@ -309,25 +309,8 @@ func encodeProbe(m *mlp) []byte {
 	binary.Write(&b, binary.LittleEndian, m.std)
 	binary.Write(&b, binary.LittleEndian, m.b1)
 	binary.Write(&b, binary.LittleEndian, m.b2)
-	rows := func(w []float32, n int) {
-		for r := 0; r+n <= len(w); r += n {
-			row := w[r : r+n]
-			var mx float32
-			for _, v := range row {
-				mx = max(mx, float32(math.Abs(float64(v))))
-			}
-			scale := mx / 127
-			if scale == 0 {
-				scale = 1
-			}
-			binary.Write(&b, binary.LittleEndian, scale)
-			for _, v := range row {
-				b.WriteByte(byte(int8(math.Round(float64(v / scale)))))
-			}
-		}
-	}
-	rows(m.w1, probeIn)
-	rows(m.w2, probeHidden)
+	writeInt8Rows(&b, m.w1, probeIn)
+	writeInt8Rows(&b, m.w2, probeHidden)
 	return b.Bytes()
 }
 
@@ -348,26 +331,10 @@ func decodeProbe(data []byte) (*mlp, error) {
 			return nil, err
 		}
 	}
-	rows := func(w []float32, n int) error {
-		q := make([]byte, n)
-		for off := 0; off+n <= len(w); off += n {
-			var scale float32
-			if err := binary.Read(r, binary.LittleEndian, &scale); err != nil {
-				return err
-			}
-			if _, err := io.ReadFull(r, q); err != nil {
-				return err
-			}
-			for i, v := range q {
-				w[off+i] = float32(int8(v)) * scale
-			}
-		}
-		return nil
-	}
-	if err := rows(m.w1, probeIn); err != nil {
+	if err := readInt8Rows(r, m.w1, probeIn); err != nil {
 		return nil, err
 	}
-	if err := rows(m.w2, probeHidden); err != nil {
+	if err := readInt8Rows(r, m.w2, probeHidden); err != nil {
 		return nil, err
 	}
 	if r.Len() != 0 {

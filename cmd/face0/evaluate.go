@@ -40,10 +40,10 @@ func cmdEvaluate(args []string) error {
 	prompts := fs.Int("prompts", 3, "prompts (captions of the identity's other images) per identity")
 	seeds := fs.Int("seeds", 4, "noise seeds per prompt and condition (Table 1)")
 	bestOf := fs.Int("best-of", 8, "seeds per prompt and condition Table 2 picks the best of")
-	steps := fs.Int("steps", 25, "sampler steps")
+	steps := fs.Int("steps", 100, "sampler steps (a small model gains from many steps with eta 1)")
 	sch := fs.String("scheduler", "ddim", "ddim, euler or dpm++2m")
 	eta := fs.Float64("eta", 1, "DDIM's η: 1 draws fresh noise each step (DDPM-like; cleaner samples from a small model), 0 is deterministic DDIM")
-	w := fs.Float64("w", 0, "guidance weight w (0: the model's default)")
+	w := fs.Float64("w", 3, "guidance weight w (0: the model's default)")
 	cw := fs.Float64("c", 1, "guidance c")
 	aw := fs.Float64("a", 0, "guidance a")
 	fs.Usage = func() {
