@@ -5,7 +5,7 @@ GO ?= go
 BIN := bin/face0
 FACE0_HOME ?= $(HOME)/.local/share/face0
 
-.PHONY: all build setup setup-test test vet serve run-example example-plugin proto bench fuzz editor
+.PHONY: all build setup setup-test test vet serve run-example example-plugin proto bench fuzz editor reproduce-tiny evaluate-tiny
 
 all: build
 
@@ -26,13 +26,15 @@ build:
 
 # example-plugin installs what the example workflows use: the example
 # third-party plugin into face0's plugins folder, the example inputs and a demo
-# photo into its input folder (never replacing a user's file), and the default
-# model (the tiny one until a trained model is installed).
+# photo into its input folder (never replacing a user's file), the shipped
+# tiny Face0 model (models/face0-synthfaces, linked so that it stays the
+# repository's) and the random-weight test model "tiny".
 FACE0_CACHE ?= $(HOME)/.cache/face0
 example-plugin: build
 	$(GO) build -o $(FACE0_HOME)/plugins/imagefx ./examples/plugins/imagefx
 	@mkdir -p $(FACE0_HOME)/input && cp -n examples/inputs/* $(FACE0_CACHE)/face-api/demo/sample1.jpg $(FACE0_HOME)/input/
 	@test -f $(FACE0_HOME)/models/tiny/face0.json || $(BIN) models make-tiny $(FACE0_HOME)/models/tiny
+	@mkdir -p $(FACE0_HOME)/models && ln -sfn $(CURDIR)/models/face0-synthfaces $(FACE0_HOME)/models/face0-synthfaces
 
 serve: setup build example-plugin
 	$(BIN) serve --home $(FACE0_HOME) --default-workflow examples/workflows/face0-default.json
@@ -49,6 +51,16 @@ test: setup-test vet
 vet:
 	$(GO) vet ./...
 	@test -z "$$(gofmt -l $$(git ls-files '*.go' | grep -v '\.pb\.go$$'))" || { gofmt -l $$(git ls-files '*.go' | grep -v '\.pb\.go$$'); echo "gofmt needed"; exit 1; }
+
+# reproduce-tiny rebuilds the synthfaces dataset, retrains the shipped tiny
+# model from scratch and regenerates its evaluation (about 2 hours here).
+reproduce-tiny:
+	scripts/reproduce-tiny.sh
+
+# evaluate-tiny regenerates Tables 1 and 2, the grid and the strips of the
+# shipped model in docs/tiny-model (a few minutes).
+evaluate-tiny: build
+	$(BIN) evaluate --home $(FACE0_HOME) --models models --model face0-synthfaces --report docs/tiny-model
 
 bench:
 	$(GO) test -run '^$$' -bench . -benchtime 2s ./engine/... ./plugins/...
