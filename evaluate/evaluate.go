@@ -64,7 +64,10 @@ type Options struct {
 	Scheduler   string  // [ddim]
 	Eta         float64 // DDIM's η (0: deterministic; 1: DDPM-like) [0]
 	W           float64 // guidance weight w [the model's]
-	C, A        float64 // guidance c and a [1, 0]
+	// C and A are guidance c and a; both zero means the paper's c = 1,
+	// a = 0 (the text-only setting c = a = 0 is not a comparison Table 1
+	// makes).
+	C, A float64
 
 	// Inputs is where the input faces are written for LoadImage [the app's
 	// input folder, sub-folder "evaluate"].
@@ -201,7 +204,6 @@ func Run(ctx context.Context, o Options) (*Report, error) {
 	t0 := time.Now()
 	var perImage []float64
 	var ref []Sample
-	total := o.Identities
 	for i := range o.Identities {
 		id := synthfaces.HeldOutBase + i
 		in := synthfaces.RenderSample(o.DatasetSeed, id, 0, synthfaces.RenderOptions{Size: 128})
@@ -267,7 +269,7 @@ func Run(ctx context.Context, o Options) (*Report, error) {
 				}
 			}
 		}
-		o.Progress(i+1, total)
+		o.Progress(i+1, o.Identities)
 	}
 	rep.Seconds = time.Since(t0).Seconds()
 	rep.SecondsPerImage = median(perImage)
