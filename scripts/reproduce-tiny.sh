@@ -15,7 +15,7 @@ cd "$(dirname "$0")/.."
 
 RUN=${RUN:-${XDG_CACHE_HOME:-$HOME/.cache}/face0/reproduce-tiny}
 OUT=${OUT:-models/face0-synthfaces}
-STEPS=${STEPS:-9000}
+STEPS=${STEPS:-12000}
 BATCH=${BATCH:-16}
 REPORT=${REPORT:-docs/tiny-model}
 
