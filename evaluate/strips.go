@@ -104,21 +104,24 @@ func Strips(ctx context.Context, o StripOptions) (interp, random []image.Image, 
 		}
 		return imgs[0], nil
 	}
-	interp = append(interp, faces[0])
-	for k := range o.N {
-		img, err := get("decode_interp" + strconv.Itoa(k))
-		if err != nil {
-			return nil, nil, err
+	collect := func(prefix string) ([]image.Image, error) {
+		var out []image.Image
+		for k := range o.N {
+			img, err := get("decode_" + prefix + strconv.Itoa(k))
+			if err != nil {
+				return nil, err
+			}
+			out = append(out, img)
 		}
-		interp = append(interp, img)
+		return out, nil
 	}
-	interp = append(interp, faces[1])
-	for k := range o.N {
-		img, err := get("decode_random" + strconv.Itoa(k))
-		if err != nil {
-			return nil, nil, err
-		}
-		random = append(random, img)
+	mid, err := collect("interp")
+	if err != nil {
+		return nil, nil, err
+	}
+	interp = append(append([]image.Image{faces[0]}, mid...), faces[1])
+	if random, err = collect("random"); err != nil {
+		return nil, nil, err
 	}
 	return interp, random, nil
 }

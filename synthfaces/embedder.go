@@ -237,16 +237,7 @@ func trainEmbedder(seed uint64, ids, per, epochs int) *embedder {
 		w1: make([]float32, embedHidden*embedIn), b1: make([]float32, embedHidden),
 		w2: make([]float32, nOut*embedHidden), b2: make([]float32, nOut),
 	}
-	for i := 0; i < embedIn; i++ {
-		var s, ss float64
-		for _, e := range ex {
-			s += float64(e.f[i])
-			ss += float64(e.f[i]) * float64(e.f[i])
-		}
-		mu := s / float64(n)
-		m.mean[i] = float32(mu)
-		m.std[i] = float32(math.Sqrt(math.Max(ss/float64(n)-mu*mu, 0)) + 0.05)
-	}
+	fitInputStats(n, func(k int) []float32 { return ex[k].f }, m.mean, m.std)
 	for _, e := range ex {
 		for i := range e.f {
 			e.f[i] = (e.f[i] - m.mean[i]) / m.std[i]
@@ -315,12 +306,7 @@ func trainEmbedder(seed uint64, ids, per, epochs int) *embedder {
 				// Clipped: a 3072-wide input makes per-example steps on
 				// w1 large, and an unclipped run diverged at lr 3e-4.
 				g := min(max(dh[j], -1), 1)
-				row := m.w1[j*embedIn : (j+1)*embedIn]
-				vrow := vw1[j*embedIn : (j+1)*embedIn]
-				for i, v := range e.f {
-					vrow[i] = mom*vrow[i] - lr*(g*v+wd*row[i])
-					row[i] += vrow[i]
-				}
+				sgdRow(m.w1[j*embedIn:(j+1)*embedIn], vw1[j*embedIn:(j+1)*embedIn], e.f, g, lr, mom, wd)
 				vb1[j] = mom*vb1[j] - lr*g
 				m.b1[j] += vb1[j]
 			}

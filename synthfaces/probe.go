@@ -430,16 +430,7 @@ func augment(x *small, r *rng) {
 func trainProbe(seed uint64, n, epochs int) *mlp {
 	ex := probeExamples(seed, 0, n)
 	m := &mlp{w1: make([]float32, probeHidden*probeIn), w2: make([]float32, 8*probeHidden)}
-	for i := 0; i < probeIn; i++ {
-		var s, ss float64
-		for _, e := range ex {
-			s += float64(e.f[i])
-			ss += float64(e.f[i]) * float64(e.f[i])
-		}
-		mu := s / float64(n)
-		m.mean[i] = float32(mu)
-		m.std[i] = float32(math.Sqrt(math.Max(ss/float64(n)-mu*mu, 0)) + 0.05)
-	}
+	fitInputStats(n, func(k int) []float32 { return ex[k].f }, m.mean[:], m.std[:])
 	for _, e := range ex {
 		m.normalise(e.f)
 	}
@@ -499,12 +490,7 @@ func trainProbe(seed uint64, n, epochs int) *mlp {
 					continue
 				}
 				g := dh[j]
-				row := m.w1[j*probeIn : (j+1)*probeIn]
-				vrow := vw1[j*probeIn : (j+1)*probeIn]
-				for i, v := range e.f {
-					vrow[i] = mom*vrow[i] - lr*(g*v+wd*row[i])
-					row[i] += vrow[i]
-				}
+				sgdRow(m.w1[j*probeIn:(j+1)*probeIn], vw1[j*probeIn:(j+1)*probeIn], e.f, g, lr, mom, wd)
 				vb1[j] = mom*vb1[j] - lr*g
 				m.b1[j] += vb1[j]
 			}
