@@ -15,7 +15,8 @@ cd "$(dirname "$0")/.."
 
 RUN=${RUN:-${XDG_CACHE_HOME:-$HOME/.cache}/face0/reproduce-tiny}
 OUT=${OUT:-models/face0-synthfaces}
-STEPS=${STEPS:-12000}
+STEPS=${STEPS:-10000}
+TEXT_PRETRAIN=${TEXT_PRETRAIN:-500}
 BATCH=${BATCH:-16}
 REPORT=${REPORT:-docs/tiny-model}
 
@@ -25,7 +26,7 @@ rm -rf "$RUN/data"
 bin/face0 synthfaces "$RUN/data" --seed 1 --train 1000 --heldout 20 --per-identity 4 --size 128
 t1=$(date +%s)
 bin/face0 train "$RUN/data" --out "$OUT" --run "$RUN/run" --face synthfaces-id \
-	--steps "$STEPS" --batch "$BATCH" --lr 1e-3 --checkpoint-every 500 --plain
+	--steps "$STEPS" --batch "$BATCH" --lr 1e-3 --text-pretrain "$TEXT_PRETRAIN" --checkpoint-every 500 --plain
 t2=$(date +%s)
 bin/face0 evaluate --home "$RUN/home" --models "$(dirname "$OUT")" --model "$(basename "$OUT")" --report "$REPORT"
 t3=$(date +%s)

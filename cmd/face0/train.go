@@ -15,6 +15,7 @@ import (
 	"github.com/face0/face0/internal/config"
 	"github.com/face0/face0/training/data"
 	"github.com/face0/face0/training/pipeline"
+	"github.com/face0/face0/training/textclip"
 )
 
 const trainUsage = `usage: face0 train DATASET [--out MODEL_DIR] [--steps N] [--batch B] [--lr X] [--resume] [flags]
@@ -49,6 +50,7 @@ func cmdTrain(args []string) error {
 	size := fs.Int("size", 32, "image side the dataset is fitted to")
 	factor := fs.Int("factor", 4, "space-to-depth factor of the latent (32 px / 4 = 8x8 latents of 48 channels)")
 	vocab := fs.String("vocab", data.VocabAuto, "tokenizer of the frozen text encoder: auto (CLIP's from ../shared/clip when found), tiny, or a bpe_simple_vocab_16e6.txt.gz path")
+	textPretrain := fs.Int("text-pretrain", 0, "steps of contrastive (CLIP-style) pretraining of the text encoder on the dataset's caption-image pairs before it is frozen (0: keep its random weights); a model trained from scratch needs it to follow captions")
 	plain := fs.Bool("plain", false, "plain log lines even on a terminal")
 	fs.Usage = func() {
 		fmt.Fprint(os.Stderr, trainUsage)
@@ -72,6 +74,7 @@ func cmdTrain(args []string) error {
 		Prep: data.Options{
 			Latent: data.Latent{Size: *size, Factor: *factor},
 			Face:   *face, NoFace: *noFace, Vocab: *vocab, Models: filepath.Dir(filepath.Clean(*out)),
+			TextPretrain: textclip.Options{Steps: *textPretrain},
 		},
 		Logf:       p.logf,
 		OnProgress: p.progress,

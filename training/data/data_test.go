@@ -17,6 +17,7 @@ import (
 	"github.com/face0/face0/ml/ort"
 	"github.com/face0/face0/ml/ort/orttest"
 	"github.com/face0/face0/synthfaces"
+	"github.com/face0/face0/training/textclip"
 )
 
 func writePNG(t *testing.T, path string, img image.Image) {
@@ -300,5 +301,48 @@ func TestSynthfacesMode(t *testing.T) {
 				t.Fatalf("%s: embedding[%d] = %g, want synthfaces.Embed's %g", f, k, ex.Embedding[k], want[k])
 			}
 		}
+	}
+}
+
+// TestTextPretrain: with TextPretrain the encoder is trained on the
+// dataset's pairs, written over the random one, and the contexts are its
+// output; the option is part of the cache key.
+func TestTextPretrain(t *testing.T) {
+	orttest.Require(t)
+	dir := t.TempDir()
+	if _, err := synthfaces.Generate(dir, synthfaces.Options{Seed: 2, Train: 8, HeldOut: -1, PerIdentity: 4, Size: 32, Workers: 2}); err != nil {
+		t.Fatal(err)
+	}
+	cache := filepath.Join(t.TempDir(), "prep")
+	plain, err := Prepare(context.Background(), dir, cache, Options{Face: FaceSynthfaces, Vocab: VocabTiny, Workers: 1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if plain.Info.TextPretrain != nil {
+		t.Fatalf("text_pretrain %+v without the option", plain.Info.TextPretrain)
+	}
+	o := Options{Face: FaceSynthfaces, Vocab: VocabTiny, Workers: 1, TextPretrain: textclip.Options{Steps: 30, Batch: 8, HeldOut: 0.25}}
+	p, err := Prepare(context.Background(), dir, cache, o)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tp := p.Info.TextPretrain
+	if tp == nil || tp.Steps != 30 || tp.Pairs != 32 || tp.HeldOutPairs != 8 || p.Info.Key == plain.Info.Key {
+		t.Fatalf("text_pretrain %+v, key %s (without: %s)", tp, p.Info.Key, plain.Info.Key)
+	}
+	t.Logf("%+v", *tp)
+	a, _ := plain.Example(0)
+	b, _ := p.Example(0)
+	if slices.Equal(a.Context, b.Context) {
+		t.Fatal("the pretrained encoder gives the random encoder's context")
+	}
+	// Same options again: loaded from the cache, same contexts.
+	again, err := Prepare(context.Background(), dir, cache, o)
+	if err != nil {
+		t.Fatal(err)
+	}
+	c, _ := again.Example(0)
+	if !slices.Equal(b.Context, c.Context) || again.Info.TextPretrain == nil {
+		t.Fatal("a second Prepare with the same options did not reproduce the cached encoding")
 	}
 }

@@ -27,6 +27,7 @@ import (
 	"github.com/face0/face0/ml/sdmodel"
 	"github.com/face0/face0/synthfaces"
 	"github.com/face0/face0/training"
+	"github.com/face0/face0/training/textclip"
 )
 
 // Face embedding sources.
@@ -70,6 +71,13 @@ type Options struct {
 	// Vocab is VocabAuto, VocabTiny, or the path of
 	// bpe_simple_vocab_16e6.txt.gz [auto].
 	Vocab string
+	// TextPretrain, when its Steps is set, pretrains the text encoder on the
+	// dataset's caption–image pairs (training/textclip: CLIP's contrastive
+	// objective) before it encodes the captions, in place of keeping its
+	// random weights. The encoder is frozen in training either way; this is
+	// the from-scratch stand-in for SD's pretrained CLIP. Its Progress is
+	// called as it trains.
+	TextPretrain textclip.Options
 
 	Workers int // [GOMAXPROCS]
 	// Progress is called as images are encoded (done of total), Logf with
@@ -151,8 +159,28 @@ type Info struct {
 	ContextLength int    `json:"context_length"`
 	PadToken      int    `json:"pad_token"`
 	Vocab         string `json:"vocab"` // "clip" or "tiny"
+	// TextPretrain reports the text encoder's contrastive pretraining
+	// (Options.TextPretrain); absent when the encoder kept random weights.
+	TextPretrain *TextPretrainInfo `json:"text_pretrain,omitempty"`
 
 	Seconds float64 `json:"seconds"` // time to prepare
+}
+
+// TextPretrainInfo is what the text encoder's pretraining did: its settings,
+// its final loss and caption→image retrieval on held-out pairs (top-1 among
+// a batch: the best-scoring image has the caption's own caption) before and
+// after, against chance.
+type TextPretrainInfo struct {
+	Steps           int     `json:"steps"`
+	Batch           int     `json:"batch"`
+	LR              float64 `json:"lr"`
+	Pairs           int     `json:"pairs"`
+	HeldOutPairs    int     `json:"held_out_pairs"`
+	FinalLoss       float64 `json:"final_loss"`
+	RetrievalBefore float64 `json:"retrieval_before"`
+	RetrievalAfter  float64 `json:"retrieval_after"`
+	RetrievalChance float64 `json:"retrieval_chance"`
+	Seconds         float64 `json:"seconds"`
 }
 
 // Prepared is an encoded dataset held in memory; it is a training.Dataset.
@@ -259,6 +287,9 @@ func key(l *Listing, o Options, vocab string) (string, error) {
 		fmt.Fprintf(h, "%s\x00", synthfaces.EmbedderID())
 	}
 	fmt.Fprintf(h, "%d\x00%d\x00%d\x00%d\x00%d\x00", enc.Seed, enc.TextWidth, enc.TextLayers, enc.TextHeads, enc.ContextLength)
+	if tp := o.TextPretrain; tp.Steps > 0 {
+		fmt.Fprintf(h, "textclip:%d\x00%d\x00%g\x00%d\x00%d\x00%g\x00%d\x00%g\x00", tp.Steps, tp.Batch, tp.LR, tp.Dim, tp.ImageHidden, tp.Temperature, tp.Seed, tp.HeldOut)
+	}
 	if vocab != "" {
 		b, err := os.ReadFile(vocab)
 		if err != nil {
@@ -505,6 +536,11 @@ feed:
 	}
 	if info.Truncate > 0 {
 		o.Logf("%d of %d distinct captions are longer than the %d text positions before the face tokens; their ends are cut (as at sampling time)", info.Truncate, len(captions), man.FaceTokenStart)
+	}
+	if o.TextPretrain.Steps > 0 {
+		if enc, info.TextPretrain, err = pretrainText(ctx, enc, l, kept, items, o); err != nil {
+			return nil, err
+		}
 	}
 	// The empty prompt comes last, encoded in the same batch run as the
 	// captions: the unconditional context of guidance and text drop.

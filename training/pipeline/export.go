@@ -113,6 +113,10 @@ func Export(dir, name string, prep *data.Prepared, cfg training.Config, w model.
 	prov.Prepared.Files, prov.Prepared.Problems = nil, nil
 	prov.Examples = prep.Info.Count
 	prov.TextEncoder = fmt.Sprintf("ml/sdmodel's generated CLIP-like encoder, seeded random weights, frozen (never trained); vocabulary %s", prep.Info.Vocab)
+	if tp := prep.Info.TextPretrain; tp != nil {
+		prov.TextEncoder = fmt.Sprintf("CLIP text model (training/textenc), pretrained contrastively on the dataset's caption-image pairs (training/textclip: %d steps, batch %d; held-out caption->image retrieval %.1f%% against chance %.1f%%), then frozen; vocabulary %s",
+			tp.Steps, tp.Batch, 100*tp.RetrievalAfter, 100*tp.RetrievalChance, prep.Info.Vocab)
+	}
 	prov.Latent = fmt.Sprintf("lossless: %dx%d RGB scaled to [-1,1], space-to-depth %d -> %d channels of %dx%d, times latent_scale %g", prep.Info.ImageSize, prep.Info.ImageSize, prep.Info.Factor, prep.Info.LatentChannels, prep.Info.LatentSize, prep.Info.LatentSize, prep.Info.LatentScale)
 	if err := writeJSON(filepath.Join(tmp, filepath.FromSlash(TrainingFile)), prov); err != nil {
 		return err
