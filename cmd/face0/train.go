@@ -22,7 +22,10 @@ const trainUsage = `usage: face0 train DATASET [--out MODEL_DIR] [--steps N] [--
 
 Encodes DATASET (metadata.jsonl, or images with .txt captions; a synthfaces
 folder's train/ split), trains a Face0 model on it and writes the model folder
-MODEL_DIR (default: <models folder>/trained). The run's state (encoded
+MODEL_DIR (default: <models folder>/trained). From scratch it trains the tiny
+latent transformer; --base DIR fine-tunes a Stable Diffusion 1.x diffusers
+folder as the paper does (its VAE and text encoder frozen, its UNet and the
+face projection trained). The run's state (encoded
 dataset, checkpoints, losses.csv, loss.png) lives in --run (default:
 .train/<name> beside MODEL_DIR). Ctrl-C writes a checkpoint; --resume
 continues from it.
@@ -38,8 +41,10 @@ func cmdTrain(args []string) error {
 	run := fs.String("run", "", "run folder (default: .train/<name> beside --out)")
 	steps := fs.Int("steps", 500, "total optimizer steps")
 	batch := fs.Int("batch", 8, "examples per step")
-	lr := fs.Float64("lr", 1e-3, "AdamW learning rate")
-	textDrop := fs.Float64("text-drop", pipeline.DefaultTextDrop, "probability that a caption is replaced by the empty prompt while training, so the unconditional and face-only guidance branches are trained (0: never, the paper's setting for fine-tuning SD); a run resumes only with the value it started with")
+	lr := fs.Float64("lr", 0, "AdamW learning rate (default 1e-3 from scratch, 2e-5 with --base as the paper)")
+	baseDir := fs.String("base", "", "Stable Diffusion 1.x model to fine-tune, a diffusers folder (unet/, vae/, text_encoder/, tokenizer/ with .safetensors weights); default: the tiny transformer from scratch")
+	adapterOnly := fs.Bool("adapter-only", false, "with --base, freeze the UNet and train the face projection alone (for small GPUs)")
+	textDrop := fs.Float64("text-drop", -1, "probability that a caption is replaced by the empty prompt while training, so the unconditional and face-only guidance branches are trained (0: never, the paper's setting for fine-tuning SD; default 0.1 from scratch, never with --base); a run resumes only with the value it started with")
 	lossWeight := fs.String("loss-weight", "", "per-timestep loss weight: v (ε-MSE over ᾱ_t, the v target's MSE; default for the presets' v-skip output) or eps (uniform, the paper's objective for fine-tuning)")
 	resume := fs.Bool("resume", false, "continue from the run's latest checkpoint")
 	every := fs.Int("checkpoint-every", 100, "steps between checkpoints")
@@ -47,8 +52,8 @@ func cmdTrain(args []string) error {
 	preset := fs.String("preset", "tiny", "model size: tiny (width 64, 2 blocks) or small (width 128, 4 blocks)")
 	face := fs.String("face", data.FaceAuto, "face embeddings: auto, precomputed (metadata), detect (face-api's detector and 128-d descriptor) or synthfaces-id (the synthfaces identity embedder on the whole image)")
 	noFace := fs.String("no-face", data.NoFaceZero, "images without a face: zero (keep, face tokens zeroed) or skip")
-	size := fs.Int("size", 32, "image side the dataset is fitted to")
-	factor := fs.Int("factor", 4, "space-to-depth factor of the latent (32 px / 4 = 8x8 latents of 48 channels)")
+	size := fs.Int("size", 0, "image side the dataset is fitted to (default 32 from scratch, the base VAE's sample_size with --base)")
+	factor := fs.Int("factor", 0, "space-to-depth factor of the latent from scratch (default 4: 32 px / 4 = 8x8 latents of 48 channels); ignored with --base")
 	vocab := fs.String("vocab", data.VocabAuto, "tokenizer of the frozen text encoder: auto (CLIP's from ../shared/clip when found), tiny, or a bpe_simple_vocab_16e6.txt.gz path")
 	textPretrain := fs.Int("text-pretrain", 0, "steps of contrastive (CLIP-style) pretraining of the text encoder on the dataset's caption-image pairs before it is frozen (0: keep its random weights); a model trained from scratch needs it to follow captions")
 	plain := fs.Bool("plain", false, "plain log lines even on a terminal")
@@ -69,7 +74,7 @@ func cmdTrain(args []string) error {
 
 	p := newTrainProgress(os.Stderr, !*plain && isTerminal(os.Stderr))
 	res, err := pipeline.Run(ctx, pipeline.Options{
-		Dataset: pos[0], Out: *out, RunDir: *run,
+		Dataset: pos[0], Out: *out, RunDir: *run, Base: *baseDir, AdapterOnly: *adapterOnly,
 		Steps: *steps, Batch: *batch, LR: *lr, TextDrop: cliTextDrop(*textDrop), LossWeight: *lossWeight, Seed: *seed, CheckpointEvery: *every, Resume: *resume, Preset: *preset,
 		Prep: data.Options{
 			Latent: data.Latent{Size: *size, Factor: *factor},
@@ -164,10 +169,13 @@ func (t *trainProgress) done() {
 	}
 }
 
-// cliTextDrop maps --text-drop (0: never) to pipeline.Options.TextDrop (0:
-// the default, negative: never).
+// cliTextDrop maps --text-drop (negative: the default, 0: never) to
+// pipeline.Options.TextDrop (0: the default, negative: never).
 func cliTextDrop(p float64) float64 {
-	if p <= 0 {
+	switch {
+	case p < 0:
+		return 0
+	case p == 0:
 		return -1
 	}
 	return p

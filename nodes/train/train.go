@@ -14,9 +14,11 @@ import (
 	"sync"
 	"time"
 
+	"github.com/face0/face0/internal/config"
 	pb "github.com/face0/face0/plugins/proto"
 	"github.com/face0/face0/plugins/sdk"
 	"github.com/face0/face0/plugins/value"
+	"github.com/face0/face0/training/base"
 	"github.com/face0/face0/training/data"
 	"github.com/face0/face0/training/pipeline"
 )
@@ -32,7 +34,7 @@ const DatasetsEnv = "FACE0_TRAIN_DATASETS"
 func Pack(version string) sdk.Pack {
 	return sdk.Pack{Name: "train", Version: version, Nodes: []sdk.Node{
 		sdk.Func("Train", trainNode, sdk.Category("face0/training"), sdk.DisplayName("Train Face0 Model"),
-			sdk.NonDeterministic(), sdk.OutputNode(),
+			sdk.NonDeterministic(), sdk.OutputNode(), sdk.Choices("base", baseChoices),
 			sdk.Describe("Trains a Face0 model (projection MLP + denoiser, the paper's objective) on a folder of captioned images with face embeddings, "+
 				"and writes it into the models folder under model_name. The dataset is encoded once and cached with the run; "+
 				"checkpoints let a cancelled or interrupted run resume.")),
@@ -41,7 +43,8 @@ func Pack(version string) sdk.Pack {
 
 type trainIn struct {
 	Dataset         string  `face0:"dataset,default=synthfaces/train,maxlen=4096" doc:"dataset folder inside the input folder (absolute paths only inside the input folder or a folder listed in $FACE0_TRAIN_DATASETS): metadata.jsonl, or images with .txt captions"`
-	Base            string  `face0:"base,enum=none,default=none" doc:"the model to start from; none trains from scratch (fine-tuning a model is not supported yet)"`
+	Base            string  `face0:"base,default=none" doc:"the Stable Diffusion 1.x model to fine-tune, a diffusers folder (unet/, vae/, text_encoder/, tokenizer/, .safetensors weights) in the models folder: its UNet and the projection are trained, its VAE and text encoder stay frozen (the paper's setting; learning rate 2e-5 and text drop 0 are the paper's); none trains the tiny transformer from scratch"`
+	AdapterOnly     bool    `face0:"adapter_only,default=false" doc:"with a base model, freeze its UNet and train the face projection alone (for small GPUs)"`
 	Steps           int     `face0:"steps,min=1,max=10000000,default=500" doc:"total optimizer steps of the run (a resumed run counts the steps already done)"`
 	LR              float64 `face0:"learning_rate,min=0.0000001,max=1,step=0.0001,default=0.001" doc:"AdamW learning rate"`
 	Batch           int     `face0:"batch_size,min=1,max=1024,default=8"`
@@ -53,7 +56,7 @@ type trainIn struct {
 	Preset          string  `face0:"preset,enum=tiny|small,default=tiny" doc:"tiny: width 64, 2 blocks; small: width 128, 4 blocks"`
 	Face            string  `face0:"face_embedding,enum=auto|precomputed|detect|synthfaces-id,default=auto" doc:"synthfaces-id: the synthfaces identity embedder on each whole image (what the shipped tiny model uses; EmbedFace's synthfaces-id-64 at sampling time); precomputed: the metadata's embedding (synthfaces' identity_embedding); detect: largest face, Face0 crop, face-api 128-d; auto: precomputed when present"`
 	NoFace          string  `face0:"no_face,enum=zero|skip,default=zero" doc:"images without a face: kept with the face tokens zeroed, or skipped"`
-	ImageSize       int     `face0:"image_size,min=8,max=256,step=8,default=32" doc:"images are fitted to this square side"`
+	ImageSize       int     `face0:"image_size,min=8,max=1024,step=8,default=32" doc:"images are fitted to this square side (with a base model, a multiple of its VAE's 8× downscale; SD 1.x was trained at 512)"`
 }
 
 type trainOut struct {
@@ -92,10 +95,17 @@ func trainNode(ctx *sdk.Context, in trainIn) (trainOut, error) {
 	defer func() { <-lock }()
 
 	out := filepath.Join(models, in.Name)
+	baseDir := ""
+	if in.Base != "" && in.Base != "none" {
+		if err := checkName(in.Base); err != nil {
+			return trainOut{}, fmt.Errorf("base: %w", err)
+		}
+		baseDir = filepath.Join(models, in.Base)
+	}
 	lastLog := time.Time{}
 	lastPreview := time.Time{}
 	opts := pipeline.Options{
-		Dataset: ds, Out: out, Name: in.Name, Base: in.Base,
+		Dataset: ds, Out: out, Name: in.Name, Base: baseDir, AdapterOnly: in.AdapterOnly,
 		Steps: in.Steps, Batch: in.Batch, LR: in.LR, Seed: uint64(in.Seed), TextDrop: textDrop(in.TextDrop),
 		CheckpointEvery: in.CheckpointEvery, Resume: in.Resume, Preset: in.Preset,
 		Prep: data.Options{
@@ -154,6 +164,23 @@ func factorFor(size int) int {
 		}
 	}
 	return 1
+}
+
+// baseChoices lists "none" and the diffusers folders (with a
+// unet/config.json) in the models folder, for the base input's enum.
+func baseChoices() []string {
+	root := os.Getenv("FACE0_MODELS")
+	if root == "" {
+		root = filepath.Join(config.Home(), "models")
+	}
+	out := []string{"none"}
+	entries, _ := os.ReadDir(root)
+	for _, e := range entries {
+		if _, err := os.Stat(filepath.Join(root, e.Name(), filepath.FromSlash(base.UNetConfig))); err == nil && !strings.HasPrefix(e.Name(), ".") {
+			out = append(out, e.Name())
+		}
+	}
+	return out
 }
 
 func checkName(name string) error {

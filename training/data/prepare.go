@@ -6,6 +6,7 @@ import (
 	"encoding/binary"
 	"encoding/hex"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"image"
 	_ "image/jpeg" // dataset images may be JPEG
@@ -27,6 +28,7 @@ import (
 	"github.com/face0/face0/ml/sdmodel"
 	"github.com/face0/face0/synthfaces"
 	"github.com/face0/face0/training"
+	"github.com/face0/face0/training/base"
 	"github.com/face0/face0/training/textclip"
 )
 
@@ -78,6 +80,12 @@ type Options struct {
 	// the from-scratch stand-in for SD's pretrained CLIP. Its Progress is
 	// called as it trains.
 	TextPretrain textclip.Options
+	// Base, when set, is the Stable Diffusion model being fine-tuned: its
+	// frozen VAE encodes the images (Latent must be BaseLatent(size), size a
+	// multiple of the VAE's downscale) and its frozen CLIP text encoder and
+	// tokenizer encode the captions, in place of the space-to-depth latent
+	// and the generated encoder.
+	Base *base.Model
 
 	Workers int // [GOMAXPROCS]
 	// Progress is called as images are encoded (done of total), Logf with
@@ -158,7 +166,10 @@ type Info struct {
 	TextWidth     int    `json:"text_width"`
 	ContextLength int    `json:"context_length"`
 	PadToken      int    `json:"pad_token"`
-	Vocab         string `json:"vocab"` // "clip" or "tiny"
+	Vocab         string `json:"vocab"` // "clip", "tiny" or "base"
+	// Base is the base model folder whose VAE and text encoder prepared the
+	// dataset (Options.Base); empty for the space-to-depth latent.
+	Base string `json:"base,omitempty"`
 	// TextPretrain reports the text encoder's contrastive pretraining
 	// (Options.TextPretrain); absent when the encoder kept random weights.
 	TextPretrain *TextPretrainInfo `json:"text_pretrain,omitempty"`
@@ -287,6 +298,16 @@ func key(l *Listing, o Options, vocab string) (string, error) {
 		fmt.Fprintf(h, "%s\x00", synthfaces.EmbedderID())
 	}
 	fmt.Fprintf(h, "%d\x00%d\x00%d\x00%d\x00%d\x00", enc.Seed, enc.TextWidth, enc.TextLayers, enc.TextHeads, enc.ContextLength)
+	if m := o.Base; m != nil {
+		fmt.Fprintf(h, "base:%s\x00", m.Dir)
+		for _, f := range []string{base.VAEConfig, base.VAEWeights, base.TextConfig, base.TextWeights, base.TokenizerVocab, base.TokenizerMerges} {
+			fi, err := os.Stat(m.Path(f))
+			if err != nil {
+				return "", fmt.Errorf("data: %w", err)
+			}
+			fmt.Fprintf(h, "%s\x00%d\x00%d\x00", f, fi.Size(), fi.ModTime().UnixNano())
+		}
+	}
 	if tp := o.TextPretrain; tp.Steps > 0 {
 		fmt.Fprintf(h, "textclip:%d\x00%d\x00%g\x00%d\x00%d\x00%g\x00%d\x00%g\x00", tp.Steps, tp.Batch, tp.LR, tp.Dim, tp.ImageHidden, tp.Temperature, tp.Seed, tp.HeldOut)
 	}
@@ -320,7 +341,8 @@ func key(l *Listing, o Options, vocab string) (string, error) {
 // the embeddings and the options). Each image becomes a triplet:
 //
 //   - its latent (Options.Latent: the image fitted to Size×Size, in [-1, 1],
-//     space-to-depth; stored unscaled, Example multiplies by LatentScale);
+//     space-to-depth, or with Options.Base the base VAE's latent mean;
+//     stored unscaled, Example multiplies by LatentScale);
 //   - its caption's last hidden state from the frozen text encoder, run once
 //     through onnxruntime (the encoder is generated into cacheDir/encoder
 //     with seeded random weights and never trained);
@@ -333,6 +355,16 @@ func Prepare(ctx context.Context, datasetDir, cacheDir string, o Options) (*Prep
 	o = o.norm()
 	if err := o.Latent.Validate(); err != nil {
 		return nil, err
+	}
+	if m := o.Base; m != nil {
+		switch d := m.VAE.Downscale(); {
+		case o.Latent.Factor != 1:
+			return nil, fmt.Errorf("data: with a base model the images go to its VAE as pixels (Latent factor 1), not space-to-depth %d", o.Latent.Factor)
+		case o.Latent.Size%d != 0:
+			return nil, fmt.Errorf("data: image size %d is not a multiple of the base VAE's downscale %d", o.Latent.Size, d)
+		case o.TextPretrain.Steps > 0:
+			return nil, errors.New("data: the base model's text encoder is pretrained already; text pretraining is for a model trained from scratch")
+		}
 	}
 	switch o.Face {
 	case FaceAuto, FacePrecomputed, FaceDetect, FaceSynthfaces:
@@ -412,7 +444,11 @@ func encode(ctx context.Context, l *Listing, o Options, vocab, dir string) (*Pre
 	encCfg := o.TextEncoder
 	encCfg.BPEPath = vocab
 	encDir := filepath.Join(dir, EncoderDir)
-	if err := sdmodel.Generate(encDir, encCfg); err != nil {
+	if o.Base != nil {
+		if err := writeBaseEncoder(encDir, o.Base); err != nil {
+			return nil, err
+		}
+	} else if err := sdmodel.Generate(encDir, encCfg); err != nil {
 		return nil, fmt.Errorf("data: text encoder: %w", err)
 	}
 	enc, err := sdmodel.Load(encDir)
@@ -462,6 +498,12 @@ feed:
 	wg.Wait()
 	if err := ctx.Err(); err != nil {
 		return nil, err
+	}
+
+	if o.Base != nil {
+		if err := vaeEncode(ctx, o.Base, items, o.Latent.Size, o.Logf); err != nil {
+			return nil, err
+		}
 	}
 
 	// One embedding space and dimension: the first kept face's.
@@ -522,6 +564,9 @@ feed:
 	if vocab != "" {
 		info.Vocab = "clip"
 	}
+	if o.Base != nil {
+		info.Vocab, info.Base = "base", o.Base.Dir
+	}
 	var captions []string
 	index := map[string]int{}
 	for _, i := range kept {
@@ -554,6 +599,10 @@ feed:
 	lat := o.Latent
 	info.ImageSize, info.Factor = lat.Size, lat.Factor
 	info.LatentChannels, info.LatentSize = lat.Channels(), lat.Side()
+	if o.Base != nil {
+		info.Factor = o.Base.VAE.Downscale()
+		info.LatentChannels, info.LatentSize = o.Base.VAE.LatentChannels, lat.Size/info.Factor
+	}
 	nc := man.ContextLength * man.TextWidth
 	info.Count = len(kept)
 	p.latents = make([]float32, 0, len(kept)*lat.Len())
@@ -587,6 +636,9 @@ feed:
 		s := 1 / info.LatentStd
 		e := math.Pow(10, math.Floor(math.Log10(s))-2)
 		info.LatentScale = math.Round(s/e) * e
+	}
+	if o.Base != nil {
+		info.LatentScale = o.Base.VAE.ScalingFactor // SD's, as its UNet was trained
 	}
 
 	// The RandomEmbedding mixture over the training faces.

@@ -14,8 +14,11 @@ import (
 
 	"github.com/face0/face0/ml/sdmodel"
 	"github.com/face0/face0/training"
+	"github.com/face0/face0/training/base"
 	"github.com/face0/face0/training/data"
+	"github.com/face0/face0/training/layers"
 	"github.com/face0/face0/training/model"
+	"github.com/face0/face0/training/vae"
 )
 
 // File names an exported model adds to ml/sdmodel's layout.
@@ -46,7 +49,8 @@ type Provenance struct {
 // tokenizer the dataset was encoded with (copied from the prepared folder),
 // the trained denoiser as unet/model.onnx and the projection as
 // face0/projection.onnx (training/model.WriteONNX), the latent's exact
-// inverse as vae_decoder/model.onnx, SD 1.x's scheduler config, face0.json,
+// inverse (or the base model's VAE decoder) as vae_decoder/model.onnx, SD
+// 1.x's scheduler config (or the base's), face0.json,
 // the embedding mixture and training.json. The folder is written beside dir
 // and swapped in only once sdmodel.Validate accepts it, so a model in use
 // is never seen half-written.
@@ -67,14 +71,38 @@ func Export(dir, name string, prep *data.Prepared, cfg training.Config, w model.
 	if err := cfg.WriteONNX(tmp, w); err != nil {
 		return fmt.Errorf("export: %w", err)
 	}
-	dec, err := prep.Latent().Decoder()
-	if err != nil {
-		return fmt.Errorf("export: vae decoder: %w", err)
-	}
-	dec.SetMeta("face0.component", "vae_decoder")
-	dec.SetMeta("face0.latent", fmt.Sprintf("space-to-depth %d of %dx%d RGB in [-1,1]", prep.Info.Factor, prep.Info.ImageSize, prep.Info.ImageSize))
-	if err := dec.Save(filepath.Join(tmp, filepath.FromSlash(sdmodel.VAEDecoderFile))); err != nil {
-		return fmt.Errorf("export: vae decoder: %w", err)
+	var bm *base.Model
+	if prep.Info.Base != "" {
+		// The base's frozen VAE decoder and its scheduler.
+		if bm, err = base.Open(prep.Info.Base); err != nil {
+			return fmt.Errorf("export: %w", err)
+		}
+		vw, err := bm.VAEWeights()
+		if err != nil {
+			return fmt.Errorf("export: %w", err)
+		}
+		dec, err := vae.ExportDecoder(bm.VAE, vw)
+		if err != nil {
+			return fmt.Errorf("export: vae decoder: %w", err)
+		}
+		if err := layers.Save(dec, filepath.Join(tmp, filepath.FromSlash(sdmodel.VAEDecoderFile)), "vae"); err != nil {
+			return fmt.Errorf("export: vae decoder: %w", err)
+		}
+		if bm.HasScheduler {
+			if err := copyFile(bm.Path(base.SchedulerConfig), filepath.Join(tmp, filepath.FromSlash(sdmodel.SchedulerFile))); err != nil {
+				return fmt.Errorf("export: scheduler: %w", err)
+			}
+		}
+	} else {
+		dec, err := prep.Latent().Decoder()
+		if err != nil {
+			return fmt.Errorf("export: vae decoder: %w", err)
+		}
+		dec.SetMeta("face0.component", "vae_decoder")
+		dec.SetMeta("face0.latent", fmt.Sprintf("space-to-depth %d of %dx%d RGB in [-1,1]", prep.Info.Factor, prep.Info.ImageSize, prep.Info.ImageSize))
+		if err := dec.Save(filepath.Join(tmp, filepath.FromSlash(sdmodel.VAEDecoderFile))); err != nil {
+			return fmt.Errorf("export: vae decoder: %w", err)
+		}
 	}
 
 	var man sdmodel.Manifest
@@ -117,7 +145,13 @@ func Export(dir, name string, prep *data.Prepared, cfg training.Config, w model.
 		prov.TextEncoder = fmt.Sprintf("CLIP text model (training/textenc), pretrained contrastively on the dataset's caption-image pairs (training/textclip: %d steps, batch %d; held-out caption->image retrieval %.1f%% against chance %.1f%%), then frozen; vocabulary %s",
 			tp.Steps, tp.Batch, 100*tp.RetrievalAfter, 100*tp.RetrievalChance, prep.Info.Vocab)
 	}
+	if bm != nil {
+		prov.TextEncoder = fmt.Sprintf("the base model's CLIP text encoder and tokenizer (%s), frozen", bm.Dir)
+	}
 	prov.Latent = fmt.Sprintf("lossless: %dx%d RGB scaled to [-1,1], space-to-depth %d -> %d channels of %dx%d, times latent_scale %g", prep.Info.ImageSize, prep.Info.ImageSize, prep.Info.Factor, prep.Info.LatentChannels, prep.Info.LatentSize, prep.Info.LatentSize, prep.Info.LatentScale)
+	if bm != nil {
+		prov.Latent = fmt.Sprintf("the base model's VAE (%s): %dx%d RGB to %dx%dx%d latent means, times its scaling_factor %g", bm.Dir, prep.Info.ImageSize, prep.Info.ImageSize, prep.Info.LatentChannels, prep.Info.LatentSize, prep.Info.LatentSize, prep.Info.LatentScale)
+	}
 	if err := writeJSON(filepath.Join(tmp, filepath.FromSlash(TrainingFile)), prov); err != nil {
 		return err
 	}

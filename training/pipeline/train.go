@@ -2,11 +2,13 @@ package pipeline
 
 import (
 	"bufio"
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
 	"image"
 	"image/png"
+	"maps"
 	"math"
 	"os"
 	"path/filepath"
@@ -15,8 +17,10 @@ import (
 	"time"
 
 	"github.com/face0/face0/training"
+	"github.com/face0/face0/training/base"
 	"github.com/face0/face0/training/data"
 	"github.com/face0/face0/training/model"
+	"github.com/face0/face0/training/sd"
 )
 
 // Folders and files of a run directory.
@@ -50,14 +54,22 @@ type Options struct {
 	// [DefaultRunDir(Out)]; reusing it reuses the encoding and allows resume.
 	RunDir string
 	Name   string // the model's name in face0.json [base name of Out]
-	Base   string // the model to start from: "" or "none" (from scratch) only, for now
+	// Base is the Stable Diffusion 1.x model to fine-tune, a diffusers
+	// folder (training/base): its UNet is trained with the projection, its
+	// VAE and text encoder stay frozen and prepare the dataset. "" or
+	// "none" trains the tiny transformer from scratch.
+	Base string
+	// AdapterOnly freezes the base UNet and trains the projection alone
+	// (for small GPUs); with no base it freezes nothing.
+	AdapterOnly bool
 
 	Steps int     // total optimizer steps of the run [500]
 	Batch int     // examples per step [8]
-	LR    float64 // AdamW learning rate [1e-3: from scratch]
+	LR    float64 // AdamW learning rate [1e-3 from scratch; 2e-5 from a base, the paper's]
 	Seed  uint64  // weights, data order and noise [0]
 	// TextDrop is the probability that a caption is replaced by the empty
-	// prompt during training [0.1; negative: never]. A model trained from
+	// prompt during training [0.1 from scratch, never from a base;
+	// negative: never]. A model trained from
 	// scratch needs it: the paper fine-tunes SD, whose unconditional branch
 	// already exists, and never drops the text (training.Config's default
 	// 0); without it the empty prompt is never seen, so the unconditional
@@ -135,8 +147,12 @@ func Run(ctx context.Context, o Options) (*Result, error) {
 	if o.Dataset == "" || o.Out == "" {
 		return nil, errors.New("train: need a dataset folder and an output model folder")
 	}
+	var bm *base.Model
 	if o.Base != "" && o.Base != "none" {
-		return nil, fmt.Errorf("train: base model %q: only none (from scratch) is supported so far", o.Base)
+		var err error
+		if bm, err = base.Open(o.Base); err != nil {
+			return nil, fmt.Errorf("train: %w", err)
+		}
 	}
 	if o.RunDir == "" {
 		o.RunDir = DefaultRunDir(o.Out)
@@ -152,12 +168,15 @@ func Run(ctx context.Context, o Options) (*Result, error) {
 	}
 	if o.LR <= 0 {
 		o.LR = 1e-3
+		if bm != nil {
+			o.LR = training.DefaultConfig().LR
+		}
 	}
 	if o.CheckpointEvery <= 0 {
 		o.CheckpointEvery = 100
 	}
 	switch {
-	case o.TextDrop == 0:
+	case o.TextDrop == 0 && bm == nil:
 		o.TextDrop = DefaultTextDrop
 	case o.TextDrop < 0:
 		o.TextDrop = 0
@@ -187,6 +206,17 @@ func Run(ctx context.Context, o Options) (*Result, error) {
 
 	// 1. Prepare.
 	prepOpts := o.Prep
+	if bm != nil {
+		size := prepOpts.Latent.Size
+		if size == 0 {
+			size = bm.VAE.SampleSize
+		}
+		prepOpts.Latent, prepOpts.Base = data.BaseLatent(size), bm
+	} else if prepOpts.Latent.Size == 0 || prepOpts.Latent.Factor == 0 {
+		d := data.DefaultLatent()
+		prepOpts.Latent.Size = cmp.Or(prepOpts.Latent.Size, d.Size)
+		prepOpts.Latent.Factor = cmp.Or(prepOpts.Latent.Factor, d.Factor)
+	}
 	prepOpts.Progress = func(done, total int) { report(Progress{Phase: "prepare", Done: done, Total: total}) }
 	if prepOpts.Logf == nil {
 		prepOpts.Logf = logf
@@ -229,6 +259,20 @@ func Run(ctx context.Context, o Options) (*Result, error) {
 	if mc.FaceTokens == 0 {
 		mc.FaceTokens = 3
 	}
+	if bm != nil {
+		// The paper's setting: SD's UNet predicting ε with the uniform
+		// objective, the 4-layer 768-wide projection.
+		mc = model.Tiny().PaperProjection()
+		mc.LatentChannels, mc.LatentSize, mc.PatchSize = prep.Info.LatentChannels, prep.Info.LatentSize, 1
+		mc.ContextLength, mc.TextWidth, mc.EmbeddingDim, mc.FaceTokens = prep.Info.ContextLength, prep.Info.TextWidth, prep.Info.Dim, 3
+		mc.Output, mc.PatchSkip = model.OutputEps, false
+		u := bm.UNet
+		cfg.UNet = &u
+		if o.LossWeight == "" {
+			o.LossWeight = training.LossWeightEps
+		}
+	}
+	cfg.AdapterOnly = o.AdapterOnly
 	cfg.Model = mc
 	cfg.Seed, cfg.BatchSize, cfg.LR = o.Seed, o.Batch, o.LR
 	cfg.TextDropProb = o.TextDrop
@@ -248,7 +292,7 @@ func Run(ctx context.Context, o Options) (*Result, error) {
 			return nil, err
 		}
 		if last != "" {
-			if ck, err := training.CheckpointConfig(last); err == nil && o.Model.Width == 0 {
+			if ck, err := training.CheckpointConfig(last); err == nil && o.Model.Width == 0 && bm == nil {
 				// A preset run from before the output option was ε
 				// ("eps"); it resumes as it was trained.
 				cfg.Model.Output = ck.Model.OutputKind()
@@ -273,7 +317,14 @@ func Run(ctx context.Context, o Options) (*Result, error) {
 		}
 	}
 	if tr == nil {
-		if tr, err = training.New(cfg, prep, nil); err != nil {
+		var init model.Weights
+		if bm != nil {
+			if init, err = bm.UNetWeights(); err != nil {
+				return nil, fmt.Errorf("train: %w", err)
+			}
+			maps.Copy(init, model.NewWeights(mc.ProjectionSpecs(), cfg.Seed))
+		}
+		if tr, err = training.New(cfg, prep, init); err != nil {
 			return nil, fmt.Errorf("train: %w", err)
 		}
 	}
@@ -316,8 +367,17 @@ func Run(ctx context.Context, o Options) (*Result, error) {
 	var stepTimes []float64
 	var firstDone time.Time
 	lastCkpt := -1
-	logf("training %d steps (from step %d): model width %d, %d blocks, patch %d (%d tokens), %d weights; batch %d, lr %g, face drop %g, text drop %g, loss weight %s",
-		o.Steps, start, mc.Width, mc.Blocks, mc.PatchSize, mc.Tokens(), model.ParamCount(mc.Specs()), o.Batch, o.LR, cfg.FaceDropProb, cfg.TextDropProb, lossWeightKind(cfg.LossWeight))
+	if bm != nil {
+		frozen := ""
+		if cfg.AdapterOnly {
+			frozen = ", frozen"
+		}
+		logf("training %d steps (from step %d): %s's UNet (%d weights%s) and the projection; batch %d, lr %g, face drop %g, text drop %g, loss weight %s",
+			o.Steps, start, bm.Dir, model.ParamCount(sd.Specs(*cfg.UNet)), frozen, o.Batch, o.LR, cfg.FaceDropProb, cfg.TextDropProb, lossWeightKind(cfg.LossWeight))
+	} else {
+		logf("training %d steps (from step %d): model width %d, %d blocks, patch %d (%d tokens), %d weights; batch %d, lr %g, face drop %g, text drop %g, loss weight %s",
+			o.Steps, start, mc.Width, mc.Blocks, mc.PatchSize, mc.Tokens(), model.ParamCount(mc.Specs()), o.Batch, o.LR, cfg.FaceDropProb, cfg.TextDropProb, lossWeightKind(cfg.LossWeight))
+	}
 	for tr.State().Step < o.Steps {
 		if err := ctx.Err(); err != nil {
 			dir := ""

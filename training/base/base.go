@@ -1,0 +1,223 @@
+// Package base opens a Stable Diffusion 1.x model in diffusers' folder
+// layout as the starting point of Face0 fine-tuning (paper, Sec. 2.3): its
+// UNet is trained, its VAE and CLIP text encoder stay frozen and prepare the
+// dataset, and its tokenizer and scheduler go into the exported model.
+//
+// The layout is the one diffusers' save_pretrained writes (and the hubs
+// serve):
+//
+//	unet/config.json, unet/diffusion_pytorch_model.safetensors
+//	vae/config.json, vae/diffusion_pytorch_model.safetensors
+//	text_encoder/config.json, text_encoder/model.safetensors
+//	tokenizer/vocab.json, tokenizer/merges.txt
+//	scheduler/scheduler_config.json          (optional)
+//
+// Open reads the configs only; the weights are read when asked for, each
+// checked against its config so that a missing, extra or mis-shaped tensor
+// fails with its name.
+package base
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+
+	"github.com/face0/face0/ml/clip"
+	"github.com/face0/face0/training/model"
+	"github.com/face0/face0/training/sd"
+	"github.com/face0/face0/training/textenc"
+	"github.com/face0/face0/training/vae"
+)
+
+// Files of a diffusers folder, relative to it.
+const (
+	UNetConfig        = "unet/config.json"
+	UNetWeights       = "unet/diffusion_pytorch_model.safetensors"
+	VAEConfig         = "vae/config.json"
+	VAEWeights        = "vae/diffusion_pytorch_model.safetensors"
+	TextConfig        = "text_encoder/config.json"
+	TextWeights       = "text_encoder/model.safetensors"
+	TokenizerDir      = "tokenizer"
+	TokenizerVocab    = "tokenizer/vocab.json"
+	TokenizerMerges   = "tokenizer/merges.txt"
+	SchedulerConfig   = "scheduler/scheduler_config.json"
+	endOfTextToken    = "<|endoftext|>"
+	defaultContextLen = 77
+)
+
+// Model is an opened base model: its configs and where its weights are.
+type Model struct {
+	Dir       string
+	UNet      sd.Config
+	VAE       vae.Config
+	Text      textenc.Config
+	Tokenizer *clip.Tokenizer
+	// EndToken is the tokenizer's <|endoftext|> id, which SD pads with.
+	EndToken int
+	// HasScheduler says whether scheduler/scheduler_config.json exists.
+	HasScheduler bool
+}
+
+// Open reads dir's configs and tokenizer and checks that the three weight
+// files exist and that the networks fit together (the UNet's
+// cross_attention_dim is the text encoder's width; its input and output
+// channels are the VAE's latent channels).
+func Open(dir string) (*Model, error) {
+	abs, err := filepath.Abs(dir)
+	if err != nil {
+		return nil, err
+	}
+	m := &Model{Dir: abs}
+	for _, c := range []struct {
+		file string
+		into any
+	}{{UNetConfig, &m.UNet}, {VAEConfig, &m.VAE}, {TextConfig, &m.Text}} {
+		if err := readJSON(m.Path(c.file), c.into); err != nil {
+			return nil, err
+		}
+	}
+	var missing []string
+	for _, f := range []string{UNetWeights, VAEWeights, TextWeights, TokenizerVocab, TokenizerMerges} {
+		if st, err := os.Stat(m.Path(f)); err != nil || st.IsDir() {
+			missing = append(missing, f)
+		}
+	}
+	if len(missing) > 0 {
+		return nil, fmt.Errorf("base model %s: missing %v (a diffusers SD 1.x folder has unet/, vae/, text_encoder/ and tokenizer/; .bin weights must be converted to .safetensors)", abs, missing)
+	}
+	if err := m.UNet.Validate(); err != nil {
+		return nil, fmt.Errorf("base model %s: %s: %w", abs, UNetConfig, err)
+	}
+	if err := m.VAE.Validate(); err != nil {
+		return nil, fmt.Errorf("base model %s: %s: %w", abs, VAEConfig, err)
+	}
+	if m.Text.LayerNormEps == 0 {
+		m.Text.LayerNormEps = 1e-5
+	}
+	if m.Text.HiddenAct == "" {
+		m.Text.HiddenAct = textenc.QuickGELU
+	}
+	if err := m.Text.Validate(); err != nil {
+		return nil, fmt.Errorf("base model %s: %s: %w", abs, TextConfig, err)
+	}
+	switch {
+	case m.UNet.CrossAttentionDim != m.Text.HiddenSize:
+		return nil, fmt.Errorf("base model %s: the UNet's cross_attention_dim %d is not the text encoder's hidden_size %d", abs, m.UNet.CrossAttentionDim, m.Text.HiddenSize)
+	case m.UNet.InChannels != m.VAE.LatentChannels || m.UNet.OutChannels != m.VAE.LatentChannels:
+		return nil, fmt.Errorf("base model %s: the UNet takes %d and gives %d channels, the VAE's latent has %d", abs, m.UNet.InChannels, m.UNet.OutChannels, m.VAE.LatentChannels)
+	case m.VAE.ScalingFactor <= 0:
+		return nil, fmt.Errorf("base model %s: %s has no scaling_factor (SD 1.x's is 0.18215)", abs, VAEConfig)
+	}
+	if m.Tokenizer, err = clip.LoadDir(m.Path(TokenizerDir)); err != nil {
+		return nil, fmt.Errorf("base model %s: tokenizer: %w", abs, err)
+	}
+	var vocab map[string]int
+	if err := readJSON(m.Path(TokenizerVocab), &vocab); err != nil {
+		return nil, err
+	}
+	end, ok := vocab[endOfTextToken]
+	if !ok {
+		return nil, fmt.Errorf("base model %s: %s has no %s token", abs, TokenizerVocab, endOfTextToken)
+	}
+	if end >= m.Text.VocabSize {
+		return nil, fmt.Errorf("base model %s: the tokenizer's end token %d is outside the text encoder's vocab_size %d", abs, end, m.Text.VocabSize)
+	}
+	m.EndToken = end
+	if m.Text.MaxPositionEmbeddings < defaultContextLen {
+		return nil, fmt.Errorf("base model %s: the text encoder has %d positions, SD's context needs %d", abs, m.Text.MaxPositionEmbeddings, defaultContextLen)
+	}
+	_, err = os.Stat(m.Path(SchedulerConfig))
+	m.HasScheduler = err == nil
+	return m, nil
+}
+
+// Path is a file of the folder, by its slash-separated name.
+func (m *Model) Path(file string) string { return filepath.Join(m.Dir, filepath.FromSlash(file)) }
+
+// ContextLength is SD's 77 tokens.
+func (m *Model) ContextLength() int { return defaultContextLen }
+
+// UNetWeights reads the UNet's weights, checked against its config, named
+// as the trainer names them (model.DenoiserPrefix + diffusers' name).
+func (m *Model) UNetWeights() (model.Weights, error) {
+	u, err := sd.LoadWeights(m.Path(UNetWeights), m.UNet, "")
+	if err != nil {
+		return nil, err
+	}
+	w := make(model.Weights, len(u))
+	for name, x := range u {
+		w[model.DenoiserPrefix+name] = x
+	}
+	return w, nil
+}
+
+// VAEWeights reads the VAE's weights, checked against its config.
+func (m *Model) VAEWeights() (model.Weights, error) {
+	return vae.LoadWeights(m.Path(VAEWeights), m.VAE, "")
+}
+
+// TextWeights reads the text encoder's weights, checked against its config.
+func (m *Model) TextWeights() (model.Weights, error) {
+	return textenc.LoadWeights(m.Path(TextWeights), m.Text, "")
+}
+
+func readJSON(path string, v any) error {
+	b, err := os.ReadFile(path)
+	if errors.Is(err, os.ErrNotExist) {
+		return fmt.Errorf("base model: %s is missing (is this a diffusers SD 1.x folder?)", path)
+	}
+	if err != nil {
+		return fmt.Errorf("base model: %w", err)
+	}
+	if err := json.Unmarshal(b, v); err != nil {
+		return fmt.Errorf("base model: %s: %w", path, err)
+	}
+	return nil
+}
+
+// WriteRandom writes a base model folder with seeded random weights for the
+// given configs and the tokenizer files (vocab.json, merges.txt) of
+// tokenizerDir: a stand-in base for smoke tests and CI, where no
+// pretrained SD weights exist. The text config's vocab_size must cover the
+// tokenizer.
+func WriteRandom(dir string, u sd.Config, v vae.Config, t textenc.Config, tokenizerDir string, seed uint64) error {
+	for _, c := range []struct {
+		file string
+		cfg  any
+	}{{UNetConfig, u}, {VAEConfig, v}, {TextConfig, t}} {
+		b, err := json.MarshalIndent(c.cfg, "", "  ")
+		if err != nil {
+			return err
+		}
+		p := filepath.Join(dir, filepath.FromSlash(c.file))
+		if err := os.MkdirAll(filepath.Dir(p), 0o755); err != nil {
+			return err
+		}
+		if err := os.WriteFile(p, b, 0o644); err != nil {
+			return err
+		}
+	}
+	for _, w := range []struct {
+		file string
+		w    model.Weights
+	}{{UNetWeights, sd.NewWeights(u, seed)}, {VAEWeights, vae.NewWeights(v, seed+1)}, {TextWeights, textenc.NewWeights(t, seed+2)}} {
+		if err := w.w.Save(filepath.Join(dir, filepath.FromSlash(w.file)), nil); err != nil {
+			return err
+		}
+	}
+	if err := os.MkdirAll(filepath.Join(dir, TokenizerDir), 0o755); err != nil {
+		return err
+	}
+	for _, f := range []string{"vocab.json", "merges.txt"} {
+		b, err := os.ReadFile(filepath.Join(tokenizerDir, f))
+		if err != nil {
+			return err
+		}
+		if err := os.WriteFile(filepath.Join(dir, TokenizerDir, f), b, 0o644); err != nil {
+			return err
+		}
+	}
+	return nil
+}
