@@ -21,6 +21,7 @@ import (
 	"github.com/face0/face0/training/base"
 	"github.com/face0/face0/training/data"
 	"github.com/face0/face0/training/pipeline"
+	"github.com/face0/face0/training/textclip"
 )
 
 // DatasetsEnv lists extra folders (separated like PATH) that the Train
@@ -56,6 +57,7 @@ type trainIn struct {
 	Preset          string  `face0:"preset,enum=tiny|small,default=tiny" doc:"tiny: width 64, 2 blocks; small: width 128, 4 blocks"`
 	Face            string  `face0:"face_embedding,enum=auto|precomputed|detect|synthfaces-id,default=auto" doc:"synthfaces-id: the synthfaces identity embedder on each whole image (what the shipped tiny model uses; EmbedFace's synthfaces-id-64 at sampling time); precomputed: the metadata's embedding (synthfaces' identity_embedding); detect: largest face, Face0 crop, face-api 128-d; auto: precomputed when present"`
 	NoFace          string  `face0:"no_face,enum=zero|skip,default=zero" doc:"images without a face: kept with the face tokens zeroed, or skipped"`
+	TextPretrain    int     `face0:"text_pretrain,min=0,max=1000000,default=0" doc:"steps of contrastive (CLIP-style) pretraining of the from-scratch text encoder on the dataset's caption-image pairs before it is frozen; 0 keeps its random weights (a model trained from scratch needs it to follow captions; not with a base)"`
 	ImageSize       int     `face0:"image_size,min=8,max=1024,step=8,default=32" doc:"images are fitted to this square side (with a base model, a multiple of its VAE's 8× downscale; SD 1.x was trained at 512)"`
 }
 
@@ -111,6 +113,7 @@ func trainNode(ctx *sdk.Context, in trainIn) (trainOut, error) {
 		Prep: data.Options{
 			Latent: data.Latent{Size: in.ImageSize, Factor: factorFor(in.ImageSize)},
 			Face:   in.Face, NoFace: in.NoFace, Models: models,
+			TextPretrain: textclip.Options{Steps: in.TextPretrain},
 		},
 		Logf: ctx.Logf,
 		OnProgress: func(p pipeline.Progress) {
