@@ -272,6 +272,11 @@ type pack struct {
 	mu     sync.Mutex
 	client *plugin.Client
 	rpc    pb.NodePluginClient
+	// sockets is the folder the running process makes its unix socket in
+	// (go-plugin's PLUGIN_UNIX_SOCKET_DIR), removed when the process is
+	// stopped: a plugin that is killed never removes its own socket, and
+	// without this they pile up in the system's temporary folder.
+	sockets string
 }
 
 func (p *pack) describe(ctx context.Context) (*pb.DescribeResponse, error) {
@@ -296,13 +301,16 @@ func (p *pack) conn(ctx context.Context) (pb.NodePluginClient, error) {
 	}
 	if p.client != nil {
 		fmt.Fprintf(p.log, "face0: restarting plugin %s after it exited\n", p.src.Name)
-		p.client.Kill()
-		p.client = nil
+		p.stopLocked()
+	}
+	sockets, err := os.MkdirTemp("", "face0-plugin-")
+	if err != nil {
+		return nil, fmt.Errorf("start: socket folder: %w", err)
 	}
 	cmd := exec.Command(p.src.Path, p.src.Args...)
 	// The plugin dies with the host, even if the host is killed with SIGKILL.
 	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
-	cmd.Env = append(append(os.Environ(), "FACE0_PLUGIN_NAME="+p.src.Name), p.src.Env...)
+	cmd.Env = append(append(os.Environ(), "FACE0_PLUGIN_NAME="+p.src.Name, plugin.EnvUnixSocketDir+"="+sockets), p.src.Env...)
 	client := plugin.NewClient(&plugin.ClientConfig{
 		HandshakeConfig:  protocol.Handshake,
 		VersionedPlugins: protocol.PluginSet(nil),
@@ -316,25 +324,36 @@ func (p *pack) conn(ctx context.Context) (pb.NodePluginClient, error) {
 	proto, err := client.Client()
 	if err != nil {
 		client.Kill()
+		os.RemoveAll(sockets)
 		return nil, fmt.Errorf("start: %w (is it a face0 plugin built with the current SDK? it must call sdk.Serve and print nothing to stdout before it)", err)
 	}
 	raw, err := proto.Dispense(protocol.PluginName)
 	if err != nil {
 		client.Kill()
+		os.RemoveAll(sockets)
 		return nil, fmt.Errorf("connect: %w", err)
 	}
-	p.client, p.rpc = client, raw.(pb.NodePluginClient)
+	p.client, p.rpc, p.sockets = client, raw.(pb.NodePluginClient), sockets
 	return p.rpc, nil
+}
+
+// stopLocked kills the process and removes its socket folder; p.mu is held.
+func (p *pack) stopLocked() {
+	if p.client != nil {
+		p.client.Kill()
+		p.client = nil
+	}
+	if p.sockets != "" {
+		os.RemoveAll(p.sockets)
+		p.sockets = ""
+	}
 }
 
 func (p *pack) kill() {
 	p.pool.Close()
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	if p.client != nil {
-		p.client.Kill()
-		p.client = nil
-	}
+	p.stopLocked()
 }
 
 // exited reports whether the process has gone, waiting briefly: after a crash

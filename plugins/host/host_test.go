@@ -173,3 +173,37 @@ func TestStubbornNodeIsStopped(t *testing.T) {
 		time.Sleep(100 * time.Millisecond)
 	}
 }
+
+// TestSocketsAreRemoved: a plugin that crashes, or is killed when the host
+// closes, leaves no unix socket behind in the temporary folder.
+func TestSocketsAreRemoved(t *testing.T) {
+	tmp := t.TempDir()
+	t.Setenv("TMPDIR", tmp)
+	m, problems := host.Start(context.Background(), []host.Source{{Name: "testpack", Path: filepath.Join(binDir, "testpack")}}, host.WithLog(io.Discard))
+	if len(problems) > 0 {
+		t.Fatal(problems)
+	}
+	for range 2 {
+		if _, err := m.Execute(context.Background(), &pb.ExecuteRequest{NodeType: "Exit"}, func(*pb.ExecuteEvent) {}); err == nil {
+			t.Fatal("Exit did not crash")
+		}
+		if _, err := m.Execute(context.Background(), &pb.ExecuteRequest{NodeType: "Add", Inputs: map[string]*pb.Value{"a": value.Int(2), "b": value.Int(3)}}, func(*pb.ExecuteEvent) {}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	live, _ := os.ReadDir(tmp)
+	m.Close()
+	left, _ := os.ReadDir(tmp)
+	var names []string
+	for _, e := range left {
+		if strings.HasPrefix(e.Name(), "plugin") || strings.HasPrefix(e.Name(), "face0-plugin-") {
+			names = append(names, e.Name())
+		}
+	}
+	if len(names) > 0 {
+		t.Errorf("left in the temporary folder after two crashes and Close: %v (while running: %d entries)", names, len(live))
+	}
+	if len(live) != 1 {
+		t.Errorf("%d entries in the temporary folder while one plugin runs, want its socket folder only", len(live))
+	}
+}
