@@ -17,6 +17,8 @@ require (
 	google.golang.org/protobuf v1.36.12
 )
 
+require github.com/gomlx/go-xla v0.1.4 // indirect
+
 require (
 	github.com/dustin/go-humanize v1.0.1 // indirect
 	github.com/fatih/color v1.13.0 // indirect
