@@ -16,6 +16,7 @@ import (
 	"github.com/gomlx/gomlx/pkg/core/tensors"
 
 	"github.com/face0/face0/training/model"
+	"github.com/face0/face0/training/sd"
 )
 
 // Backend is the process's GoMLX backend, chosen by $GOMLX_BACKEND as
@@ -34,6 +35,16 @@ var Backend = sync.OnceValues(func() (backends.Backend, error) {
 	}
 	return b, nil
 })
+
+// BackendConv is the convolution build that suits the process's backend:
+// XLA's native ConvGeneral when $GOMLX_BACKEND selects XLA, im2col (whose
+// gradient the pure-Go backend can compute) otherwise.
+func BackendConv() sd.ConvImpl {
+	if strings.HasPrefix(os.Getenv(backends.ConfigEnvVar), "xla") {
+		return sd.ConvNative
+	}
+	return sd.ConvIm2col
+}
 
 // Trainer runs the Face0 objective with AdamW and EMA on one backend. It
 // is not safe for concurrent use.

@@ -13,7 +13,6 @@ import (
 	"github.com/face0/face0/ml/sdmodel"
 	"github.com/face0/face0/training"
 	"github.com/face0/face0/training/base"
-	"github.com/face0/face0/training/layers"
 	"github.com/face0/face0/training/model"
 	"github.com/face0/face0/training/textenc"
 	"github.com/face0/face0/training/vae"
@@ -87,7 +86,7 @@ func vaeEncode(ctx context.Context, m *base.Model, items []item, size int, logf 
 	}
 	P := len(specs)
 	exec, err := NewExec(be, func(in []*Node) *Node {
-		mean, _ := vae.Encode(m.VAE, model.LookupFrom(specs, in[:P]), in[P], vae.Options{Conv: layers.ConvIm2col})
+		mean, _ := vae.Encode(m.VAE, model.LookupFrom(specs, in[:P]), in[P], vae.Options{Conv: training.BackendConv()})
 		return mean
 	})
 	if err != nil {

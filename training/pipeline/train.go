@@ -267,7 +267,7 @@ func Run(ctx context.Context, o Options) (*Result, error) {
 		mc.ContextLength, mc.TextWidth, mc.EmbeddingDim, mc.FaceTokens = prep.Info.ContextLength, prep.Info.TextWidth, prep.Info.Dim, 3
 		mc.Output, mc.PatchSkip = model.OutputEps, false
 		u := bm.UNet
-		cfg.UNet = &u
+		cfg.UNet, cfg.Conv = &u, training.BackendConv()
 		if o.LossWeight == "" {
 			o.LossWeight = training.LossWeightEps
 		}
