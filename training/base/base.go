@@ -25,6 +25,7 @@ import (
 	"path/filepath"
 
 	"github.com/face0/face0/ml/clip"
+	"github.com/face0/face0/ml/sdmodel"
 	"github.com/face0/face0/training/model"
 	"github.com/face0/face0/training/sd"
 	"github.com/face0/face0/training/textenc"
@@ -175,6 +176,37 @@ func readJSON(path string, v any) error {
 		return fmt.Errorf("base model: %s: %w", path, err)
 	}
 	return nil
+}
+
+// Tiny returns the configs of a CPU-sized base that fits together: the
+// tiny UNet (context 32), VAE and CLIP text model, the text vocabulary
+// sized for ml/sdmodel's small tokenizer (WriteTiny's).
+func Tiny() (sd.Config, vae.Config, textenc.Config) {
+	return sd.Tiny(), vae.Tiny(), textenc.Tiny()
+}
+
+// WriteTiny writes a random tiny base (Tiny's configs, edited by edit when
+// not nil) with ml/sdmodel's small byte-level tokenizer: what tests and
+// smoke runs fine-tune when no SD weights are at hand.
+func WriteTiny(dir string, seed uint64, edit func(*sd.Config, *vae.Config, *textenc.Config)) error {
+	tok, err := os.MkdirTemp("", "face0-tiny-tokenizer-")
+	if err != nil {
+		return err
+	}
+	defer os.RemoveAll(tok)
+	if err := sdmodel.Generate(tok, sdmodel.TinyConfig()); err != nil {
+		return err
+	}
+	gen, err := sdmodel.Load(tok)
+	if err != nil {
+		return err
+	}
+	u, v, t := Tiny()
+	t.VocabSize = gen.Manifest.PadToken + 1
+	if edit != nil {
+		edit(&u, &v, &t)
+	}
+	return WriteRandom(dir, u, v, t, filepath.Join(tok, TokenizerDir), seed)
 }
 
 // WriteRandom writes a base model folder with seeded random weights for the

@@ -6,32 +6,17 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/face0/face0/ml/sdmodel"
 	"github.com/face0/face0/training/model"
 	"github.com/face0/face0/training/sd"
 	"github.com/face0/face0/training/textenc"
 	"github.com/face0/face0/training/vae"
 )
 
-// tinyBase writes a random tiny base (tiny UNet, VAE and text encoder, the
-// generated models' small tokenizer) into a temporary folder.
+// tinyBase writes a random tiny base (WriteTiny) into a temporary folder.
 func tinyBase(t *testing.T, edit func(*sd.Config, *vae.Config, *textenc.Config)) string {
 	t.Helper()
-	tok := filepath.Join(t.TempDir(), "tok")
-	if err := sdmodel.Generate(tok, sdmodel.TinyConfig()); err != nil {
-		t.Fatal(err)
-	}
-	m, err := sdmodel.Load(tok)
-	if err != nil {
-		t.Fatal(err)
-	}
-	u, v, te := sd.Tiny(), vae.Tiny(), textenc.Tiny()
-	te.VocabSize = m.Manifest.PadToken + 1
-	if edit != nil {
-		edit(&u, &v, &te)
-	}
 	dir := filepath.Join(t.TempDir(), "base")
-	if err := WriteRandom(dir, u, v, te, filepath.Join(tok, "tokenizer"), 5); err != nil {
+	if err := WriteTiny(dir, 5, edit); err != nil {
 		t.Fatal(err)
 	}
 	return dir

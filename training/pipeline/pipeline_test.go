@@ -122,20 +122,7 @@ func TestEndToEnd(t *testing.T) {
 	// Every component runs in onnxruntime with the right shapes.
 	run := func(file string, in map[string]ort.Tensor, name string, shape ...int64) []float32 {
 		t.Helper()
-		s, err := ort.Load(m.Path(file), ort.Options{})
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer s.Close()
-		res, err := s.Run(in)
-		if err != nil {
-			t.Fatalf("%s: %v", file, err)
-		}
-		got := res[name]
-		if !equal(got.Shape, shape) {
-			t.Fatalf("%s: %s has shape %v, want %v", file, name, got.Shape, shape)
-		}
-		return got.Float32()
+		return runONNX(t, m, file, in, name, shape...)
 	}
 	ids := m.Tokenizer.Tokenize("a photo portrait of a smiling person", clip.WithPadToken(int32(man.PadToken)))
 	hidden := run(sdmodel.TextEncoderFile, map[string]ort.Tensor{sdmodel.InInputIDs: ort.I32(ids, 1, 77)}, sdmodel.OutLastHidden, 1, 77, 32)
@@ -278,6 +265,26 @@ func TestCancelLeavesResumableCheckpoint(t *testing.T) {
 			t.Fatalf("step %d: resumed loss %v, straight %v", i+1, res.Losses[i], res2.Losses[i])
 		}
 	}
+}
+
+// runONNX runs one component of model m in onnxruntime and checks the
+// shape of its output name.
+func runONNX(t *testing.T, m *sdmodel.Model, file string, in map[string]ort.Tensor, name string, shape ...int64) []float32 {
+	t.Helper()
+	s, err := ort.Load(m.Path(file), ort.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	res, err := s.Run(in)
+	if err != nil {
+		t.Fatalf("%s: %v", file, err)
+	}
+	got := res[name]
+	if !equal(got.Shape, shape) {
+		t.Fatalf("%s: %s has shape %v, want %v", file, name, got.Shape, shape)
+	}
+	return got.Float32()
 }
 
 func mean(v []float64) float64 {
