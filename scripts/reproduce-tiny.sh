@@ -7,7 +7,9 @@
 #   scripts/reproduce-tiny.sh            # the shipped recipe
 #   STEPS=500 scripts/reproduce-tiny.sh  # a shorter run
 #
-# The frozen text encoder tokenises with CLIP's BPE vocabulary from
+# The text encoder is first pretrained contrastively on the dataset's
+# caption-image pairs (TEXT_PRETRAIN steps), then frozen; it tokenises with
+# CLIP's BPE vocabulary from
 # ../shared/clip (beside the repository); without it the training falls back
 # to a small byte-level vocabulary and the model differs from the shipped one.
 set -euo pipefail
@@ -15,7 +17,7 @@ cd "$(dirname "$0")/.."
 
 RUN=${RUN:-${XDG_CACHE_HOME:-$HOME/.cache}/face0/reproduce-tiny}
 OUT=${OUT:-models/face0-synthfaces}
-STEPS=${STEPS:-10000}
+STEPS=${STEPS:-12000}
 TEXT_PRETRAIN=${TEXT_PRETRAIN:-500}
 BATCH=${BATCH:-16}
 REPORT=${REPORT:-docs/tiny-model}
