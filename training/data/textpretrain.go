@@ -12,11 +12,11 @@ import (
 	"github.com/face0/face0/training/textenc"
 )
 
-// TextEncoderConfig is the CLIP text model (training/textenc) that
+// textEncoderConfig is the CLIP text model (training/textenc) that
 // pretraining gives an encoder folder described by man: its width, context
 // length and vocabulary (the end token, CLIP's largest id, closes it), with
 // layers and heads from t and a 4× MLP as CLIP's.
-func TextEncoderConfig(man sdmodel.Manifest, t sdmodel.Config) textenc.Config {
+func textEncoderConfig(man sdmodel.Manifest, t sdmodel.Config) textenc.Config {
 	c := textenc.Tiny()
 	c.VocabSize = man.PadToken + 1
 	c.MaxPositionEmbeddings = man.ContextLength
@@ -33,7 +33,7 @@ func TextEncoderConfig(man sdmodel.Manifest, t sdmodel.Config) textenc.Config {
 func pretrainText(ctx context.Context, enc *sdmodel.Model, l *Listing, kept []int, items []item, o Options) (*sdmodel.Model, *TextPretrainInfo, error) {
 	start := time.Now()
 	man := enc.Manifest
-	cfg := TextEncoderConfig(man, o.TextEncoder)
+	cfg := textEncoderConfig(man, o.TextEncoder)
 	pairs := make([]textclip.Pair, len(kept))
 	for k, i := range kept {
 		pairs[k] = textclip.Pair{
