@@ -26,11 +26,7 @@ func cmdModels(args []string) error {
 		return exitCode(2)
 	}
 	fs := flag.NewFlagSet("models "+args[0], flag.ContinueOnError)
-	root := os.Getenv("FACE0_MODELS")
-	if root == "" {
-		root = filepath.Join(config.Home(), "models")
-	}
-	dir := fs.String("models", root, "models folder")
+	dir := fs.String("models", config.Models(), "models folder")
 	seed := fs.Uint64("seed", 1, "make-tiny: weight seed")
 	pos, err := parseInterleaved(fs, args[1:])
 	if err != nil {

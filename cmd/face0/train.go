@@ -33,11 +33,7 @@ continues from it.
 
 func cmdTrain(args []string) error {
 	fs := flag.NewFlagSet("train", flag.ContinueOnError)
-	root := os.Getenv("FACE0_MODELS")
-	if root == "" {
-		root = filepath.Join(config.Home(), "models")
-	}
-	out := fs.String("out", filepath.Join(root, "trained"), "model folder to write")
+	out := fs.String("out", filepath.Join(config.Models(), "trained"), "model folder to write")
 	run := fs.String("run", "", "run folder (default: .train/<name> beside --out)")
 	steps := fs.Int("steps", 500, "total optimizer steps")
 	batch := fs.Int("batch", 8, "examples per step")

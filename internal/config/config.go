@@ -23,5 +23,17 @@ func Home() string {
 	return filepath.Join(os.TempDir(), "face0")
 }
 
+// ModelsEnv names the environment variable that overrides the models
+// folder.
+const ModelsEnv = "FACE0_MODELS"
+
+// Models is the default models folder: $FACE0_MODELS, else Home()/models.
+func Models() string {
+	if d := os.Getenv(ModelsEnv); d != "" {
+		return d
+	}
+	return filepath.Join(Home(), "models")
+}
+
 // Version is the face0 version; built-in packs report it as theirs.
 var Version = "0.1.0-dev"

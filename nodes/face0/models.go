@@ -31,7 +31,7 @@ const MixtureFile = "face0/embedding_mixture.json"
 // for node specs. Describe carries no folders, so until an execution has
 // told the plugin the host's models folder, the choices come from
 // $FACE0_MODELS, else $FACE0_HOME/models (config.Home).
-const ModelsEnv = "FACE0_MODELS"
+const ModelsEnv = config.ModelsEnv
 
 // seenModels is the models folder of the latest request from the host,
 // which is the truth once known.
@@ -48,10 +48,7 @@ func modelsRoot() string {
 	if p := seenModels.Load(); p != nil {
 		return *p
 	}
-	if d := os.Getenv(ModelsEnv); d != "" {
-		return d
-	}
-	return filepath.Join(config.Home(), "models")
+	return config.Models()
 }
 
 // modelChoices lists the model folders (those holding a face0.json) for the

@@ -172,10 +172,7 @@ func factorFor(size int) int {
 // baseChoices lists "none" and the diffusers folders (with a
 // unet/config.json) in the models folder, for the base input's enum.
 func baseChoices() []string {
-	root := os.Getenv("FACE0_MODELS")
-	if root == "" {
-		root = filepath.Join(config.Home(), "models")
-	}
+	root := config.Models()
 	out := []string{"none"}
 	entries, _ := os.ReadDir(root)
 	for _, e := range entries {

@@ -123,7 +123,7 @@ func vaeEncode(ctx context.Context, m *base.Model, items []item, size int, logf 
 		for j, i := range idx {
 			items[i].latent = lat[j*k : (j+1)*k : (j+1)*k]
 		}
-		if s == 0 || (s/batch)%25 == 0 {
+		if (s/batch)%25 == 0 {
 			logf("VAE-encoding the dataset: %d of %d images", min(s+batch, len(todo)), len(todo))
 		}
 	}

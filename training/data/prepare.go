@@ -344,8 +344,9 @@ func key(l *Listing, o Options, vocab string) (string, error) {
 //     space-to-depth, or with Options.Base the base VAE's latent mean;
 //     stored unscaled, Example multiplies by LatentScale);
 //   - its caption's last hidden state from the frozen text encoder, run once
-//     through onnxruntime (the encoder is generated into cacheDir/encoder
-//     with seeded random weights and never trained);
+//     through onnxruntime (the encoder in cacheDir/encoder: generated with
+//     seeded random weights, then pretrained with Options.TextPretrain, or
+//     the base model's with Options.Base);
 //   - its face embedding: precomputed from the metadata, or detected.
 //
 // Files that cannot be used are reported (Info.Problems, Logf) and skipped;

@@ -140,17 +140,19 @@ func Export(dir, name string, prep *data.Prepared, cfg training.Config, w model.
 	prov.Prepared = prep.Info
 	prov.Prepared.Files, prov.Prepared.Problems = nil, nil
 	prov.Examples = prep.Info.Count
-	prov.TextEncoder = fmt.Sprintf("ml/sdmodel's generated CLIP-like encoder, seeded random weights, frozen (never trained); vocabulary %s", prep.Info.Vocab)
-	if tp := prep.Info.TextPretrain; tp != nil {
-		prov.TextEncoder = fmt.Sprintf("CLIP text model (training/textenc), pretrained contrastively on the dataset's caption-image pairs (training/textclip: %d steps, batch %d; held-out caption->image retrieval %.1f%% against chance %.1f%%), then frozen; vocabulary %s",
-			tp.Steps, tp.Batch, 100*tp.RetrievalAfter, 100*tp.RetrievalChance, prep.Info.Vocab)
-	}
-	if bm != nil {
+	in := prep.Info
+	switch tp := in.TextPretrain; {
+	case bm != nil:
 		prov.TextEncoder = fmt.Sprintf("the base model's CLIP text encoder and tokenizer (%s), frozen", bm.Dir)
+		prov.Latent = fmt.Sprintf("the base model's VAE (%s): %dx%d RGB to %dx%dx%d latent means, times its scaling_factor %g", bm.Dir, in.ImageSize, in.ImageSize, in.LatentChannels, in.LatentSize, in.LatentSize, in.LatentScale)
+	case tp != nil:
+		prov.TextEncoder = fmt.Sprintf("CLIP text model (training/textenc), pretrained contrastively on the dataset's caption-image pairs (training/textclip: %d steps, batch %d; held-out caption->image retrieval %.1f%% against chance %.1f%%), then frozen; vocabulary %s",
+			tp.Steps, tp.Batch, 100*tp.RetrievalAfter, 100*tp.RetrievalChance, in.Vocab)
+	default:
+		prov.TextEncoder = fmt.Sprintf("ml/sdmodel's generated CLIP-like encoder, seeded random weights, frozen (never trained); vocabulary %s", in.Vocab)
 	}
-	prov.Latent = fmt.Sprintf("lossless: %dx%d RGB scaled to [-1,1], space-to-depth %d -> %d channels of %dx%d, times latent_scale %g", prep.Info.ImageSize, prep.Info.ImageSize, prep.Info.Factor, prep.Info.LatentChannels, prep.Info.LatentSize, prep.Info.LatentSize, prep.Info.LatentScale)
-	if bm != nil {
-		prov.Latent = fmt.Sprintf("the base model's VAE (%s): %dx%d RGB to %dx%dx%d latent means, times its scaling_factor %g", bm.Dir, prep.Info.ImageSize, prep.Info.ImageSize, prep.Info.LatentChannels, prep.Info.LatentSize, prep.Info.LatentSize, prep.Info.LatentScale)
+	if bm == nil {
+		prov.Latent = fmt.Sprintf("lossless: %dx%d RGB scaled to [-1,1], space-to-depth %d -> %d channels of %dx%d, times latent_scale %g", in.ImageSize, in.ImageSize, in.Factor, in.LatentChannels, in.LatentSize, in.LatentSize, in.LatentScale)
 	}
 	if err := writeJSON(filepath.Join(tmp, filepath.FromSlash(TrainingFile)), prov); err != nil {
 		return err

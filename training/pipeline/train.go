@@ -59,8 +59,9 @@ type Options struct {
 	// VAE and text encoder stay frozen and prepare the dataset. "" or
 	// "none" trains the tiny transformer from scratch.
 	Base string
-	// AdapterOnly freezes the base UNet and trains the projection alone
-	// (for small GPUs); with no base it freezes nothing.
+	// AdapterOnly freezes the denoiser (the base UNet; from scratch, the
+	// transformer at its initial weights, which is only useful for tests)
+	// and trains the projection alone (for small GPUs).
 	AdapterOnly bool
 
 	Steps int     // total optimizer steps of the run [500]

@@ -59,9 +59,7 @@ type Options struct {
 }
 
 // WithDefaults returns o with its zero fields set to the defaults.
-func (o Options) WithDefaults() Options { return o.norm() }
-
-func (o Options) norm() Options {
+func (o Options) WithDefaults() Options {
 	def := func(v *int, d int) {
 		if *v <= 0 {
 			*v = d
@@ -131,7 +129,7 @@ func headSpecs(D, F, H, E int) []model.ParamSpec {
 // with o.Seed) on pairs, on backend be. Every pair must have
 // c.MaxPositionEmbeddings ids and the same image feature length.
 func Train(ctx context.Context, be backends.Backend, c textenc.Config, init model.Weights, pairs []Pair, o Options) (*Result, error) {
-	o = o.norm()
+	o = o.WithDefaults()
 	if err := c.Validate(); err != nil {
 		return nil, err
 	}
