@@ -93,11 +93,11 @@ func (c *Context) SaveFile(kind, prefix, ext string, data []byte) (File, error) 
 		return File{}, err
 	}
 	clean := filepath.Clean(filepath.FromSlash(prefix))
-	if prefix == "" || filepath.IsAbs(clean) || clean == ".." || strings.HasPrefix(clean, ".."+string(filepath.Separator)) || strings.ContainsRune(prefix, 0) {
+	if prefix == "" || clean == "." || filepath.IsAbs(clean) || clean == ".." || strings.HasPrefix(clean, ".."+string(filepath.Separator)) || strings.ContainsRune(prefix, 0) {
 		return File{}, fmt.Errorf("filename prefix %q must name a file inside the %s folder", prefix, kind)
 	}
 	sub, base := filepath.Dir(clean), filepath.Base(clean)
-	if base == "." || strings.HasPrefix(base, ".") {
+	if strings.HasPrefix(base, ".") {
 		return File{}, fmt.Errorf("filename prefix %q must end in a name that does not start with a dot", prefix)
 	}
 	dir := filepath.Join(root, sub)

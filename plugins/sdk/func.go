@@ -389,7 +389,7 @@ func (n *funcNode) Fingerprint(ctx context.Context, req *pb.FingerprintRequest) 
 
 func (n *funcNode) Verify(ctx context.Context, req *pb.VerifyRequest) error {
 	if n.verify == nil {
-		return errors.New("the node has no check of its effect")
+		return errors.New("the node cannot check its effect")
 	}
 	return n.verify(ctx, req.Dirs, req.Inputs, req.Outputs)
 }
