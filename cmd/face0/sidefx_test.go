@@ -170,3 +170,51 @@ func equalPaths(a, b map[string][]string) bool {
 	}
 	return true
 }
+
+// TestThirdPartySaveFollowsEveryRun: the same rule for a third-party node
+// declared with sdk.SideEffects (the example plugin's SaveJPEG, a real
+// plugin process found in the plugins folder).
+func TestThirdPartySaveFollowsEveryRun(t *testing.T) {
+	c := newCLI(t)
+	wf := filepath.Join(t.TempDir(), "jpeg.json")
+	doc := `{"version": 1, "nodes": [
+		{"id": "load", "type": "LoadImage", "inputs": {"image": "smiley.png"}},
+		{"id": "jpeg", "type": "SaveJPEG", "inputs": {"images": {"node": "load", "output": "IMAGE"}, "filename_prefix": "jpeg/smiley", "quality": 80}}]}`
+	if err := os.WriteFile(wf, []byte(doc), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	run := func(out string) (string, []string) {
+		t.Helper()
+		c.out = out
+		stdout, stderr, code := c.run(t, "run", wf, "--json")
+		if code != 0 {
+			t.Fatalf("exit %d\n%s", code, stderr)
+		}
+		paths := savedPaths(stdout)["jpeg"]
+		if len(paths) != 1 {
+			t.Fatalf("printed %v", savedPaths(stdout))
+		}
+		data, err := os.ReadFile(paths[0])
+		if err != nil || !bytes.HasPrefix(data, []byte{0xff, 0xd8, 0xff}) || !strings.HasPrefix(paths[0], out+string(filepath.Separator)) {
+			t.Errorf("printed %s: %d bytes, %v", paths[0], len(data), err)
+		}
+		return stdout, paths
+	}
+	a, b := t.TempDir(), t.TempDir()
+	_, first := run(a)
+	stdout, _ := run(b)
+	if got := executing(t, stdout); !slices.Equal(got, []string{"jpeg"}) {
+		t.Errorf("into B executed %v, want [jpeg]", got)
+	}
+	stdout, again := run(a)
+	if got := executing(t, stdout); len(got) != 0 || again[0] != first[0] {
+		t.Errorf("unchanged into A: executed %v, reported %v (first %v)", got, again, first)
+	}
+	if err := os.RemoveAll(filepath.Join(a, "jpeg")); err != nil {
+		t.Fatal(err)
+	}
+	stdout, _ = run(a)
+	if got := executing(t, stdout); !slices.Equal(got, []string{"jpeg"}) {
+		t.Errorf("after deleting its folder executed %v, want [jpeg]", got)
+	}
+}
