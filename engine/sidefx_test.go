@@ -7,6 +7,7 @@ import (
 	"slices"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/face0/face0/engine"
 	"github.com/face0/face0/engine/events"
@@ -189,4 +190,49 @@ func TestSideEffectsWithoutCheckAlwaysRun(t *testing.T) {
 			}
 		})
 	}
+}
+
+// BenchmarkCachedSideEffect: what checking a cached writer costs. Three
+// runs of Const → writer, each median per run, measured together: all
+// cached with the writer checked (one Verify call, which hashes its file),
+// a pure node in its place all cached (the baseline), and the writer
+// executed again each time (what a check saves).
+func BenchmarkCachedSideEffect(b *testing.B) {
+	r := newRig(b, b.TempDir())
+	out := b.TempDir()
+	e := engine.New(r.mgr, engine.WithCache(r.cache), engine.WithDirs(&pb.Dirs{Output: out}))
+	ctx := context.Background()
+	compile := func(doc string) *engine.Plan {
+		p, err := r.catalog.Compile(parse(b, doc), []string{"w"})
+		if err != nil {
+			b.Fatal(err)
+		}
+		return p
+	}
+	checked := compile(writeDoc)
+	pure := compile(strings.Replace(writeDoc, `"type":"WriteText","inputs":{"value":{"node":"c","output":"INT"},"prefix":"seven"}`, `"type":"Add","inputs":{"a":{"node":"c","output":"INT"},"b":0}`, 1))
+	rerun := compile(strings.Replace(writeDoc, `"WriteText"`, `"WriteTextUnchecked"`, 1))
+	plans := []*engine.Plan{checked, pure, rerun}
+	wantExec := []int{0, 0, 1}
+	for _, p := range plans {
+		if _, err := e.Run(ctx, p, engine.RunOptions{}); err != nil {
+			b.Fatal(err)
+		}
+	}
+	times := make([][]time.Duration, len(plans))
+	b.ResetTimer()
+	for i := 0; i < b.N; i++ {
+		for j, p := range plans {
+			t0 := time.Now()
+			res, err := e.Run(ctx, p, engine.RunOptions{})
+			if err != nil || len(res.Executed) != wantExec[j] {
+				b.Fatalf("plan %d: executed %v, err %v", j, res.Executed, err)
+			}
+			times[j] = append(times[j], time.Since(t0))
+		}
+	}
+	c, p, x := median(times[0]), median(times[1]), median(times[2])
+	b.ReportMetric(float64(c.Microseconds())/1000, "ms-checked")
+	b.ReportMetric(float64(c)/float64(p), "x-pure-cached")
+	b.ReportMetric(float64(c)/float64(x), "x-rerun")
 }
