@@ -133,11 +133,15 @@ func (e *Engine) Run(ctx context.Context, p *Plan, opts RunOptions) (*Result, er
 		st.key = k
 	}
 	var cachedIDs []string
+	var rerun []events.Event
 	if useCache {
-		cachedIDs = e.loadCached(ctx, p, state, emit)
+		cachedIDs, rerun = e.loadCached(ctx, p, state)
 	}
 	if len(cachedIDs) > 0 {
 		emit(events.Event{Type: events.Cached, Nodes: cachedIDs})
+	}
+	for _, ev := range rerun { // after Cached: clients expect that first
+		emit(ev)
 	}
 	for _, n := range p.order {
 		st := state[n]
@@ -286,8 +290,9 @@ func cacheable(s *pb.NodeSpec) bool {
 // A node with side effects is never served from the cache blindly: it counts
 // as cached only when its plugin confirms that the effect of the cached run
 // (the files it wrote) is still in place; otherwise it runs again, with its
-// inputs from the cache, and the user is told why.
-func (e *Engine) loadCached(ctx context.Context, p *Plan, state map[*planNode]*nodeState, emit func(events.Event)) []string {
+// inputs from the cache, and a log event for it says why.
+func (e *Engine) loadCached(ctx context.Context, p *Plan, state map[*planNode]*nodeState) ([]string, []events.Event) {
+	var notes []events.Event
 	hit := map[*planNode]bool{}
 	for _, n := range p.order {
 		st := state[n]
@@ -300,7 +305,7 @@ func (e *Engine) loadCached(ctx context.Context, p *Plan, state map[*planNode]*n
 		if n.info.def.Spec.SideEffects {
 			outs, reason := e.verifyCached(ctx, n, st.key)
 			if outs == nil {
-				emit(events.Event{Type: events.Log, Node: n.id, NodeType: n.info.def.Spec.Type, Level: pb.Log_INFO.String(),
+				notes = append(notes, events.Event{Type: events.Log, Node: n.id, NodeType: n.info.def.Spec.Type, Level: pb.Log_INFO.String(),
 					Message: "runs again instead of coming from the cache: " + reason})
 				continue
 			}
@@ -342,7 +347,7 @@ func (e *Engine) loadCached(ctx context.Context, p *Plan, state map[*planNode]*n
 			ids = append(ids, n.id)
 		}
 	}
-	return ids
+	return ids, notes
 }
 
 // verifyCached reads a side-effect node's cached result and asks its plugin

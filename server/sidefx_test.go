@@ -8,6 +8,7 @@ import (
 	"net/url"
 	"os"
 	"path/filepath"
+	"slices"
 	"testing"
 )
 
@@ -69,6 +70,21 @@ func TestHistoryFilesExistAfterCachedRun(t *testing.T) {
 	}
 	h := waitHistory(t, ts.url, submit(t, ts.url, map[string]any{"prompt": prompt}))
 	checkServed(t, ts.url, historyFiles(t, h), 3)
+	// As in ComfyUI: one execution_cached, right after the start, naming the
+	// nodes that did not run (not the savers, which had to).
+	var types []string
+	for _, m := range h["status"].(map[string]any)["messages"].([]any) {
+		m := m.([]any)
+		types = append(types, m[0].(string))
+		if m[0] == "execution_cached" {
+			if got := m[1].(map[string]any)["nodes"].([]any); len(got) != 4 {
+				t.Errorf("cached %v, want the 4 nodes before the savers", got)
+			}
+		}
+	}
+	if len(types) < 2 || types[0] != "execution_start" || types[1] != "execution_cached" || slices.Index(types[2:], "execution_cached") >= 0 {
+		t.Errorf("messages %v, want execution_start, then one execution_cached", types)
+	}
 
 	// With the files in place, the same prompt is all cached and lists the
 	// same files, which are still served.
