@@ -33,6 +33,9 @@ type Runner interface {
 	Execute(ctx context.Context, req *pb.ExecuteRequest, on func(*pb.ExecuteEvent)) (*pb.Outputs, error)
 	// Fingerprint asks the node for bytes that change when its result would.
 	Fingerprint(ctx context.Context, req *pb.FingerprintRequest) ([]byte, error)
+	// Verify asks a node with side effects whether the effect of a cached
+	// result (the files it wrote) is still in place.
+	Verify(ctx context.Context, req *pb.VerifyRequest) (*pb.VerifyResponse, error)
 }
 
 // Catalog is the set of node types a run can use, with compiled schemas.

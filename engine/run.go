@@ -133,11 +133,15 @@ func (e *Engine) Run(ctx context.Context, p *Plan, opts RunOptions) (*Result, er
 		st.key = k
 	}
 	var cachedIDs []string
+	var rerun []events.Event
 	if useCache {
-		cachedIDs = e.loadCached(p, state)
+		cachedIDs, rerun = e.loadCached(ctx, p, state)
 	}
 	if len(cachedIDs) > 0 {
 		emit(events.Event{Type: events.Cached, Nodes: cachedIDs})
+	}
+	for _, ev := range rerun { // after Cached: clients expect that first
+		emit(ev)
 	}
 	for _, n := range p.order {
 		st := state[n]
@@ -232,7 +236,7 @@ func (e *Engine) Run(ctx context.Context, p *Plan, opts RunOptions) (*Result, er
 		}
 		st.outputs, st.done = m.outs, true
 		res.Executed = append(res.Executed, m.n.id)
-		if useCache && m.n.info.def.Spec.Deterministic {
+		if useCache && cacheable(m.n.info.def.Spec) {
 			if b, err := (proto.MarshalOptions{Deterministic: true}).Marshal(m.outs); err == nil {
 				// Caching is best-effort: a full disk must not fail the run.
 				_ = e.cache.Put(st.key, b, m.n.info.def.Spec.Type)
@@ -268,6 +272,13 @@ func (e *Engine) Run(ctx context.Context, p *Plan, opts RunOptions) (*Result, er
 	return res, nil
 }
 
+// cacheable says whether a node's result is stored: a deterministic node's,
+// unless it has side effects that the engine cannot check (a result it would
+// never reuse).
+func cacheable(s *pb.NodeSpec) bool {
+	return s.Deterministic && (!s.SideEffects || s.Verify)
+}
+
 // loadCached marks the nodes whose results are in the cache as done and
 // reads only the results something uses: those of wanted nodes and those that
 // feed a node that must run. A cached image upstream of a changed prompt is
@@ -275,16 +286,32 @@ func (e *Engine) Run(ctx context.Context, p *Plan, opts RunOptions) (*Result, er
 // LRU order; an evicted one only costs a re-run.) A result that cannot be read
 // turns its node into one that runs, whose own inputs may then be needed, so
 // this repeats until nothing changes.
-func (e *Engine) loadCached(p *Plan, state map[*planNode]*nodeState) []string {
+//
+// A node with side effects is never served from the cache blindly: it counts
+// as cached only when its plugin confirms that the effect of the cached run
+// (the files it wrote) is still in place; otherwise it runs again, with its
+// inputs from the cache, and a log event for it says why.
+func (e *Engine) loadCached(ctx context.Context, p *Plan, state map[*planNode]*nodeState) ([]string, []events.Event) {
+	var notes []events.Event
 	hit := map[*planNode]bool{}
 	for _, n := range p.order {
 		st := state[n]
-		if st.failed || !n.info.def.Spec.Deterministic {
+		if st.failed || !cacheable(n.info.def.Spec) {
 			continue
 		}
-		if _, ok := e.cache.Info(st.key); ok {
-			hit[n] = true
+		if _, ok := e.cache.Info(st.key); !ok {
+			continue
 		}
+		if n.info.def.Spec.SideEffects {
+			outs, reason := e.verifyCached(ctx, n, st.key)
+			if outs == nil {
+				notes = append(notes, events.Event{Type: events.Log, Node: n.id, NodeType: n.info.def.Spec.Type, Level: pb.Log_INFO.String(),
+					Message: "runs again instead of coming from the cache: " + reason})
+				continue
+			}
+			st.outputs = outs
+		}
+		hit[n] = true
 	}
 	needed := func(n *planNode) bool {
 		if n.wanted {
@@ -320,7 +347,37 @@ func (e *Engine) loadCached(p *Plan, state map[*planNode]*nodeState) []string {
 			ids = append(ids, n.id)
 		}
 	}
-	return ids
+	return ids, notes
+}
+
+// verifyCached reads a side-effect node's cached result and asks its plugin
+// whether the effect is still in place. It returns the result when it is, and
+// otherwise nil and the reason.
+func (e *Engine) verifyCached(ctx context.Context, n *planNode, k cache.Key) (*pb.Outputs, string) {
+	b, ok, err := e.cache.Get(k)
+	outs := &pb.Outputs{}
+	if err != nil || !ok || proto.Unmarshal(b, outs) != nil {
+		return nil, "its cached result could not be read"
+	}
+	// The plugin checks names and records, not pixels: tensors stay here.
+	check := &pb.Outputs{Ui: outs.Ui, Values: map[string]*pb.Value{}}
+	for name, v := range outs.Values {
+		if _, isT := v.Kind.(*pb.Value_Tensor); !isT {
+			check.Values[name] = v
+		}
+	}
+	resp, err := e.runner.Verify(ctx, &pb.VerifyRequest{NodeType: n.info.def.Spec.Type, Inputs: n.literals, Dirs: e.dirs, Outputs: check})
+	switch {
+	case err != nil:
+		return nil, "its plugin could not check the cached result: " + err.Error()
+	case !resp.GetInPlace():
+		reason := resp.GetReason()
+		if reason == "" {
+			reason = "its plugin says the cached result's effect is not in place"
+		}
+		return nil, reason
+	}
+	return outs, ""
 }
 
 func (e *Engine) skipDependents(n *planNode, state map[*planNode]*nodeState, pending map[*planNode]bool, res *Result) {
@@ -436,6 +493,12 @@ func (e *Engine) key(ctx context.Context, n *planNode, state map[*planNode]*node
 			return cache.Key{}, err
 		}
 		write("fingerprint", string(fp))
+	}
+	if spec.SideEffects {
+		// Where the effect lands is part of what the node does: a run into
+		// another output folder is another result.
+		d := e.dirs
+		write("dirs", d.GetInput(), d.GetOutput(), d.GetTemp(), d.GetModels())
 	}
 	var k cache.Key
 	h.Sum(k[:0])

@@ -222,6 +222,7 @@ func cmdNodes(args []string) error {
 			Version       string         `json:"version"`
 			Deterministic bool           `json:"deterministic"`
 			OutputNode    bool           `json:"output_node,omitempty"`
+			SideEffects   bool           `json:"side_effects,omitempty"`
 			Inputs        []portJSON     `json:"inputs"`
 			Outputs       []portJSON     `json:"outputs"`
 			Schema        map[string]any `json:"schema"`
@@ -229,7 +230,7 @@ func cmdNodes(args []string) error {
 		var out []nodeJSON
 		for _, d := range defs {
 			n := nodeJSON{Type: d.Spec.Type, Pack: d.Pack, Category: d.Spec.Category, Description: d.Spec.Description,
-				Version: d.Spec.Version, Deterministic: d.Spec.Deterministic, OutputNode: d.Spec.OutputNode,
+				Version: d.Spec.Version, Deterministic: d.Spec.Deterministic, OutputNode: d.Spec.OutputNode, SideEffects: d.Spec.SideEffects,
 				Inputs: []portJSON{}, Outputs: []portJSON{}, Schema: engine.NodeSchema(d.Spec)}
 			for _, in := range d.Spec.Inputs {
 				p := portJSON{Name: in.Name, Type: in.Type, Optional: in.Optional}

@@ -16,8 +16,6 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
-	"sync/atomic"
-	"time"
 
 	_ "image/gif"
 	_ "image/jpeg"
@@ -37,9 +35,12 @@ func Pack(version string) sdk.Pack {
 		sdk.Func("LoadImage", loadImage, sdk.Category("image"),
 			sdk.Describe("Loads a PNG, JPEG, GIF or WebP image from the input folder, turned upright by its EXIF orientation; transparent images are put on white (or keep their alpha), and MASK gives the alpha."),
 			sdk.WithFingerprint(fingerprintImage)),
-		sdk.Func("SaveImage", saveImage, sdk.Category("image"), sdk.OutputNode(),
-			sdk.Describe("Saves images as PNG in the output folder; each file carries the workflow that made it.")),
-		sdk.Func("PreviewImage", previewImage, sdk.Category("image"), sdk.OutputNode(),
+		// Both write files: a cached result counts only while its files are
+		// still there unchanged (in this run's folders); otherwise they are
+		// written again. An identical file already there is reused.
+		sdk.Func("SaveImage", saveImage, sdk.Category("image"), sdk.OutputNode(), sdk.SideEffects(sdk.VerifyFiles),
+			sdk.Describe("Saves images as PNG in the output folder; each file carries the workflow that made it. Every run leaves them there: a cached run whose files were deleted or moved to another output folder writes them again, and an identical file already there is kept instead of a duplicate.")),
+		sdk.Func("PreviewImage", previewImage, sdk.Category("image"), sdk.OutputNode(), sdk.SideEffects(sdk.VerifyFiles),
 			sdk.Describe("Shows images without keeping them (written to the temp folder).")),
 		sdk.Func("ImageScale", scaleImage, sdk.Category("image/transform"),
 			sdk.Describe("Resizes images to a width and height.")),
@@ -232,10 +233,8 @@ type saveOut struct {
 	UI sdk.Raw `face0:"images,type=UI,ui"`
 }
 
-var counter atomic.Int64
-
 func saveImage(ctx *sdk.Context, in saveIn) (saveOut, error) {
-	return writeImages(ctx, in.Images, in.Prefix, ctx.Dirs.GetOutput(), "output")
+	return writeImages(ctx, in.Images, in.Prefix, "output")
 }
 
 type previewIn struct {
@@ -243,29 +242,20 @@ type previewIn struct {
 }
 
 func previewImage(ctx *sdk.Context, in previewIn) (saveOut, error) {
-	return writeImages(ctx, in.Images, "preview", ctx.Dirs.GetTemp(), "temp")
+	return writeImages(ctx, in.Images, "preview", "temp")
 }
 
-func writeImages(ctx *sdk.Context, imgs sdk.Image, prefix, dir, kind string) (saveOut, error) {
-	if dir == "" {
-		return saveOut{}, fmt.Errorf("the host gave no %s folder", kind)
-	}
-	prefix = filepath.Clean(filepath.FromSlash(prefix))
-	if filepath.IsAbs(prefix) || strings.HasPrefix(prefix, "..") {
-		return saveOut{}, fmt.Errorf("filename_prefix %q must stay inside the %s folder", prefix, kind)
-	}
-	sub := filepath.Dir(prefix)
-	base := filepath.Base(prefix)
-	if err := os.MkdirAll(filepath.Join(dir, sub), 0o755); err != nil {
-		return saveOut{}, err
-	}
+// writeImages saves each image as a PNG carrying the workflow. The bytes
+// depend only on the pixels and the workflow, so that running the node
+// again finds its earlier file (sdk.Context.SaveFile) instead of adding a
+// copy.
+func writeImages(ctx *sdk.Context, imgs sdk.Image, prefix, kind string) (saveOut, error) {
 	text := map[string]string{}
 	if len(ctx.Workflow) > 0 {
 		text[workflow.PNGKeyWorkflow] = string(ctx.Workflow)
 	}
-	var items []*pb.Value
-	stamp := time.Now().Format("20060102-150405")
-	for i, img := range imgs.Batch {
+	files := make([]sdk.File, 0, len(imgs.Batch))
+	for _, img := range imgs.Batch {
 		var buf bytes.Buffer
 		if err := (&png.Encoder{CompressionLevel: png.BestSpeed}).Encode(&buf, img); err != nil {
 			return saveOut{}, err
@@ -277,56 +267,13 @@ func writeImages(ctx *sdk.Context, imgs sdk.Image, prefix, dir, kind string) (sa
 				return saveOut{}, err
 			}
 		}
-		name, err := writeNew(filepath.Join(dir, sub), func() string {
-			return fmt.Sprintf("%s_%s_%05d_%d.png", base, stamp, counter.Add(1), i)
-		}, data)
+		f, err := ctx.SaveFile(kind, prefix, ".png", data)
 		if err != nil {
 			return saveOut{}, err
 		}
-		subSlash := filepath.ToSlash(sub)
-		if subSlash == "." {
-			subSlash = ""
-		}
-		items = append(items, mustRecord(map[string]any{"filename": name, "subfolder": subSlash, "type": kind}))
+		files = append(files, f)
 	}
-	return saveOut{UI: &pb.Value{Kind: &pb.Value_List{List: &pb.List{Items: items}}}}, nil
-}
-
-func mustRecord(m map[string]any) *pb.Value {
-	v, err := value.FromJSON(m)
-	if err != nil {
-		panic(err)
-	}
-	return v
-}
-
-// writeNew writes data under a fresh name from next, never replacing a file:
-// the data goes to a temp file first and is then hard-linked into place, which
-// fails if the name exists (two runs, or two processes, in the same second).
-func writeNew(dir string, next func() string, data []byte) (string, error) {
-	tmp, err := os.CreateTemp(dir, ".tmp-*")
-	if err != nil {
-		return "", err
-	}
-	defer os.Remove(tmp.Name())
-	_, err = tmp.Write(data)
-	if cerr := tmp.Close(); err == nil {
-		err = cerr
-	}
-	if err != nil {
-		return "", err
-	}
-	for i := 0; i < 1000; i++ {
-		name := next()
-		err := os.Link(tmp.Name(), filepath.Join(dir, name))
-		if err == nil {
-			return name, nil
-		}
-		if !errors.Is(err, os.ErrExist) {
-			return "", err
-		}
-	}
-	return "", fmt.Errorf("could not find a free file name in %s", dir)
+	return saveOut{UI: sdk.FilesUI(files...)}, nil
 }
 
 type scaleIn struct {

@@ -35,7 +35,11 @@ const DatasetsEnv = "FACE0_TRAIN_DATASETS"
 func Pack(version string) sdk.Pack {
 	return sdk.Pack{Name: "train", Version: version, Nodes: []sdk.Node{
 		sdk.Func("Train", trainNode, sdk.Category("face0/training"), sdk.DisplayName("Train Face0 Model"),
-			sdk.NonDeterministic(), sdk.OutputNode(), sdk.Choices("base", baseChoices),
+			// It writes the model folder: never from the cache. Each run
+			// leaves the folder in this run's models folder; an unchanged
+			// run resumes from its last checkpoint (no steps left) and
+			// only exports again.
+			sdk.NonDeterministic(), sdk.SideEffects(nil), sdk.OutputNode(), sdk.Choices("base", baseChoices),
 			sdk.Describe("Trains a Face0 model (projection MLP + denoiser, the paper's objective) on a folder of captioned images with face embeddings, "+
 				"and writes it into the models folder under model_name. The dataset is encoded once and cached with the run; "+
 				"checkpoints let a cancelled or interrupted run resume.")),

@@ -261,6 +261,26 @@ func (m *Manager) Fingerprint(ctx context.Context, req *pb.FingerprintRequest) (
 	return resp.Fingerprint, nil
 }
 
+// Verify asks the providing pack whether a cached result's side effects are
+// still in place.
+func (m *Manager) Verify(ctx context.Context, req *pb.VerifyRequest) (*pb.VerifyResponse, error) {
+	m.mu.RLock()
+	p, ok := m.byNode[req.NodeType]
+	m.mu.RUnlock()
+	if !ok {
+		return nil, fmt.Errorf("no running plugin provides node type %s", req.NodeType)
+	}
+	c, err := p.conn(ctx)
+	if err != nil {
+		return nil, err
+	}
+	resp, err := c.Verify(ctx, req)
+	if err != nil {
+		return nil, p.explain(err)
+	}
+	return resp, nil
+}
+
 // pack is one plugin process, started on demand and restarted after a crash.
 type pack struct {
 	src  Source

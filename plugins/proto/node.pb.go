@@ -136,7 +136,7 @@ func (x Tensor_DType) Number() protoreflect.EnumNumber {
 
 // Deprecated: Use Tensor_DType.Descriptor instead.
 func (Tensor_DType) EnumDescriptor() ([]byte, []int) {
-	return file_plugins_proto_node_proto_rawDescGZIP(), []int{19, 0}
+	return file_plugins_proto_node_proto_rawDescGZIP(), []int{21, 0}
 }
 
 type DescribeRequest struct {
@@ -326,6 +326,17 @@ type NodeSpec struct {
 	Fingerprint   bool                   `protobuf:"varint,8,opt,name=fingerprint,proto3" json:"fingerprint,omitempty"`                 // call Fingerprint before looking up the cache
 	Inputs        []*PortSpec            `protobuf:"bytes,9,rep,name=inputs,proto3" json:"inputs,omitempty"`
 	Outputs       []*PortSpec            `protobuf:"bytes,10,rep,name=outputs,proto3" json:"outputs,omitempty"`
+	// The node's job is an effect outside its outputs: files it writes into the
+	// output, temp or models folder (SaveImage, PreviewImage, Train). Its cached
+	// result is never reused blindly: the host's folders are part of its cache
+	// key, and a cached result is reused only when Verify confirms the effect is
+	// still in place. Otherwise the node runs again (its inputs may still come
+	// from the cache), so that every run leaves its files where it asked.
+	SideEffects bool `protobuf:"varint,11,opt,name=side_effects,json=sideEffects,proto3" json:"side_effects,omitempty"`
+	// With side_effects: the plugin answers Verify for this node. Without it a
+	// node with side effects runs every time a run wants it, and should then
+	// leave things as they are when they are already right.
+	Verify        bool `protobuf:"varint,12,opt,name=verify,proto3" json:"verify,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -428,6 +439,20 @@ func (x *NodeSpec) GetOutputs() []*PortSpec {
 		return x.Outputs
 	}
 	return nil
+}
+
+func (x *NodeSpec) GetSideEffects() bool {
+	if x != nil {
+		return x.SideEffects
+	}
+	return false
+}
+
+func (x *NodeSpec) GetVerify() bool {
+	if x != nil {
+		return x.Verify
+	}
+	return false
 }
 
 type PortSpec struct {
@@ -1178,6 +1203,131 @@ func (x *FingerprintResponse) GetFingerprint() []byte {
 	return nil
 }
 
+type VerifyRequest struct {
+	state    protoimpl.MessageState `protogen:"open.v1"`
+	NodeType string                 `protobuf:"bytes,1,opt,name=node_type,json=nodeType,proto3" json:"node_type,omitempty"`
+	Inputs   map[string]*Value      `protobuf:"bytes,2,rep,name=inputs,proto3" json:"inputs,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"bytes,2,opt,name=value"` // literal inputs only
+	Dirs     *Dirs                  `protobuf:"bytes,3,opt,name=dirs,proto3" json:"dirs,omitempty"`                                                                               // this run's folders (part of the cached result's key)
+	// The cached result to check: its ui in full, and its values except
+	// tensors (left out: an effect is checked from names, not from pixels).
+	Outputs       *Outputs `protobuf:"bytes,4,opt,name=outputs,proto3" json:"outputs,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *VerifyRequest) Reset() {
+	*x = VerifyRequest{}
+	mi := &file_plugins_proto_node_proto_msgTypes[15]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *VerifyRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*VerifyRequest) ProtoMessage() {}
+
+func (x *VerifyRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_plugins_proto_node_proto_msgTypes[15]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use VerifyRequest.ProtoReflect.Descriptor instead.
+func (*VerifyRequest) Descriptor() ([]byte, []int) {
+	return file_plugins_proto_node_proto_rawDescGZIP(), []int{15}
+}
+
+func (x *VerifyRequest) GetNodeType() string {
+	if x != nil {
+		return x.NodeType
+	}
+	return ""
+}
+
+func (x *VerifyRequest) GetInputs() map[string]*Value {
+	if x != nil {
+		return x.Inputs
+	}
+	return nil
+}
+
+func (x *VerifyRequest) GetDirs() *Dirs {
+	if x != nil {
+		return x.Dirs
+	}
+	return nil
+}
+
+func (x *VerifyRequest) GetOutputs() *Outputs {
+	if x != nil {
+		return x.Outputs
+	}
+	return nil
+}
+
+type VerifyResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// True only when the effect is in place: the cached result may be reused.
+	InPlace bool `protobuf:"varint,1,opt,name=in_place,json=inPlace,proto3" json:"in_place,omitempty"`
+	// Otherwise, what is missing or changed (a file gone or replaced), told to
+	// the user as the reason the node runs again.
+	Reason        string `protobuf:"bytes,2,opt,name=reason,proto3" json:"reason,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *VerifyResponse) Reset() {
+	*x = VerifyResponse{}
+	mi := &file_plugins_proto_node_proto_msgTypes[16]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *VerifyResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*VerifyResponse) ProtoMessage() {}
+
+func (x *VerifyResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_plugins_proto_node_proto_msgTypes[16]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use VerifyResponse.ProtoReflect.Descriptor instead.
+func (*VerifyResponse) Descriptor() ([]byte, []int) {
+	return file_plugins_proto_node_proto_rawDescGZIP(), []int{16}
+}
+
+func (x *VerifyResponse) GetInPlace() bool {
+	if x != nil {
+		return x.InPlace
+	}
+	return false
+}
+
+func (x *VerifyResponse) GetReason() string {
+	if x != nil {
+		return x.Reason
+	}
+	return ""
+}
+
 // Value is anything that flows along a link or sits in a literal input.
 type Value struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
@@ -1202,7 +1352,7 @@ type Value struct {
 
 func (x *Value) Reset() {
 	*x = Value{}
-	mi := &file_plugins_proto_node_proto_msgTypes[15]
+	mi := &file_plugins_proto_node_proto_msgTypes[17]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1214,7 +1364,7 @@ func (x *Value) String() string {
 func (*Value) ProtoMessage() {}
 
 func (x *Value) ProtoReflect() protoreflect.Message {
-	mi := &file_plugins_proto_node_proto_msgTypes[15]
+	mi := &file_plugins_proto_node_proto_msgTypes[17]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1227,7 +1377,7 @@ func (x *Value) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Value.ProtoReflect.Descriptor instead.
 func (*Value) Descriptor() ([]byte, []int) {
-	return file_plugins_proto_node_proto_rawDescGZIP(), []int{15}
+	return file_plugins_proto_node_proto_rawDescGZIP(), []int{17}
 }
 
 func (x *Value) GetType() string {
@@ -1391,7 +1541,7 @@ type Null struct {
 
 func (x *Null) Reset() {
 	*x = Null{}
-	mi := &file_plugins_proto_node_proto_msgTypes[16]
+	mi := &file_plugins_proto_node_proto_msgTypes[18]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1403,7 +1553,7 @@ func (x *Null) String() string {
 func (*Null) ProtoMessage() {}
 
 func (x *Null) ProtoReflect() protoreflect.Message {
-	mi := &file_plugins_proto_node_proto_msgTypes[16]
+	mi := &file_plugins_proto_node_proto_msgTypes[18]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1416,7 +1566,7 @@ func (x *Null) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Null.ProtoReflect.Descriptor instead.
 func (*Null) Descriptor() ([]byte, []int) {
-	return file_plugins_proto_node_proto_rawDescGZIP(), []int{16}
+	return file_plugins_proto_node_proto_rawDescGZIP(), []int{18}
 }
 
 type Record struct {
@@ -1428,7 +1578,7 @@ type Record struct {
 
 func (x *Record) Reset() {
 	*x = Record{}
-	mi := &file_plugins_proto_node_proto_msgTypes[17]
+	mi := &file_plugins_proto_node_proto_msgTypes[19]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1440,7 +1590,7 @@ func (x *Record) String() string {
 func (*Record) ProtoMessage() {}
 
 func (x *Record) ProtoReflect() protoreflect.Message {
-	mi := &file_plugins_proto_node_proto_msgTypes[17]
+	mi := &file_plugins_proto_node_proto_msgTypes[19]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1453,7 +1603,7 @@ func (x *Record) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Record.ProtoReflect.Descriptor instead.
 func (*Record) Descriptor() ([]byte, []int) {
-	return file_plugins_proto_node_proto_rawDescGZIP(), []int{17}
+	return file_plugins_proto_node_proto_rawDescGZIP(), []int{19}
 }
 
 func (x *Record) GetFields() map[string]*Value {
@@ -1472,7 +1622,7 @@ type List struct {
 
 func (x *List) Reset() {
 	*x = List{}
-	mi := &file_plugins_proto_node_proto_msgTypes[18]
+	mi := &file_plugins_proto_node_proto_msgTypes[20]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1484,7 +1634,7 @@ func (x *List) String() string {
 func (*List) ProtoMessage() {}
 
 func (x *List) ProtoReflect() protoreflect.Message {
-	mi := &file_plugins_proto_node_proto_msgTypes[18]
+	mi := &file_plugins_proto_node_proto_msgTypes[20]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1497,7 +1647,7 @@ func (x *List) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use List.ProtoReflect.Descriptor instead.
 func (*List) Descriptor() ([]byte, []int) {
-	return file_plugins_proto_node_proto_rawDescGZIP(), []int{18}
+	return file_plugins_proto_node_proto_rawDescGZIP(), []int{20}
 }
 
 func (x *List) GetItems() []*Value {
@@ -1522,7 +1672,7 @@ type Tensor struct {
 
 func (x *Tensor) Reset() {
 	*x = Tensor{}
-	mi := &file_plugins_proto_node_proto_msgTypes[19]
+	mi := &file_plugins_proto_node_proto_msgTypes[21]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1534,7 +1684,7 @@ func (x *Tensor) String() string {
 func (*Tensor) ProtoMessage() {}
 
 func (x *Tensor) ProtoReflect() protoreflect.Message {
-	mi := &file_plugins_proto_node_proto_msgTypes[19]
+	mi := &file_plugins_proto_node_proto_msgTypes[21]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1547,7 +1697,7 @@ func (x *Tensor) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Tensor.ProtoReflect.Descriptor instead.
 func (*Tensor) Descriptor() ([]byte, []int) {
-	return file_plugins_proto_node_proto_rawDescGZIP(), []int{19}
+	return file_plugins_proto_node_proto_rawDescGZIP(), []int{21}
 }
 
 func (x *Tensor) GetDtype() Tensor_DType {
@@ -1593,7 +1743,7 @@ const file_plugins_proto_node_proto_rawDesc = "" +
 	"\bTypeSpec\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x12 \n" +
 	"\vdescription\x18\x02 \x01(\tR\vdescription\x12\x14\n" +
-	"\x05color\x18\x03 \x01(\tR\x05color\"\xea\x02\n" +
+	"\x05color\x18\x03 \x01(\tR\x05color\"\xa5\x03\n" +
 	"\bNodeSpec\x12\x12\n" +
 	"\x04type\x18\x01 \x01(\tR\x04type\x12!\n" +
 	"\fdisplay_name\x18\x02 \x01(\tR\vdisplayName\x12\x1a\n" +
@@ -1606,7 +1756,9 @@ const file_plugins_proto_node_proto_rawDesc = "" +
 	"\vfingerprint\x18\b \x01(\bR\vfingerprint\x121\n" +
 	"\x06inputs\x18\t \x03(\v2\x19.face0.plugin.v1.PortSpecR\x06inputs\x123\n" +
 	"\aoutputs\x18\n" +
-	" \x03(\v2\x19.face0.plugin.v1.PortSpecR\aoutputs\"\xd7\x01\n" +
+	" \x03(\v2\x19.face0.plugin.v1.PortSpecR\aoutputs\x12!\n" +
+	"\fside_effects\x18\v \x01(\bR\vsideEffects\x12\x16\n" +
+	"\x06verify\x18\f \x01(\bR\x06verify\"\xd7\x01\n" +
 	"\bPortSpec\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x12\x12\n" +
 	"\x04type\x18\x02 \x01(\tR\x04type\x12\x1a\n" +
@@ -1675,7 +1827,18 @@ const file_plugins_proto_node_proto_rawDesc = "" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12,\n" +
 	"\x05value\x18\x02 \x01(\v2\x16.face0.plugin.v1.ValueR\x05value:\x028\x01\"7\n" +
 	"\x13FingerprintResponse\x12 \n" +
-	"\vfingerprint\x18\x01 \x01(\fR\vfingerprint\"\xd7\x02\n" +
+	"\vfingerprint\x18\x01 \x01(\fR\vfingerprint\"\xa2\x02\n" +
+	"\rVerifyRequest\x12\x1b\n" +
+	"\tnode_type\x18\x01 \x01(\tR\bnodeType\x12B\n" +
+	"\x06inputs\x18\x02 \x03(\v2*.face0.plugin.v1.VerifyRequest.InputsEntryR\x06inputs\x12)\n" +
+	"\x04dirs\x18\x03 \x01(\v2\x15.face0.plugin.v1.DirsR\x04dirs\x122\n" +
+	"\aoutputs\x18\x04 \x01(\v2\x18.face0.plugin.v1.OutputsR\aoutputs\x1aQ\n" +
+	"\vInputsEntry\x12\x10\n" +
+	"\x03key\x18\x01 \x01(\tR\x03key\x12,\n" +
+	"\x05value\x18\x02 \x01(\v2\x16.face0.plugin.v1.ValueR\x05value:\x028\x01\"C\n" +
+	"\x0eVerifyResponse\x12\x19\n" +
+	"\bin_place\x18\x01 \x01(\bR\ainPlace\x12\x16\n" +
+	"\x06reason\x18\x02 \x01(\tR\x06reason\"\xd7\x02\n" +
 	"\x05Value\x12\x12\n" +
 	"\x04type\x18\x01 \x01(\tR\x04type\x12\x12\n" +
 	"\x03int\x18\x02 \x01(\x03H\x00R\x03int\x12\x16\n" +
@@ -1708,12 +1871,13 @@ const file_plugins_proto_node_proto_rawDesc = "" +
 	"\aFLOAT32\x10\x02\x12\v\n" +
 	"\aFLOAT16\x10\x03\x12\t\n" +
 	"\x05INT32\x10\x04\x12\t\n" +
-	"\x05INT64\x10\x052\x84\x02\n" +
+	"\x05INT64\x10\x052\xcf\x02\n" +
 	"\n" +
 	"NodePlugin\x12O\n" +
 	"\bDescribe\x12 .face0.plugin.v1.DescribeRequest\x1a!.face0.plugin.v1.DescribeResponse\x12K\n" +
 	"\aExecute\x12\x1f.face0.plugin.v1.ExecuteRequest\x1a\x1d.face0.plugin.v1.ExecuteEvent0\x01\x12X\n" +
-	"\vFingerprint\x12#.face0.plugin.v1.FingerprintRequest\x1a$.face0.plugin.v1.FingerprintResponseB/Z-github.com/face0/face0/plugins/proto;pluginpbb\x06proto3"
+	"\vFingerprint\x12#.face0.plugin.v1.FingerprintRequest\x1a$.face0.plugin.v1.FingerprintResponse\x12I\n" +
+	"\x06Verify\x12\x1e.face0.plugin.v1.VerifyRequest\x1a\x1f.face0.plugin.v1.VerifyResponseB/Z-github.com/face0/face0/plugins/proto;pluginpbb\x06proto3"
 
 var (
 	file_plugins_proto_node_proto_rawDescOnce sync.Once
@@ -1728,7 +1892,7 @@ func file_plugins_proto_node_proto_rawDescGZIP() []byte {
 }
 
 var file_plugins_proto_node_proto_enumTypes = make([]protoimpl.EnumInfo, 2)
-var file_plugins_proto_node_proto_msgTypes = make([]protoimpl.MessageInfo, 26)
+var file_plugins_proto_node_proto_msgTypes = make([]protoimpl.MessageInfo, 29)
 var file_plugins_proto_node_proto_goTypes = []any{
 	(Log_Level)(0),              // 0: face0.plugin.v1.Log.Level
 	(Tensor_DType)(0),           // 1: face0.plugin.v1.Tensor.DType
@@ -1747,17 +1911,20 @@ var file_plugins_proto_node_proto_goTypes = []any{
 	(*Outputs)(nil),             // 14: face0.plugin.v1.Outputs
 	(*FingerprintRequest)(nil),  // 15: face0.plugin.v1.FingerprintRequest
 	(*FingerprintResponse)(nil), // 16: face0.plugin.v1.FingerprintResponse
-	(*Value)(nil),               // 17: face0.plugin.v1.Value
-	(*Null)(nil),                // 18: face0.plugin.v1.Null
-	(*Record)(nil),              // 19: face0.plugin.v1.Record
-	(*List)(nil),                // 20: face0.plugin.v1.List
-	(*Tensor)(nil),              // 21: face0.plugin.v1.Tensor
-	nil,                         // 22: face0.plugin.v1.TypeParam.MapEntry
-	nil,                         // 23: face0.plugin.v1.ExecuteRequest.InputsEntry
-	nil,                         // 24: face0.plugin.v1.Outputs.ValuesEntry
-	nil,                         // 25: face0.plugin.v1.Outputs.UiEntry
-	nil,                         // 26: face0.plugin.v1.FingerprintRequest.InputsEntry
-	nil,                         // 27: face0.plugin.v1.Record.FieldsEntry
+	(*VerifyRequest)(nil),       // 17: face0.plugin.v1.VerifyRequest
+	(*VerifyResponse)(nil),      // 18: face0.plugin.v1.VerifyResponse
+	(*Value)(nil),               // 19: face0.plugin.v1.Value
+	(*Null)(nil),                // 20: face0.plugin.v1.Null
+	(*Record)(nil),              // 21: face0.plugin.v1.Record
+	(*List)(nil),                // 22: face0.plugin.v1.List
+	(*Tensor)(nil),              // 23: face0.plugin.v1.Tensor
+	nil,                         // 24: face0.plugin.v1.TypeParam.MapEntry
+	nil,                         // 25: face0.plugin.v1.ExecuteRequest.InputsEntry
+	nil,                         // 26: face0.plugin.v1.Outputs.ValuesEntry
+	nil,                         // 27: face0.plugin.v1.Outputs.UiEntry
+	nil,                         // 28: face0.plugin.v1.FingerprintRequest.InputsEntry
+	nil,                         // 29: face0.plugin.v1.VerifyRequest.InputsEntry
+	nil,                         // 30: face0.plugin.v1.Record.FieldsEntry
 }
 var file_plugins_proto_node_proto_depIdxs = []int32{
 	5,  // 0: face0.plugin.v1.DescribeResponse.nodes:type_name -> face0.plugin.v1.NodeSpec
@@ -1765,41 +1932,47 @@ var file_plugins_proto_node_proto_depIdxs = []int32{
 	6,  // 2: face0.plugin.v1.NodeSpec.inputs:type_name -> face0.plugin.v1.PortSpec
 	6,  // 3: face0.plugin.v1.NodeSpec.outputs:type_name -> face0.plugin.v1.PortSpec
 	7,  // 4: face0.plugin.v1.PortSpec.param:type_name -> face0.plugin.v1.TypeParam
-	22, // 5: face0.plugin.v1.TypeParam.map:type_name -> face0.plugin.v1.TypeParam.MapEntry
-	23, // 6: face0.plugin.v1.ExecuteRequest.inputs:type_name -> face0.plugin.v1.ExecuteRequest.InputsEntry
+	24, // 5: face0.plugin.v1.TypeParam.map:type_name -> face0.plugin.v1.TypeParam.MapEntry
+	25, // 6: face0.plugin.v1.ExecuteRequest.inputs:type_name -> face0.plugin.v1.ExecuteRequest.InputsEntry
 	9,  // 7: face0.plugin.v1.ExecuteRequest.dirs:type_name -> face0.plugin.v1.Dirs
 	11, // 8: face0.plugin.v1.ExecuteEvent.progress:type_name -> face0.plugin.v1.Progress
 	12, // 9: face0.plugin.v1.ExecuteEvent.preview:type_name -> face0.plugin.v1.Preview
 	13, // 10: face0.plugin.v1.ExecuteEvent.log:type_name -> face0.plugin.v1.Log
 	14, // 11: face0.plugin.v1.ExecuteEvent.outputs:type_name -> face0.plugin.v1.Outputs
 	0,  // 12: face0.plugin.v1.Log.level:type_name -> face0.plugin.v1.Log.Level
-	24, // 13: face0.plugin.v1.Outputs.values:type_name -> face0.plugin.v1.Outputs.ValuesEntry
-	25, // 14: face0.plugin.v1.Outputs.ui:type_name -> face0.plugin.v1.Outputs.UiEntry
-	26, // 15: face0.plugin.v1.FingerprintRequest.inputs:type_name -> face0.plugin.v1.FingerprintRequest.InputsEntry
+	26, // 13: face0.plugin.v1.Outputs.values:type_name -> face0.plugin.v1.Outputs.ValuesEntry
+	27, // 14: face0.plugin.v1.Outputs.ui:type_name -> face0.plugin.v1.Outputs.UiEntry
+	28, // 15: face0.plugin.v1.FingerprintRequest.inputs:type_name -> face0.plugin.v1.FingerprintRequest.InputsEntry
 	9,  // 16: face0.plugin.v1.FingerprintRequest.dirs:type_name -> face0.plugin.v1.Dirs
-	21, // 17: face0.plugin.v1.Value.tensor:type_name -> face0.plugin.v1.Tensor
-	19, // 18: face0.plugin.v1.Value.record:type_name -> face0.plugin.v1.Record
-	20, // 19: face0.plugin.v1.Value.list:type_name -> face0.plugin.v1.List
-	18, // 20: face0.plugin.v1.Value.null:type_name -> face0.plugin.v1.Null
-	27, // 21: face0.plugin.v1.Record.fields:type_name -> face0.plugin.v1.Record.FieldsEntry
-	17, // 22: face0.plugin.v1.List.items:type_name -> face0.plugin.v1.Value
-	1,  // 23: face0.plugin.v1.Tensor.dtype:type_name -> face0.plugin.v1.Tensor.DType
-	17, // 24: face0.plugin.v1.ExecuteRequest.InputsEntry.value:type_name -> face0.plugin.v1.Value
-	17, // 25: face0.plugin.v1.Outputs.ValuesEntry.value:type_name -> face0.plugin.v1.Value
-	17, // 26: face0.plugin.v1.Outputs.UiEntry.value:type_name -> face0.plugin.v1.Value
-	17, // 27: face0.plugin.v1.FingerprintRequest.InputsEntry.value:type_name -> face0.plugin.v1.Value
-	17, // 28: face0.plugin.v1.Record.FieldsEntry.value:type_name -> face0.plugin.v1.Value
-	2,  // 29: face0.plugin.v1.NodePlugin.Describe:input_type -> face0.plugin.v1.DescribeRequest
-	8,  // 30: face0.plugin.v1.NodePlugin.Execute:input_type -> face0.plugin.v1.ExecuteRequest
-	15, // 31: face0.plugin.v1.NodePlugin.Fingerprint:input_type -> face0.plugin.v1.FingerprintRequest
-	3,  // 32: face0.plugin.v1.NodePlugin.Describe:output_type -> face0.plugin.v1.DescribeResponse
-	10, // 33: face0.plugin.v1.NodePlugin.Execute:output_type -> face0.plugin.v1.ExecuteEvent
-	16, // 34: face0.plugin.v1.NodePlugin.Fingerprint:output_type -> face0.plugin.v1.FingerprintResponse
-	32, // [32:35] is the sub-list for method output_type
-	29, // [29:32] is the sub-list for method input_type
-	29, // [29:29] is the sub-list for extension type_name
-	29, // [29:29] is the sub-list for extension extendee
-	0,  // [0:29] is the sub-list for field type_name
+	29, // 17: face0.plugin.v1.VerifyRequest.inputs:type_name -> face0.plugin.v1.VerifyRequest.InputsEntry
+	9,  // 18: face0.plugin.v1.VerifyRequest.dirs:type_name -> face0.plugin.v1.Dirs
+	14, // 19: face0.plugin.v1.VerifyRequest.outputs:type_name -> face0.plugin.v1.Outputs
+	23, // 20: face0.plugin.v1.Value.tensor:type_name -> face0.plugin.v1.Tensor
+	21, // 21: face0.plugin.v1.Value.record:type_name -> face0.plugin.v1.Record
+	22, // 22: face0.plugin.v1.Value.list:type_name -> face0.plugin.v1.List
+	20, // 23: face0.plugin.v1.Value.null:type_name -> face0.plugin.v1.Null
+	30, // 24: face0.plugin.v1.Record.fields:type_name -> face0.plugin.v1.Record.FieldsEntry
+	19, // 25: face0.plugin.v1.List.items:type_name -> face0.plugin.v1.Value
+	1,  // 26: face0.plugin.v1.Tensor.dtype:type_name -> face0.plugin.v1.Tensor.DType
+	19, // 27: face0.plugin.v1.ExecuteRequest.InputsEntry.value:type_name -> face0.plugin.v1.Value
+	19, // 28: face0.plugin.v1.Outputs.ValuesEntry.value:type_name -> face0.plugin.v1.Value
+	19, // 29: face0.plugin.v1.Outputs.UiEntry.value:type_name -> face0.plugin.v1.Value
+	19, // 30: face0.plugin.v1.FingerprintRequest.InputsEntry.value:type_name -> face0.plugin.v1.Value
+	19, // 31: face0.plugin.v1.VerifyRequest.InputsEntry.value:type_name -> face0.plugin.v1.Value
+	19, // 32: face0.plugin.v1.Record.FieldsEntry.value:type_name -> face0.plugin.v1.Value
+	2,  // 33: face0.plugin.v1.NodePlugin.Describe:input_type -> face0.plugin.v1.DescribeRequest
+	8,  // 34: face0.plugin.v1.NodePlugin.Execute:input_type -> face0.plugin.v1.ExecuteRequest
+	15, // 35: face0.plugin.v1.NodePlugin.Fingerprint:input_type -> face0.plugin.v1.FingerprintRequest
+	17, // 36: face0.plugin.v1.NodePlugin.Verify:input_type -> face0.plugin.v1.VerifyRequest
+	3,  // 37: face0.plugin.v1.NodePlugin.Describe:output_type -> face0.plugin.v1.DescribeResponse
+	10, // 38: face0.plugin.v1.NodePlugin.Execute:output_type -> face0.plugin.v1.ExecuteEvent
+	16, // 39: face0.plugin.v1.NodePlugin.Fingerprint:output_type -> face0.plugin.v1.FingerprintResponse
+	18, // 40: face0.plugin.v1.NodePlugin.Verify:output_type -> face0.plugin.v1.VerifyResponse
+	37, // [37:41] is the sub-list for method output_type
+	33, // [33:37] is the sub-list for method input_type
+	33, // [33:33] is the sub-list for extension type_name
+	33, // [33:33] is the sub-list for extension extendee
+	0,  // [0:33] is the sub-list for field type_name
 }
 
 func init() { file_plugins_proto_node_proto_init() }
@@ -1813,7 +1986,7 @@ func file_plugins_proto_node_proto_init() {
 		(*ExecuteEvent_Log)(nil),
 		(*ExecuteEvent_Outputs)(nil),
 	}
-	file_plugins_proto_node_proto_msgTypes[15].OneofWrappers = []any{
+	file_plugins_proto_node_proto_msgTypes[17].OneofWrappers = []any{
 		(*Value_Int)(nil),
 		(*Value_Float)(nil),
 		(*Value_String_)(nil),
@@ -1830,7 +2003,7 @@ func file_plugins_proto_node_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_plugins_proto_node_proto_rawDesc), len(file_plugins_proto_node_proto_rawDesc)),
 			NumEnums:      2,
-			NumMessages:   26,
+			NumMessages:   29,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

@@ -30,6 +30,7 @@ const (
 	NodePlugin_Describe_FullMethodName    = "/face0.plugin.v1.NodePlugin/Describe"
 	NodePlugin_Execute_FullMethodName     = "/face0.plugin.v1.NodePlugin/Execute"
 	NodePlugin_Fingerprint_FullMethodName = "/face0.plugin.v1.NodePlugin/Fingerprint"
+	NodePlugin_Verify_FullMethodName      = "/face0.plugin.v1.NodePlugin/Verify"
 )
 
 // NodePluginClient is the client API for NodePlugin service.
@@ -45,6 +46,11 @@ type NodePluginClient interface {
 	// for reasons its literal inputs do not show (a file's content, a model on disk).
 	// Only called for nodes whose spec sets fingerprint.
 	Fingerprint(ctx context.Context, in *FingerprintRequest, opts ...grpc.CallOption) (*FingerprintResponse, error)
+	// Verify says whether the effect of a cached run of a node with side
+	// effects (NodeSpec.side_effects) is still in place, such as the files it
+	// wrote, unchanged where it wrote them. Only called for nodes whose spec
+	// sets verify, before their cached result is reused.
+	Verify(ctx context.Context, in *VerifyRequest, opts ...grpc.CallOption) (*VerifyResponse, error)
 }
 
 type nodePluginClient struct {
@@ -94,6 +100,16 @@ func (c *nodePluginClient) Fingerprint(ctx context.Context, in *FingerprintReque
 	return out, nil
 }
 
+func (c *nodePluginClient) Verify(ctx context.Context, in *VerifyRequest, opts ...grpc.CallOption) (*VerifyResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(VerifyResponse)
+	err := c.cc.Invoke(ctx, NodePlugin_Verify_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
 // NodePluginServer is the server API for NodePlugin service.
 // All implementations must embed UnimplementedNodePluginServer
 // for forward compatibility.
@@ -107,6 +123,11 @@ type NodePluginServer interface {
 	// for reasons its literal inputs do not show (a file's content, a model on disk).
 	// Only called for nodes whose spec sets fingerprint.
 	Fingerprint(context.Context, *FingerprintRequest) (*FingerprintResponse, error)
+	// Verify says whether the effect of a cached run of a node with side
+	// effects (NodeSpec.side_effects) is still in place, such as the files it
+	// wrote, unchanged where it wrote them. Only called for nodes whose spec
+	// sets verify, before their cached result is reused.
+	Verify(context.Context, *VerifyRequest) (*VerifyResponse, error)
 	mustEmbedUnimplementedNodePluginServer()
 }
 
@@ -125,6 +146,9 @@ func (UnimplementedNodePluginServer) Execute(*ExecuteRequest, grpc.ServerStreami
 }
 func (UnimplementedNodePluginServer) Fingerprint(context.Context, *FingerprintRequest) (*FingerprintResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method Fingerprint not implemented")
+}
+func (UnimplementedNodePluginServer) Verify(context.Context, *VerifyRequest) (*VerifyResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method Verify not implemented")
 }
 func (UnimplementedNodePluginServer) mustEmbedUnimplementedNodePluginServer() {}
 func (UnimplementedNodePluginServer) testEmbeddedByValue()                    {}
@@ -194,6 +218,24 @@ func _NodePlugin_Fingerprint_Handler(srv interface{}, ctx context.Context, dec f
 	return interceptor(ctx, in, info, handler)
 }
 
+func _NodePlugin_Verify_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(VerifyRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(NodePluginServer).Verify(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: NodePlugin_Verify_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(NodePluginServer).Verify(ctx, req.(*VerifyRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
 // NodePlugin_ServiceDesc is the grpc.ServiceDesc for NodePlugin service.
 // It's only intended for direct use with grpc.RegisterService,
 // and not to be introspected or modified (even as a copy)
@@ -208,6 +250,10 @@ var NodePlugin_ServiceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "Fingerprint",
 			Handler:    _NodePlugin_Fingerprint_Handler,
+		},
+		{
+			MethodName: "Verify",
+			Handler:    _NodePlugin_Verify_Handler,
 		},
 	},
 	Streams: []grpc.StreamDesc{

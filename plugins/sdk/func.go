@@ -3,6 +3,7 @@ package sdk
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"image"
 	"reflect"
@@ -41,6 +42,28 @@ func OutputNode() Option { return func(n *funcNode) { n.spec.OutputNode = true }
 // the node re-runs when what fp reads (a file's content) changes.
 func WithFingerprint(fp func(ctx context.Context, dirs *pb.Dirs, inputs map[string]*pb.Value) ([]byte, error)) Option {
 	return func(n *funcNode) { n.fingerprint = fp; n.spec.Fingerprint = true }
+}
+
+// VerifyFunc checks that the effect of a node's cached run is still in
+// place: it returns nil when it is, and otherwise an error saying what is
+// missing or changed. outputs is the cached result (its ui in full, its
+// values without tensors); inputs are the literal inputs; dirs are this run's
+// folders.
+type VerifyFunc func(ctx context.Context, dirs *pb.Dirs, inputs map[string]*pb.Value, outputs *pb.Outputs) error
+
+// SideEffects declares that the node's job is an effect outside its outputs,
+// such as files it writes (a SaveImage, a model exporter). The host then
+// never reuses a cached result blindly: the folders are part of the node's
+// cache key, and a cached result counts only when verify says its effect is
+// still in place (VerifyFiles checks the files a node lists in its ui with
+// Context.SaveFile); otherwise the node runs again, with its inputs from the
+// cache. With verify nil the node runs every time a run wants it. Either
+// way, make the node leave things alone that are already right (SaveFile
+// reuses an identical file instead of writing a duplicate).
+func SideEffects(verify VerifyFunc) Option {
+	return func(n *funcNode) {
+		n.spec.SideEffects, n.spec.Verify, n.verify = true, verify != nil, verify
+	}
 }
 
 // Choices makes a string input an enum whose values are computed each time the
@@ -105,6 +128,7 @@ func Func[I, O any](name string, fn func(*Context, I) (O, error), opts ...Option
 type funcNode struct {
 	spec              *pb.NodeSpec
 	fingerprint       func(context.Context, *pb.Dirs, map[string]*pb.Value) ([]byte, error)
+	verify            VerifyFunc
 	choices           map[string]func() []string
 	params            map[string]paramRule
 	inType, outType   reflect.Type
@@ -114,6 +138,7 @@ type funcNode struct {
 
 var _ Node = (*funcNode)(nil)
 var _ Fingerprinter = (*funcNode)(nil)
+var _ Verifier = (*funcNode)(nil)
 
 type fieldPort struct {
 	index    int
@@ -303,6 +328,7 @@ func (n *funcNode) Spec() *pb.NodeSpec {
 		Type: n.spec.Type, DisplayName: n.spec.DisplayName, Category: n.spec.Category,
 		Description: n.spec.Description, Version: n.spec.Version, Deterministic: n.spec.Deterministic,
 		OutputNode: n.spec.OutputNode, Fingerprint: n.spec.Fingerprint,
+		SideEffects: n.spec.SideEffects, Verify: n.spec.Verify,
 	}
 	for _, p := range n.inPorts {
 		schema := p.schema
@@ -359,6 +385,13 @@ func (n *funcNode) Fingerprint(ctx context.Context, req *pb.FingerprintRequest) 
 		return nil, nil
 	}
 	return n.fingerprint(ctx, req.Dirs, req.Inputs)
+}
+
+func (n *funcNode) Verify(ctx context.Context, req *pb.VerifyRequest) error {
+	if n.verify == nil {
+		return errors.New("the node cannot check its effect")
+	}
+	return n.verify(ctx, req.Dirs, req.Inputs, req.Outputs)
 }
 
 func (n *funcNode) Execute(ctx *Context, inputs map[string]*pb.Value) (*pb.Outputs, error) {

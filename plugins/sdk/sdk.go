@@ -45,6 +45,13 @@ type Fingerprinter interface {
 	Fingerprint(ctx context.Context, req *pb.FingerprintRequest) ([]byte, error)
 }
 
+// Verifier is implemented by nodes with side effects (see SideEffects) that
+// can tell whether the effect of a cached run is still in place: nil when it
+// is, else an error saying what is missing.
+type Verifier interface {
+	Verify(ctx context.Context, req *pb.VerifyRequest) error
+}
+
 // Pack is a set of nodes served by one plugin process.
 type Pack struct {
 	Name    string

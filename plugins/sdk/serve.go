@@ -142,6 +142,33 @@ func (s *Server) Fingerprint(ctx context.Context, req *pb.FingerprintRequest) (*
 	return &pb.FingerprintResponse{Fingerprint: fp}, nil
 }
 
+// Verify answers for nodes that implement Verifier; any other node's effect
+// is reported as not in place, so that the host runs it again.
+func (s *Server) Verify(ctx context.Context, req *pb.VerifyRequest) (*pb.VerifyResponse, error) {
+	n, ok := s.nodes[req.NodeType]
+	if !ok {
+		return nil, status.Errorf(codes.NotFound, "pack %s has no node type %q", s.pack.Name, req.NodeType)
+	}
+	v, ok := n.(Verifier)
+	if !ok {
+		return &pb.VerifyResponse{Reason: "the node cannot check its effect"}, nil
+	}
+	if err := verifyGuarded(ctx, v, req); err != nil {
+		return &pb.VerifyResponse{Reason: err.Error()}, nil
+	}
+	return &pb.VerifyResponse{InPlace: true}, nil
+}
+
+// verifyGuarded turns a panic in a node's check into "not in place".
+func verifyGuarded(ctx context.Context, v Verifier, req *pb.VerifyRequest) (err error) {
+	defer func() {
+		if r := recover(); r != nil {
+			err = fmt.Errorf("its check panicked: %v", r)
+		}
+	}()
+	return v.Verify(ctx, req)
+}
+
 // CancelGrace is how long a cancelled node may keep running before the plugin
 // process exits, so that a node that ignores cancellation cannot keep burning
 // CPU or GPU after the user pressed stop. The host restarts the plugin on its

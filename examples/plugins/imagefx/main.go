@@ -1,14 +1,16 @@
 // Command imagefx is an example third-party face0 plugin: a few image filters
-// in their own binary. Build it into face0's plugins folder and face0 offers its
+// and a JPEG saver in their own binary. Build it into face0's plugins folder and face0 offers its
 // nodes next to the built-in ones:
 //
 //	go build -o ~/.local/share/face0/plugins/imagefx ./examples/plugins/imagefx
 package main
 
 import (
+	"bytes"
 	"errors"
 	"image"
 	"image/color"
+	"image/jpeg"
 
 	"github.com/face0/face0/plugins/sdk"
 )
@@ -18,7 +20,40 @@ func main() {
 		sdk.Func("Invert", invert, sdk.Category("image/filters"), sdk.Describe("Inverts colours; strength blends with the original.")),
 		sdk.Func("Grayscale", grayscale, sdk.Category("image/filters"), sdk.Describe("Rec. 601 luma.")),
 		sdk.Func("BoxBlur", boxBlur, sdk.Category("image/filters"), sdk.Describe("Blurs with a box filter, radius pixels, repeated passes times.")),
+		// A node whose job is a file: SideEffects makes face0 reuse a cached
+		// run only while the files it lists are still there unchanged, in
+		// this run's output folder; otherwise it runs again.
+		sdk.Func("SaveJPEG", saveJPEG, sdk.Category("image"), sdk.OutputNode(), sdk.SideEffects(sdk.VerifyFiles),
+			sdk.Describe("Saves images as JPEG files in the output folder.")),
 	}})
+}
+
+type saveJPEGIn struct {
+	Images  sdk.Image `face0:"images"`
+	Prefix  string    `face0:"filename_prefix,default=imagefx/photo,maxlen=200" doc:"file name start, optionally under subfolders of the output folder"`
+	Quality int       `face0:"quality,min=1,max=100,default=90"`
+}
+
+type saveJPEGOut struct {
+	Images sdk.Raw `face0:"images,type=UI,ui"` // the saved files, shown by the editor
+}
+
+func saveJPEG(ctx *sdk.Context, in saveJPEGIn) (saveJPEGOut, error) {
+	var files []sdk.File
+	for _, img := range in.Images.Batch {
+		var buf bytes.Buffer
+		if err := jpeg.Encode(&buf, img, &jpeg.Options{Quality: in.Quality}); err != nil {
+			return saveJPEGOut{}, err
+		}
+		// SaveFile never overwrites, checks the prefix stays inside the
+		// output folder, and reuses an identical file from an earlier run.
+		f, err := ctx.SaveFile("output", in.Prefix, ".jpg", buf.Bytes())
+		if err != nil {
+			return saveJPEGOut{}, err
+		}
+		files = append(files, f)
+	}
+	return saveJPEGOut{Images: sdk.FilesUI(files...)}, nil
 }
 
 type imageOut struct {

@@ -13,7 +13,7 @@ import (
 )
 
 func main() {
-	sdk.Serve(sdk.Pack{Name: "testpack", Version: "1.0.0", Nodes: []sdk.Node{
+	sdk.Serve(sdk.Pack{Name: "testpack", Version: "1.0.0", Nodes: append([]sdk.Node{
 		sdk.Func("Const", constNode, sdk.Category("test")),
 		sdk.Func("Add", add, sdk.Category("test")),
 		sdk.Func("Concat", concat, sdk.Category("test")),
@@ -31,7 +31,7 @@ func main() {
 			sdk.TypeParam("embedding", "space", func() map[string]string { return map[string]string{"a": "space-a", "b": "space-b"} })),
 		sdk.Func("UseEmbed", useEmbed, sdk.Category("test"),
 			sdk.TypeParam("embedding", "model", func() map[string]string { return map[string]string{"ma": "space-a", "mb": "space-b"} })),
-	}})
+	}, sideEffectNodes()...)})
 }
 
 type intOut struct {
