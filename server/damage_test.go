@@ -30,6 +30,7 @@ func makeDB(t testing.TB, home string, nHist, nQueue int) *dbFixture {
 	if err != nil {
 		t.Fatal(err)
 	}
+	st.db.NoSync = true // a fixture: nothing to survive
 	for i := range nHist {
 		id := fmt.Sprintf("hist-%02d", i)
 		p := &queuedPrompt{ID: id, Prompt: json.RawMessage(`{"version":1,"nodes":[]}`), Queued: time.Now()}
