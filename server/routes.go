@@ -61,6 +61,11 @@ func (s *Server) routes() http.Handler {
 func (s *Server) guard(next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		w.Header().Set("Referrer-Policy", "no-referrer")
+		if s.cfg.token == "" && !s.hostAllowed(r.Host) {
+			writeError(w, http.StatusForbidden, "host_not_allowed",
+				fmt.Sprintf("this server answers requests addressed to localhost, its IP addresses or its allowed names, not to %q: start it with --allow-host %s if that name is this machine's, or give it a --token", r.Host, hostName(r.Host)), nil)
+			return
+		}
 		if s.cfg.token != "" {
 			ok, fromQuery := s.authorized(r)
 			if !ok {
@@ -104,6 +109,36 @@ func (s *Server) authorized(r *http.Request) (ok, fromQuery bool) {
 		}
 	}
 	return false, false
+}
+
+// hostAllowed guards a server without a token against DNS rebinding: a page
+// on evil.example whose name the attacker re-points at 127.0.0.1 talks to
+// this server as a same-origin page (its Origin matches its Host, so the
+// cross-origin check lets it through), but its requests still carry Host
+// evil.example. Only names that are this machine are accepted: localhost and
+// *.localhost (browsers resolve those to loopback themselves), IP literals
+// (a rebinding needs a name) and the names given with WithAllowedHosts. With a
+// token the Host is not checked: the token is what such a page lacks.
+func (s *Server) hostAllowed(host string) bool {
+	h := hostName(host)
+	if h == "" || h == "localhost" || strings.HasSuffix(h, ".localhost") {
+		return true // HTTP/1.0 requests may have no Host; browsers always send one
+	}
+	if net.ParseIP(strings.SplitN(h, "%", 2)[0]) != nil {
+		return true
+	}
+	return s.cfg.allowHosts[h]
+}
+
+// hostName is the lower-case name in a Host header or listen address,
+// without port, brackets or trailing dot.
+func hostName(hostport string) string {
+	h := hostport
+	if host, _, err := net.SplitHostPort(hostport); err == nil {
+		h = host
+	}
+	h = strings.TrimSuffix(strings.TrimPrefix(h, "["), "]")
+	return strings.ToLower(strings.TrimSuffix(h, "."))
 }
 
 // originAllowed accepts requests without an Origin (scripts, curl), from the

@@ -153,6 +153,20 @@ func WithAllowedOrigins(origins ...string) Option {
 	}
 }
 
+// WithAllowedHosts adds names that requests may address this server by (the
+// Host header, port ignored) when it has no token, besides localhost, its
+// *.localhost names and IP addresses: the name in the listen address, or a
+// name the machine has on the network. See Server.hostAllowed.
+func WithAllowedHosts(hosts ...string) Option {
+	return func(c *config) {
+		for _, h := range hosts {
+			if h = hostName(h); h != "" {
+				c.allowHosts[h] = true
+			}
+		}
+	}
+}
+
 // New makes a server over a, keeping its queue and history in dbPath, and
 // re-queues whatever was queued or running when a server last stopped. The
 // caller keeps ownership of a and closes it after Close.
