@@ -360,9 +360,8 @@ func (s *Server) execute(ctx context.Context, p *queuedPrompt) {
 	default:
 		_, _ = s.engine.Run(ctx, plan, engine.RunOptions{PromptID: p.ID, Sink: sink})
 	}
-	shutdown := errors.Is(context.Cause(ctx), errShutdown)
-	s.endRun()
-	if shutdown {
+	if errors.Is(context.Cause(ctx), errShutdown) {
+		s.endRun()
 		// Cut short on purpose: the prompt runs again at the next start, and
 		// this attempt does not count against it.
 		if err := s.store.undoAttempt(p.ID); err != nil {
@@ -371,10 +370,15 @@ func (s *Server) execute(ctx context.Context, p *queuedPrompt) {
 		return
 	}
 	// The history is written before "executing null": ComfyUI clients fetch
-	// /history/{id} as soon as they see it.
+	// /history/{id} as soon as they see it. It is written under s.mu, as the
+	// prompt leaves queue_running: GET /queue and GET /history never both
+	// miss it.
+	s.mu.Lock()
 	if err := s.store.finish(p.ID, sink.historyEntry(p)); err != nil {
 		s.cfg.log.Printf("prompt %s: could not record its history: %v", p.ID, err)
 	}
+	s.mu.Unlock()
+	s.endRun()
 	s.hub.send(p.ClientID, jsonFrame("executing", map[string]any{"node": nil, "prompt_id": p.ID}, false))
 	s.broadcastStatus()
 	// A run may have changed what nodes offer (a trained model).
