@@ -276,3 +276,32 @@ func TestUnreadableHistoryEntry(t *testing.T) {
 		t.Fatalf("after delete: %d, %d entries", code, len(h))
 	}
 }
+
+// TestUnreadableQueuedPrompt: a queued record that no longer decodes does
+// not keep the server from starting; it moves to the history as failed, with
+// the reason, and the rest of the queue stays.
+func TestUnreadableQueuedPrompt(t *testing.T) {
+	home := newHome(t)
+	fx := makeDB(t, home, 0, 2)
+	db, err := bolt.Open(fx.path, 0o600, &bolt.Options{Timeout: time.Second})
+	if err != nil {
+		t.Fatal(err)
+	}
+	err = db.Update(func(tx *bolt.Tx) error {
+		return tx.Bucket(bucketQueue).Put([]byte("queued-00"), []byte(`{"number": 1, "id": "queued-00", "prompt": {"versi`))
+	})
+	db.Close()
+	if err != nil {
+		t.Fatal(err)
+	}
+	ts := startServer(t, home, WithPaused())
+	h := waitHistory(t, ts.url, "queued-00")
+	st := h["status"].(map[string]any)
+	if st["status_str"] != "error" || !strings.Contains(fmt.Sprint(st["messages"]), "unreadable") {
+		t.Fatalf("history of the unreadable prompt: %v", st)
+	}
+	_, q := call(t, "GET", ts.url+"/queue", nil)
+	if p := q["queue_pending"].([]any); len(p) != 1 || p[0].([]any)[1] != "queued-01" {
+		t.Fatalf("queue = %v, want queued-01 alone", q)
+	}
+}
