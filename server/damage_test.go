@@ -8,6 +8,7 @@ import (
 	"path/filepath"
 	"reflect"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -240,23 +241,51 @@ func TestDamagedServerDB(t *testing.T) {
 	}
 }
 
-// TestUnreadableHistoryEntry: one history entry that no longer decodes leaves
-// the rest of the history readable.
+// syncBuffer is a log the server writes while the test reads it.
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (w *syncBuffer) Write(p []byte) (int, error) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return w.b.Write(p)
+}
+
+func (w *syncBuffer) String() string {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return w.b.String()
+}
+
+// rot flips one byte inside the JSON of record key in bucket, keeping the
+// seal: the bit rot a disk can do to a value, which bbolt does not see.
+func rot(t testing.TB, db *bolt.DB, bucket []byte, key string) {
+	t.Helper()
+	err := db.Update(func(tx *bolt.Tx) error {
+		b := tx.Bucket(bucket)
+		v := bytes.Clone(b.Get([]byte(key)))
+		if len(v) < 40 {
+			return fmt.Errorf("no record %s", key)
+		}
+		v[len(v)/2] ^= 0x04
+		return b.Put([]byte(key), v)
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+}
+
+// TestUnreadableHistoryEntry: one history entry whose bytes were damaged
+// leaves the rest of the history readable, whether the damage happens while
+// the server runs or while it is stopped (then the start salvages the file
+// and names the entry).
 func TestUnreadableHistoryEntry(t *testing.T) {
 	home := newHome(t)
 	fx := makeDB(t, home, 5, 0)
-	db, err := bolt.Open(fx.path, 0o600, &bolt.Options{Timeout: time.Second})
-	if err != nil {
-		t.Fatal(err)
-	}
-	err = db.Update(func(tx *bolt.Tx) error {
-		return tx.Bucket(bucketHistory).Put([]byte("hist-02"), []byte(`{"seq": 3, "entry": {"prompt": [`))
-	})
-	db.Close()
-	if err != nil {
-		t.Fatal(err)
-	}
 	ts := startServer(t, home)
+	rot(t, ts.store.db, bucketHistory, "hist-02")
 	code, h := call(t, "GET", ts.url+"/history", nil)
 	if code != 200 || len(h) != 4 || h["hist-02"] != nil {
 		t.Fatalf("GET /history = %d with %d entries, want 200 with the 4 readable ones", code, len(h))
@@ -274,6 +303,17 @@ func TestUnreadableHistoryEntry(t *testing.T) {
 	}
 	if code, h := call(t, "GET", ts.url+"/history?max_items=10", nil); code != 200 || len(h) != 4 {
 		t.Fatalf("after delete: %d, %d entries", code, len(h))
+	}
+
+	rot(t, ts.store.db, bucketHistory, "hist-03")
+	ts.stop()
+	var log syncBuffer
+	ts = startServer(t, home, WithLog(&log))
+	if !strings.Contains(log.String(), `history "hist-03"`) || !strings.Contains(log.String(), fx.path+".damaged-") {
+		t.Fatalf("the start does not report the damaged entry:\n%s", log.String())
+	}
+	if code, h := call(t, "GET", ts.url+"/history", nil); code != 200 || len(h) != 3 || h["hist-03"] != nil {
+		t.Fatalf("after the salvage: %d, %d entries", code, len(h))
 	}
 }
 

@@ -324,21 +324,31 @@ func (s *Server) postUpload(w http.ResponseWriter, r *http.Request) {
 	dir := root
 	if sub != "" {
 		if err := root.MkdirAll(filepath.FromSlash(sub), 0o755); err != nil {
-			fsError(w, err, "subfolder "+sub, kind)
+			uploadError(w, err, "subfolder "+sub, kind)
 			return
 		}
 		if dir, err = root.OpenRoot(filepath.FromSlash(sub)); err != nil {
-			fsError(w, err, "subfolder "+sub, kind)
+			uploadError(w, err, "subfolder "+sub, kind)
 			return
 		}
 		defer dir.Close()
 	}
 	name, err := saveUpload(dir, safeFileName(fileName, exts), data, overwrite == "true" || overwrite == "1")
 	if err != nil {
-		fsError(w, fmt.Errorf("could not save the image: %w", err), path.Join(sub, fileName), kind)
+		uploadError(w, fmt.Errorf("could not save the image: %w", err), path.Join(sub, fileName), kind)
 		return
 	}
 	writeJSON(w, http.StatusOK, map[string]any{"name": name, "subfolder": sub, "type": kind})
+}
+
+// uploadError answers a failed write: a file where a folder is wanted (or
+// the reverse) is a conflict the client can resolve.
+func uploadError(w http.ResponseWriter, err error, what, kind string) {
+	if errors.Is(err, syscall.ENOTDIR) || errors.Is(err, syscall.EISDIR) || errors.Is(err, fs.ErrExist) {
+		writeError(w, http.StatusConflict, "conflict", fmt.Sprintf("%s in the %s folder: something of another kind is in the way (%v)", what, kind, err), nil)
+		return
+	}
+	fsError(w, err, what, kind)
 }
 
 // uploadBase is the last path element of the name a browser sent.

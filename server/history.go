@@ -38,10 +38,11 @@ func (s *store) finish(id string, entry any) error {
 		if err != nil {
 			return err
 		}
-		b, err := json.Marshal(storedHistory{Seq: seq, Entry: raw})
+		js, err := json.Marshal(storedHistory{Seq: seq, Entry: raw})
 		if err != nil {
 			return err
 		}
+		b := sealRecord(id, js)
 		if old := h.Get([]byte(id)); old != nil { // cannot happen: ids are unique
 			size -= int64(len(old))
 			count--
@@ -141,12 +142,12 @@ func (s *store) historyBatch(from uint64, n int, budget int) (items []historyIte
 		size := 0
 		k, v := c.Seek(seqKey(from))
 		for ; k != nil && len(items) < n && (size < budget || len(items) == 0); k, v = c.Next() {
-			var sh storedHistory
 			raw := h.Get(v)
 			if raw == nil {
 				continue // an order key left behind; the entry is gone
 			}
-			if err := json.Unmarshal(raw, &sh); err != nil || len(sh.Entry) == 0 {
+			sh, err := decodeHistory(v, raw)
+			if err != nil {
 				skipped = append(skipped, string(v))
 				continue
 			}
@@ -179,8 +180,8 @@ func (s *store) historyOne(id string) (json.RawMessage, error) {
 		if b == nil {
 			return nil
 		}
-		var sh storedHistory
-		if err := json.Unmarshal(b, &sh); err != nil {
+		sh, err := decodeHistory([]byte(id), b)
+		if err != nil {
 			return &errUnreadableEntry{id: id, err: err}
 		}
 		out = append(json.RawMessage(nil), sh.Entry...)
@@ -226,8 +227,7 @@ func (s *store) deleteHistory(ids []string, all bool) error {
 				continue
 			}
 			size -= int64(len(b))
-			var sh storedHistory
-			if json.Unmarshal(b, &sh) == nil && string(order.Get(seqKey(sh.Seq))) == id {
+			if sh, err := decodeHistory([]byte(id), b); err == nil && string(order.Get(seqKey(sh.Seq))) == id {
 				if err := order.Delete(seqKey(sh.Seq)); err != nil {
 					return err
 				}

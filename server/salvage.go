@@ -47,12 +47,16 @@ func openDB(path string, logf func(string, ...any)) (*bolt.DB, error) {
 	if err != nil {
 		return nil, err
 	}
-	scan, err := scanBolt(path, nil)
+	seals := &sealChecker{}
+	scan, err := scanBolt(path, seals)
 	if err != nil {
 		unlock()
 		return nil, unreadableDB(path, err)
 	}
 	problems := scan.problems
+	if len(seals.bad) > 0 {
+		problems = append(problems, fmt.Sprintf("%d record(s) whose bytes were damaged (%s)", len(seals.bad), listSome(seals.bad)))
+	}
 	if len(problems) == 0 {
 		unlock()
 		db, err := openBolt(path)
@@ -133,6 +137,27 @@ func checkBolt(db *bolt.DB) error {
 	return nil
 }
 
+// sealChecker finds sealed records whose checksum fails.
+type sealChecker struct{ bad []string }
+
+func (c *sealChecker) bucket([]string, uint64) {}
+
+func (c *sealChecker) record(path []string, k, v []byte) {
+	if len(path) == 1 && (path[0] == string(bucketQueue) || path[0] == string(bucketHistory)) {
+		if _, err := unsealRecord(k, v); err != nil {
+			c.bad = append(c.bad, fmt.Sprintf("%s %q", path[0], k))
+		}
+	}
+}
+
+// listSome lists the first few of names.
+func listSome(names []string) string {
+	if len(names) <= 5 {
+		return strings.Join(names, ", ")
+	}
+	return strings.Join(names[:5], ", ") + fmt.Sprintf(" and %d more", len(names)-5)
+}
+
 // salvageRecords collects what a walk of a damaged file finds.
 type salvageRecords struct {
 	seq     map[string]uint64
@@ -173,7 +198,8 @@ func salvage(path string, problems []string, logf func(string, ...any)) (*bolt.D
 		return nil, fmt.Errorf("server database %s is damaged (%s), and a fresh file for what can be read cannot be made: %w",
 			path, problems[0], err)
 	}
-	var kept struct{ queue, history, unreadable int }
+	var kept struct{ queue, history int }
+	var unreadable []string
 	err = fresh.Update(func(tx *bolt.Tx) error {
 		q, err := tx.CreateBucket(bucketQueue)
 		if err != nil {
@@ -191,10 +217,9 @@ func salvage(path string, problems []string, logf func(string, ...any)) (*bolt.D
 		var late []string // entries whose sequence number is taken
 		for _, id := range sortedKeys(recs.history) {
 			v := recs.history[id]
-			var sh storedHistory
-			var probe map[string]any
-			if json.Unmarshal(v, &sh) != nil || json.Unmarshal(sh.Entry, &probe) != nil || sh.Seq == 0 {
-				kept.unreadable++
+			sh, err := decodeHistory([]byte(id), v)
+			if err != nil {
+				unreadable = append(unreadable, fmt.Sprintf("history %q", id))
 				continue
 			}
 			if order.Get(seqKey(sh.Seq)) != nil {
@@ -211,15 +236,14 @@ func salvage(path string, problems []string, logf func(string, ...any)) (*bolt.D
 			kept.history++
 		}
 		for _, id := range late {
-			var sh storedHistory
-			_ = json.Unmarshal(recs.history[id], &sh)
+			sh, _ := decodeHistory([]byte(id), recs.history[id])
 			hseq++
 			sh.Seq = hseq
-			b, err := json.Marshal(sh)
+			js, err := json.Marshal(sh)
 			if err != nil {
 				return err
 			}
-			if err := h.Put([]byte(id), b); err != nil {
+			if err := h.Put([]byte(id), sealRecord(id, js)); err != nil {
 				return err
 			}
 			if err := order.Put(seqKey(hseq), []byte(id)); err != nil {
@@ -232,9 +256,9 @@ func salvage(path string, problems []string, logf func(string, ...any)) (*bolt.D
 		}
 		qseq := recs.seq[string(bucketQueue)]
 		for _, id := range sortedKeys(recs.queue) {
-			var p queuedPrompt
-			if json.Unmarshal(recs.queue[id], &p) != nil || p.ID != id || len(p.Prompt) == 0 {
-				kept.unreadable++
+			p, err := decodeQueued([]byte(id), recs.queue[id])
+			if err != nil || len(p.Prompt) == 0 {
+				unreadable = append(unreadable, fmt.Sprintf("queued prompt %q", id))
 				continue
 			}
 			if h.Get([]byte(id)) != nil {
@@ -270,8 +294,12 @@ func salvage(path string, problems []string, logf func(string, ...any)) (*bolt.D
 	if len(problems) > 1 {
 		why += fmt.Sprintf("; and %d more problem(s)", len(problems)-1)
 	}
-	logf("server database %s was damaged (%s). Kept what could be read: %d queued prompt(s) and %d history entr(ies); %d record(s) were unreadable. The damaged file is kept as %s; delete it once nothing more is wanted from it.",
-		path, why, kept.queue, kept.history, kept.unreadable, damaged)
+	lost := "nothing was unreadable"
+	if len(unreadable) > 0 {
+		lost = fmt.Sprintf("unreadable and left out: %s", listSome(unreadable))
+	}
+	logf("server database %s was damaged (%s). Kept what could be read: %d queued prompt(s) and %d history entries; %s. The damaged file is kept as %s; delete it once nothing more is wanted from it.",
+		path, why, kept.queue, kept.history, lost, damaged)
 	return openBolt(path)
 }
 

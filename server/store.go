@@ -172,12 +172,49 @@ func (s *store) enqueue(p *queuedPrompt, number *float64, front bool) error {
 		default:
 			p.Number = float64(seq)
 		}
-		b, err := json.Marshal(p)
-		if err != nil {
-			return err
-		}
-		return q.Put([]byte(p.ID), b)
+		return putQueued(q, p)
 	})
+}
+
+// putQueued stores p, sealed.
+func putQueued(q *bolt.Bucket, p *queuedPrompt) error {
+	b, err := json.Marshal(p)
+	if err != nil {
+		return err
+	}
+	return q.Put([]byte(p.ID), sealRecord(p.ID, b))
+}
+
+// decodeQueued reads a stored queue record.
+func decodeQueued(k, v []byte) (*queuedPrompt, error) {
+	js, err := unsealRecord(k, v)
+	if err != nil {
+		return nil, err
+	}
+	var p queuedPrompt
+	if err := json.Unmarshal(js, &p); err != nil {
+		return nil, err
+	}
+	if p.ID != string(k) {
+		return nil, fmt.Errorf("the record names prompt %q", p.ID)
+	}
+	return &p, nil
+}
+
+// decodeHistory reads a stored history record.
+func decodeHistory(k, v []byte) (storedHistory, error) {
+	var sh storedHistory
+	js, err := unsealRecord(k, v)
+	if err != nil {
+		return sh, err
+	}
+	if err := json.Unmarshal(js, &sh); err != nil {
+		return sh, err
+	}
+	if len(sh.Entry) == 0 || sh.Seq == 0 {
+		return sh, errors.New("the record has no entry")
+	}
+	return sh, nil
 }
 
 var errDuplicateID = errors.New("a prompt with this prompt_id was already submitted; leave prompt_id out to get a fresh one")
@@ -196,16 +233,12 @@ func (s *store) loadQueue() ([]*queuedPrompt, []unreadablePrompt, error) {
 	var bad []unreadablePrompt
 	err := s.view(func(tx *bolt.Tx) error {
 		return tx.Bucket(bucketQueue).ForEach(func(k, v []byte) error {
-			var p queuedPrompt
-			if err := json.Unmarshal(v, &p); err != nil {
+			p, err := decodeQueued(k, v)
+			if err != nil {
 				bad = append(bad, unreadablePrompt{ID: string(k), Err: err})
 				return nil
 			}
-			if p.ID != string(k) {
-				bad = append(bad, unreadablePrompt{ID: string(k), Err: fmt.Errorf("the record names prompt %q", p.ID)})
-				return nil
-			}
-			out = append(out, &p)
+			out = append(out, p)
 			return nil
 		})
 	})
@@ -247,17 +280,13 @@ func (s *store) beginAttempt(id string) (int, error) {
 		if v == nil {
 			return nil // removed meanwhile; nothing to count
 		}
-		var p queuedPrompt
-		if err := json.Unmarshal(v, &p); err != nil {
+		p, err := decodeQueued([]byte(id), v)
+		if err != nil {
 			return fmt.Errorf("queued prompt %s is unreadable: %w", id, err)
 		}
 		p.Attempts++
 		n = p.Attempts
-		b, err := json.Marshal(&p)
-		if err != nil {
-			return err
-		}
-		return q.Put([]byte(id), b)
+		return putQueued(q, p)
 	})
 	return n, err
 }
@@ -271,16 +300,12 @@ func (s *store) undoAttempt(id string) error {
 		if v == nil {
 			return nil
 		}
-		var p queuedPrompt
-		if err := json.Unmarshal(v, &p); err != nil || p.Attempts == 0 {
+		p, err := decodeQueued([]byte(id), v)
+		if err != nil || p.Attempts == 0 {
 			return err
 		}
 		p.Attempts--
-		b, err := json.Marshal(&p)
-		if err != nil {
-			return err
-		}
-		return q.Put([]byte(id), b)
+		return putQueued(q, p)
 	})
 }
 
