@@ -139,11 +139,16 @@ func scanBolt(path string, visit boltVisitor) (*boltScan, error) {
 	if size == 0 {
 		return nil, errors.New("the file is empty (0 bytes): it was truncated")
 	}
-	meta, err := pickBoltMeta(f, size)
+	meta, metaProblem, err := pickBoltMeta(f, size)
 	if err != nil {
 		return nil, err
 	}
 	w := &boltWalker{r: f, size: size, meta: meta, visit: visit, seen: map[uint64]bool{}}
+	if metaProblem != "" {
+		// bbolt would quietly use the other meta page: the state before the
+		// last transaction, which may have lost that transaction's write.
+		w.problem("%s; the file reads as of the transaction before", metaProblem)
+	}
 	if need := int64(meta.highPgid) * int64(meta.pageSize); size < need {
 		w.problem("the file is truncated: %d bytes, its pages need %d", size, need)
 	}
@@ -153,8 +158,8 @@ func scanBolt(path string, visit boltVisitor) (*boltScan, error) {
 }
 
 // pickBoltMeta returns the valid meta page with the highest transaction id,
-// as bbolt does.
-func pickBoltMeta(r io.ReaderAt, size int64) (boltMeta, error) {
+// as bbolt does, and what is wrong with the other one, if anything.
+func pickBoltMeta(r io.ReaderAt, size int64) (boltMeta, string, error) {
 	var metas []boltMeta
 	var errs []string
 	first := make([]byte, boltHeaderSize+boltMetaSize)
@@ -169,21 +174,32 @@ func pickBoltMeta(r io.ReaderAt, size int64) (boltMeta, error) {
 	} else {
 		errs = append(errs, fmt.Sprintf("meta page 0: the file is %d bytes, too short", size))
 	}
+	var err1 error
 	for _, ps := range sizes {
 		buf := make([]byte, boltHeaderSize+boltMetaSize)
 		if _, err := r.ReadAt(buf, ps); err != nil {
+			err1 = fmt.Errorf("the file is %d bytes, too short", size)
 			continue
 		}
-		if m, err := parseBoltMeta(buf); err == nil && int64(m.pageSize) == ps && ne.Uint64(buf) == 1 {
+		m, err := parseBoltMeta(buf)
+		if err == nil && (int64(m.pageSize) != ps || ne.Uint64(buf) != 1) {
+			err = errors.New("not page 1")
+		}
+		if err == nil {
 			metas = append(metas, m)
+			err1 = nil
 			break
 		}
+		err1 = err
+	}
+	if err1 != nil {
+		errs = append(errs, "meta page 1: "+err1.Error())
 	}
 	if len(metas) == 0 {
 		if len(errs) == 0 {
 			errs = append(errs, "no valid meta page")
 		}
-		return boltMeta{}, fmt.Errorf("no readable bbolt header (%s)", errs[0])
+		return boltMeta{}, "", fmt.Errorf("no readable bbolt header (%s)", errs[0])
 	}
 	best := metas[0]
 	for _, m := range metas[1:] {
@@ -191,7 +207,11 @@ func pickBoltMeta(r io.ReaderAt, size int64) (boltMeta, error) {
 			best = m
 		}
 	}
-	return best, nil
+	problem := ""
+	if len(errs) > 0 {
+		problem = errs[0]
+	}
+	return best, problem, nil
 }
 
 // readPage reads page id and its overflow pages, checking that they lie

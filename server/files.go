@@ -60,15 +60,19 @@ func nameTooLong(what, name string) error {
 	return fmt.Errorf("%s %.40q... is %d bytes long; names of up to %d bytes are accepted (a file system limit)", what, name, len(name), maxNameBytes)
 }
 
-// cleanSubfolder checks a client-given relative folder: no absolute paths, no
-// "..", no NUL, no backslashes (a separator on Windows, so never trusted), no
-// name over maxNameBytes.
+// cleanSubfolder checks a client-given relative folder: valid UTF-8, no
+// absolute paths, no "..", no NUL, no backslashes (a separator on Windows, so
+// never trusted), no name over maxNameBytes.
 func cleanSubfolder(sub string) (string, error) {
 	if sub == "" {
 		return "", nil
 	}
 	if len(sub) > maxSubfolderBytes {
 		return "", fmt.Errorf("subfolder is %d bytes long; up to %d are accepted", len(sub), maxSubfolderBytes)
+	}
+	if !utf8.ValidString(sub) {
+		// It could be made, but not named back in a JSON answer.
+		return "", fmt.Errorf("subfolder %q is not valid UTF-8", sub)
 	}
 	if strings.ContainsAny(sub, "\x00\\") || path.IsAbs(sub) || filepath.IsAbs(sub) {
 		return "", fmt.Errorf("subfolder %q must be a relative folder inside the root, with '/' separators", sub)

@@ -47,15 +47,18 @@ func openDB(path string, logf func(string, ...any)) (*bolt.DB, error) {
 	if err != nil {
 		return nil, err
 	}
-	seals := &sealChecker{}
-	scan, err := scanBolt(path, seals)
+	records := &recordChecker{history: map[string]bool{}}
+	scan, err := scanBolt(path, records)
 	if err != nil {
 		unlock()
 		return nil, unreadableDB(path, err)
 	}
 	problems := scan.problems
-	if len(seals.bad) > 0 {
-		problems = append(problems, fmt.Sprintf("%d record(s) whose bytes were damaged (%s)", len(seals.bad), listSome(seals.bad)))
+	if len(records.bad) > 0 {
+		problems = append(problems, fmt.Sprintf("%d record(s) whose bytes were damaged (%s)", len(records.bad), listSome(records.bad)))
+	}
+	if p := records.orderProblem(); p != "" && len(problems) == 0 {
+		problems = append(problems, p)
 	}
 	if len(problems) == 0 {
 		unlock()
@@ -137,17 +140,48 @@ func checkBolt(db *bolt.DB) error {
 	return nil
 }
 
-// sealChecker finds sealed records whose checksum fails.
-type sealChecker struct{ bad []string }
+// recordChecker finds what bbolt cannot: sealed records whose checksum
+// fails, and a history order that does not list each entry exactly once.
+type recordChecker struct {
+	bad     []string
+	history map[string]bool // id -> listed by history_order
+	order   []string        // history_order's values
+}
 
-func (c *sealChecker) bucket([]string, uint64) {}
+func (c *recordChecker) bucket([]string, uint64) {}
 
-func (c *sealChecker) record(path []string, k, v []byte) {
-	if len(path) == 1 && (path[0] == string(bucketQueue) || path[0] == string(bucketHistory)) {
+func (c *recordChecker) record(path []string, k, v []byte) {
+	if len(path) != 1 {
+		return
+	}
+	switch path[0] {
+	case string(bucketQueue), string(bucketHistory):
 		if _, err := unsealRecord(k, v); err != nil {
 			c.bad = append(c.bad, fmt.Sprintf("%s %q", path[0], k))
 		}
+		if path[0] == string(bucketHistory) {
+			c.history[string(k)] = false
+		}
+	case string(bucketHistoryOrder):
+		c.order = append(c.order, string(v))
 	}
+}
+
+// orderProblem reports a history order that misses, repeats or invents an entry.
+func (c *recordChecker) orderProblem() string {
+	for _, id := range c.order {
+		listed, ok := c.history[id]
+		if !ok || listed {
+			return fmt.Sprintf("the history order lists %q wrongly", id)
+		}
+		c.history[id] = true
+	}
+	for id, listed := range c.history {
+		if !listed {
+			return fmt.Sprintf("the history order misses %q", id)
+		}
+	}
+	return ""
 }
 
 // listSome lists the first few of names.
