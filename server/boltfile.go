@@ -108,6 +108,7 @@ type boltWalker struct {
 	visit    boltVisitor
 	seen     map[uint64]bool
 	problems []string
+	free     [][]byte // page buffers to reuse
 }
 
 func (w *boltWalker) problem(format string, args ...any) {
@@ -222,14 +223,14 @@ func (w *boltWalker) readPage(id uint64, wantFlags ...uint16) ([]byte, error) {
 	if id < 2 || id >= w.meta.highPgid {
 		return nil, fmt.Errorf("page %d is outside the database (high-water mark %d)", id, w.meta.highPgid)
 	}
-	hdr := make([]byte, boltHeaderSize)
-	if _, err := w.r.ReadAt(hdr, int64(id)*ps); err != nil {
+	page := w.buffer(int(ps))
+	if _, err := w.r.ReadAt(page, int64(id)*ps); err != nil {
 		return nil, fmt.Errorf("page %d lies past the end of the file", id)
 	}
-	if got := ne.Uint64(hdr); got != id {
+	if got := ne.Uint64(page); got != id {
 		return nil, fmt.Errorf("page %d is garbage (it calls itself page %d)", id, got)
 	}
-	flags := ne.Uint16(hdr[8:])
+	flags := ne.Uint16(page[8:])
 	ok := false
 	for _, f := range wantFlags {
 		ok = ok || flags == f
@@ -237,17 +238,35 @@ func (w *boltWalker) readPage(id uint64, wantFlags ...uint16) ([]byte, error) {
 	if !ok {
 		return nil, fmt.Errorf("page %d is garbage (flags %#x)", id, flags)
 	}
-	overflow := uint64(ne.Uint32(hdr[12:]))
+	overflow := uint64(ne.Uint32(page[12:]))
+	if overflow == 0 {
+		return page, nil
+	}
 	n := (1 + overflow) * uint64(ps)
 	if id+overflow >= w.meta.highPgid || n > boltMaxPageBytes {
 		return nil, fmt.Errorf("page %d is garbage (overflow %d)", id, overflow)
 	}
-	page := make([]byte, n)
-	if _, err := w.r.ReadAt(page, int64(id)*ps); err != nil {
+	page = append(page, make([]byte, n-uint64(ps))...)
+	if _, err := w.r.ReadAt(page[ps:], int64(id+1)*ps); err != nil {
 		return nil, fmt.Errorf("page %d lies past the end of the file", id)
 	}
 	return page, nil
 }
+
+// buffer returns a page buffer of n bytes, reused when one is free.
+func (w *boltWalker) buffer(n int) []byte {
+	if k := len(w.free); k > 0 {
+		b := w.free[k-1]
+		w.free = w.free[:k-1]
+		if cap(b) >= n {
+			return b[:n]
+		}
+	}
+	return make([]byte, n)
+}
+
+// release hands a page buffer back once nothing refers to its bytes.
+func (w *boltWalker) release(b []byte) { w.free = append(w.free, b) }
 
 // checkFreelist reads the freelist the way bbolt does when it opens the file.
 func (w *boltWalker) checkFreelist() {
@@ -312,6 +331,7 @@ func (w *boltWalker) walkPage(path []string, id uint64, depth int, prev *[]byte)
 		w.problem("bucket %q: %v", path, err)
 		return
 	}
+	defer w.release(page)
 	if ne.Uint16(page[8:]) == boltFlagLeaf {
 		w.walkLeaf(path, page, int64(id), depth, prev)
 		return
@@ -356,7 +376,7 @@ func (w *boltWalker) walkLeaf(path []string, page []byte, id int64, depth int, p
 		if *prev != nil && bytes.Compare(*prev, k) >= 0 {
 			w.problem("bucket %q: %s: keys out of order", path, where)
 		}
-		*prev = k
+		*prev = append((*prev)[:0], k...) // the page's buffer is reused
 		if flags&boltBucketLeaf == 0 {
 			if w.visit != nil {
 				w.visit.record(path, k, v)
