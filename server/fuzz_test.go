@@ -75,6 +75,11 @@ func FuzzPrompt(f *testing.F) {
 			if !queued {
 				t.Fatalf("prompt %s accepted but not in the queue", out.ID)
 			}
+			// Keep the queue short: a fuzzing run accepts many prompts.
+			del, _ := json.Marshal(map[string]any{"delete": []string{out.ID}})
+			if rec := serve(ts, httptest.NewRequest("POST", "/queue", bytes.NewReader(del))); rec.Code != 200 || !strings.Contains(rec.Body.String(), out.ID) {
+				t.Fatalf("POST /queue delete %s: %d %s", out.ID, rec.Code, rec.Body.Bytes())
+			}
 		case 400, 413:
 			apiError(t, rec)
 		default:
