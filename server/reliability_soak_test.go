@@ -152,6 +152,17 @@ func TestSoakKill9(t *testing.T) {
 	if p.url == "" {
 		t.Fatalf("last start: %s", p.log())
 	}
+	// The queue left by the rounds drains first (a hang guard, not a speed
+	// check: a few minutes of prompts may be waiting).
+	for start := time.Now(); ; time.Sleep(200 * time.Millisecond) {
+		_, q := call(t, "GET", p.url+"/queue", nil)
+		if len(q["queue_running"].([]any))+len(q["queue_pending"].([]any)) == 0 {
+			break
+		}
+		if time.Since(start) > 20*time.Minute {
+			t.Fatalf("the queue never drained: %v", q)
+		}
+	}
 	gaveUp := 0
 	for id := range submitted {
 		st := waitHistory(t, p.url, id)["status"].(map[string]any)
