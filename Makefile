@@ -70,5 +70,11 @@ bench:
 proto:
 	protoc --go_out=. --go_opt=paths=source_relative --go-grpc_out=. --go-grpc_opt=paths=source_relative plugins/proto/node.proto
 
+# fuzz runs each fuzz target for FUZZTIME (make fuzz FUZZTIME=5m for longer):
+# the workflow parser, and the server's handlers of what clients send.
+FUZZTIME ?= 30s
 fuzz:
-	$(GO) test -run '^$$' -fuzz FuzzParse -fuzztime 30s ./engine/workflow/
+	$(GO) test -run '^$$' -fuzz '^FuzzParse$$' -fuzztime $(FUZZTIME) ./engine/workflow/
+	$(GO) test -run '^$$' -fuzz '^FuzzPrompt$$' -fuzztime $(FUZZTIME) ./server/
+	$(GO) test -run '^$$' -fuzz '^FuzzUploadName$$' -fuzztime $(FUZZTIME) ./server/
+	$(GO) test -run '^$$' -fuzz '^FuzzView$$' -fuzztime $(FUZZTIME) ./server/

@@ -53,7 +53,9 @@ func TestView(t *testing.T) {
 	must(os.WriteFile(filepath.Join(home, "secret.txt"), []byte("secret"), 0o644))
 	must(os.Symlink(filepath.Join(home, "secret.txt"), filepath.Join(out, "link.png")))
 	must(os.Symlink(home, filepath.Join(out, "escape")))
-	must(os.Symlink(filepath.Join(out, "sub", "a.png"), filepath.Join(out, "inside.png")))
+	must(os.Symlink("sub/a.png", filepath.Join(out, "inside.png")))
+	// Absolute links are not followed, even to a file inside (os.Root's rule).
+	must(os.Symlink(filepath.Join(out, "sub", "a.png"), filepath.Join(out, "absolute.png")))
 	must(os.WriteFile(filepath.Join(home, "temp", "t.jpg"), encoded(t, "jpeg"), 0o644))
 
 	for _, tc := range []struct {
@@ -69,6 +71,7 @@ func TestView(t *testing.T) {
 		{"temp jpeg", url.Values{"filename": {"t.jpg"}, "type": {"temp"}}, 200, "image/jpeg", false},
 		{"html is not served as a page", url.Values{"filename": {"page.html"}}, 200, "application/octet-stream", false},
 		{"symlink inside is fine", url.Values{"filename": {"inside.png"}}, 200, "image/png", false},
+		{"absolute symlink", url.Values{"filename": {"absolute.png"}}, 403, "", false},
 		{"missing", url.Values{"filename": {"nope.png"}}, 404, "", false},
 		{"no filename", url.Values{}, 400, "", false},
 		{"bad type", url.Values{"filename": {"a.png"}, "type": {"models"}}, 400, "", false},

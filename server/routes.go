@@ -1,6 +1,7 @@
 package server
 
 import (
+	"bufio"
 	"bytes"
 	"crypto/rand"
 	"crypto/subtle"
@@ -8,6 +9,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"math"
 	"net"
 	"net/http"
 	"net/url"
@@ -59,6 +61,11 @@ func (s *Server) routes() http.Handler {
 func (s *Server) guard(next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		w.Header().Set("Referrer-Policy", "no-referrer")
+		if s.cfg.token == "" && !s.hostAllowed(r.Host) {
+			writeError(w, http.StatusForbidden, "host_not_allowed",
+				fmt.Sprintf("this server answers requests addressed to localhost, its IP addresses or its allowed names, not to %q: start it with --allow-host %s if that name is this machine's, or give it a --token", r.Host, hostName(r.Host)), nil)
+			return
+		}
 		if s.cfg.token != "" {
 			ok, fromQuery := s.authorized(r)
 			if !ok {
@@ -102,6 +109,36 @@ func (s *Server) authorized(r *http.Request) (ok, fromQuery bool) {
 		}
 	}
 	return false, false
+}
+
+// hostAllowed guards a server without a token against DNS rebinding: a page
+// on evil.example whose name the attacker re-points at 127.0.0.1 talks to
+// this server as a same-origin page (its Origin matches its Host, so the
+// cross-origin check lets it through), but its requests still carry Host
+// evil.example. Only names that are this machine are accepted: localhost and
+// *.localhost (browsers resolve those to loopback themselves), IP literals
+// (a rebinding needs a name) and the names given with WithAllowedHosts. With a
+// token the Host is not checked: the token is what such a page lacks.
+func (s *Server) hostAllowed(host string) bool {
+	h := hostName(host)
+	if h == "" || h == "localhost" || strings.HasSuffix(h, ".localhost") {
+		return true // HTTP/1.0 requests may have no Host; browsers always send one
+	}
+	if net.ParseIP(strings.SplitN(h, "%", 2)[0]) != nil {
+		return true
+	}
+	return s.cfg.allowHosts[h]
+}
+
+// hostName is the lower-case name in a Host header or listen address,
+// without port, brackets or trailing dot.
+func hostName(hostport string) string {
+	h := hostport
+	if host, _, err := net.SplitHostPort(hostport); err == nil {
+		h = host
+	}
+	h = strings.TrimSuffix(strings.TrimPrefix(h, "["), "]")
+	return strings.ToLower(strings.TrimSuffix(h, "."))
 }
 
 // originAllowed accepts requests without an Origin (scripts, curl), from the
@@ -331,36 +368,90 @@ func (s *Server) postQueue(w http.ResponseWriter, r *http.Request) {
 	writeJSON(w, http.StatusOK, map[string]any{"deleted": nonNil(removed)})
 }
 
+// getHistory lists the history oldest first, as ComfyUI does: all of it, the
+// newest max_items, or max_items from offset (counted from the oldest). The
+// answer is streamed in batches, each read in its own short transaction, so a
+// long history costs neither a buffer of its size nor a long read
+// transaction. An entry that no longer decodes is left out (and logged)
+// rather than failing the whole list.
 func (s *Server) getHistory(w http.ResponseWriter, r *http.Request) {
-	max := 0
-	if v := r.URL.Query().Get("max_items"); v != "" {
+	q := r.URL.Query()
+	intParam := func(name string, def int) (int, bool) {
+		v := q.Get(name)
+		if v == "" {
+			return def, true
+		}
 		n, err := strconv.Atoi(v)
 		if err != nil || n < 0 {
-			writeError(w, http.StatusBadRequest, "bad_max_items", "max_items must be a non-negative integer", nil)
-			return
+			writeError(w, http.StatusBadRequest, "bad_"+name, name+" must be a non-negative integer", nil)
+			return 0, false
 		}
-		max = n
+		return n, true
 	}
-	items, err := s.store.history(max)
+	maxItems, ok := intParam("max_items", -1)
+	if !ok {
+		return
+	}
+	offset, ok := intParam("offset", -1)
+	if !ok {
+		return
+	}
+	remaining := maxItems
+	if maxItems < 0 {
+		remaining, maxItems = math.MaxInt, 0
+	}
+	start, err := s.store.historyStart(maxItems, offset)
 	if err != nil {
 		writeError(w, http.StatusInternalServerError, "history_failed", err.Error(), nil)
 		return
 	}
-	// Written by hand to keep the entries in order, oldest first, as ComfyUI does.
-	var b bytes.Buffer
-	b.WriteByte('{')
-	for i, it := range items {
-		if i > 0 {
-			b.WriteByte(',')
+	const batchItems, batchBytes = 256, 1 << 20
+	var skipped []string
+	batch := func(from uint64) ([]historyItem, uint64, error) {
+		if remaining <= 0 {
+			return nil, 0, nil
 		}
-		k, _ := json.Marshal(it.ID)
-		b.Write(k)
-		b.WriteByte(':')
-		b.Write(it.Entry)
+		items, next, bad, err := s.store.historyBatch(from, min(batchItems, remaining), batchBytes)
+		skipped = append(skipped, bad...)
+		remaining -= len(items)
+		return items, next, err
 	}
-	b.WriteByte('}')
+	items, next, err := batch(start)
+	if err != nil {
+		writeError(w, http.StatusInternalServerError, "history_failed", err.Error(), nil)
+		return
+	}
 	w.Header().Set("Content-Type", "application/json")
-	_, _ = w.Write(b.Bytes())
+	bw := bufio.NewWriterSize(w, 64<<10)
+	bw.WriteByte('{')
+	first := true
+	for {
+		for _, it := range items {
+			if !first {
+				bw.WriteByte(',')
+			}
+			first = false
+			k, _ := json.Marshal(it.ID)
+			bw.Write(k)
+			bw.WriteByte(':')
+			bw.Write(it.Entry)
+		}
+		if next == 0 || remaining <= 0 {
+			break
+		}
+		if items, next, err = batch(next); err != nil {
+			// The answer has begun; cutting the connection is the only
+			// honest way left to say it is incomplete.
+			s.cfg.log.Printf("GET /history: %v", err)
+			panic(http.ErrAbortHandler)
+		}
+	}
+	bw.WriteByte('}')
+	_ = bw.Flush()
+	if len(skipped) > 0 {
+		s.cfg.log.Printf("GET /history: left out %d unreadable entr(ies) (%s); delete them with POST /history {\"delete\": [...]}",
+			len(skipped), strings.Join(skipped, ", "))
+	}
 }
 
 // getHistoryOne answers {} for an unknown (or still queued) id, as ComfyUI

@@ -77,9 +77,12 @@ type config struct {
 	maxLossy     int
 	maxMust      int
 	maxHistory   int
+	maxHistBytes int64
+	maxAttempts  int
 	log          *log.Logger
 	version      string
 	allowOrigins map[string]bool
+	allowHosts   map[string]bool
 }
 
 // Option configures a Server.
@@ -113,6 +116,25 @@ func WithClientBuffers(lossy, must int) Option {
 // 10000, as ComfyUI); the oldest go first.
 func WithMaxHistory(n int) Option { return func(c *config) { c.maxHistory = n } }
 
+// DefaultHistoryBytes is the history's default byte bound (see WithHistoryBytes).
+const DefaultHistoryBytes = 32 << 20
+
+// WithHistoryBytes bounds the bytes the history keeps (default
+// DefaultHistoryBytes; 0 or less: no bound): the entries as stored, that is
+// each prompt, its outputs as the nodes reported them and its status
+// messages, as JSON. The oldest go first; the newest is always kept.
+func WithHistoryBytes(n int64) Option { return func(c *config) { c.maxHistBytes = n } }
+
+// DefaultMaxAttempts is how many runs of a prompt the server may fail to
+// survive before it gives up on the prompt (see WithMaxAttempts).
+const DefaultMaxAttempts = 3
+
+// WithMaxAttempts sets how many times a queued prompt may start running
+// without the server surviving the run (a crash, kill -9, power loss) before
+// it is marked failed instead of run again at the next start (default
+// DefaultMaxAttempts). A shutdown by signal or Close does not count.
+func WithMaxAttempts(n int) Option { return func(c *config) { c.maxAttempts = max(1, n) } }
+
 // WithLog sends the server's own messages to w (default stderr).
 func WithLog(w io.Writer) Option {
 	return func(c *config) { c.log = log.New(w, "face0 serve: ", log.LstdFlags) }
@@ -131,6 +153,20 @@ func WithAllowedOrigins(origins ...string) Option {
 	}
 }
 
+// WithAllowedHosts adds names that requests may address this server by (the
+// Host header, port ignored) when it has no token, besides localhost, its
+// *.localhost names and IP addresses: the name in the listen address, or a
+// name the machine has on the network. See Server.hostAllowed.
+func WithAllowedHosts(hosts ...string) Option {
+	return func(c *config) {
+		for _, h := range hosts {
+			if h = hostName(h); h != "" {
+				c.allowHosts[h] = true
+			}
+		}
+	}
+}
+
 // New makes a server over a, keeping its queue and history in dbPath, and
 // re-queues whatever was queued or running when a server last stopped. The
 // caller keeps ownership of a and closes it after Close.
@@ -141,9 +177,12 @@ func New(a *app.App, dbPath string, opts ...Option) (*Server, error) {
 		maxLossy:     64,
 		maxMust:      4096,
 		maxHistory:   10000,
+		maxHistBytes: DefaultHistoryBytes,
+		maxAttempts:  DefaultMaxAttempts,
 		log:          log.New(os.Stderr, "face0 serve: ", log.LstdFlags),
 		version:      "dev",
 		allowOrigins: map[string]bool{},
+		allowHosts:   map[string]bool{},
 	}
 	for _, o := range opts {
 		o(&cfg)
@@ -151,14 +190,24 @@ func New(a *app.App, dbPath string, opts ...Option) (*Server, error) {
 	if a == nil || a.Catalog == nil || a.Engine == nil {
 		return nil, errors.New("server: the app is not open (call app.Open first)")
 	}
-	st, err := openStore(dbPath)
+	st, err := openStore(dbPath, storeOptions{maxCount: cfg.maxHistory, maxBytes: cfg.maxHistBytes, logf: cfg.log.Printf})
 	if err != nil {
 		return nil, err
 	}
-	queued, err := st.loadQueue()
+	queued, unreadable, err := st.loadQueue()
 	if err != nil {
 		st.close()
-		return nil, fmt.Errorf("%w (move %s away to start with an empty queue and history)", err, dbPath)
+		return nil, err
+	}
+	for _, u := range unreadable {
+		// Not run, not lost from sight: it moves to the history as failed.
+		reason := fmt.Errorf("the queued prompt is unreadable in %s (%v); it was not run", dbPath, u.Err)
+		cfg.log.Printf("prompt %s: %v", u.ID, reason)
+		sink := newRunSink(u.ID, func(*frame) {})
+		sink.failBeforeRun(reason)
+		if err := st.finish(u.ID, sink.historyEntry(&queuedPrompt{ID: u.ID})); err != nil {
+			cfg.log.Printf("prompt %s: could not record its history: %v", u.ID, err)
+		}
 	}
 	s := &Server{
 		cfg: cfg, engine: a.Engine, dirs: a.Dirs, store: st, hub: newHub(), refresher: a.Refresh,
@@ -287,33 +336,61 @@ func (s *Server) worker() {
 func (s *Server) execute(ctx context.Context, p *queuedPrompt) {
 	s.broadcastStatus()
 	sink := newRunSink(p.ID, func(f *frame) { s.hub.send(p.ClientID, f) })
+	attempt, err := s.store.beginAttempt(p.ID)
+	if err != nil {
+		// Without a count on disk, a prompt that crashes the server would run
+		// at every start; it stays queued in the file for a later start.
+		s.cfg.log.Printf("prompt %s: not run: cannot record the attempt: %v", p.ID, err)
+		s.endRun()
+		s.broadcastStatus()
+		return
+	}
 	wf, _, err := workflow.Parse(p.Prompt)
 	var plan *engine.Plan
 	if err == nil {
 		plan, err = s.catalog().Compile(wf, p.Targets)
 	}
-	if err != nil {
+	switch {
+	case attempt > s.cfg.maxAttempts:
+		err := fmt.Errorf("not run again: the server stopped (crashed or was killed) during each of the %d attempts to run this prompt; the server's log from those runs may say why", attempt-1)
+		s.cfg.log.Printf("prompt %s: %v", p.ID, err)
+		sink.failBeforeRun(err)
+	case err != nil:
 		sink.failBeforeRun(fmt.Errorf("the queued workflow no longer validates: %w", err))
-	} else {
+	default:
 		_, _ = s.engine.Run(ctx, plan, engine.RunOptions{PromptID: p.ID, Sink: sink})
 	}
-	shutdown := errors.Is(context.Cause(ctx), errShutdown)
-	s.mu.Lock()
-	s.cancelRun(nil)
-	s.running, s.cancelRun = nil, nil
-	s.mu.Unlock()
-	if shutdown {
+	if errors.Is(context.Cause(ctx), errShutdown) {
+		s.endRun()
+		// Cut short on purpose: the prompt runs again at the next start, and
+		// this attempt does not count against it.
+		if err := s.store.undoAttempt(p.ID); err != nil {
+			s.cfg.log.Printf("prompt %s: %v", p.ID, err)
+		}
 		return
 	}
 	// The history is written before "executing null": ComfyUI clients fetch
-	// /history/{id} as soon as they see it.
-	if err := s.store.finish(p.ID, sink.historyEntry(p), s.cfg.maxHistory); err != nil {
+	// /history/{id} as soon as they see it. It is written under s.mu, as the
+	// prompt leaves queue_running: GET /queue and GET /history never both
+	// miss it.
+	s.mu.Lock()
+	if err := s.store.finish(p.ID, sink.historyEntry(p)); err != nil {
 		s.cfg.log.Printf("prompt %s: could not record its history: %v", p.ID, err)
 	}
+	s.mu.Unlock()
+	s.endRun()
 	s.hub.send(p.ClientID, jsonFrame("executing", map[string]any{"node": nil, "prompt_id": p.ID}, false))
 	s.broadcastStatus()
 	// A run may have changed what nodes offer (a trained model).
 	s.refresh(s.ctx, true)
+}
+
+// endRun clears the running prompt.
+func (s *Server) endRun() {
+	s.mu.Lock()
+	s.cancelRun(nil)
+	s.running, s.cancelRun = nil, nil
+	s.mu.Unlock()
 }
 
 type specState struct {

@@ -5,9 +5,9 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"os"
-	"path/filepath"
+	"runtime/debug"
 	"sort"
+	"sync"
 	"time"
 
 	bolt "go.etcd.io/bbolt"
@@ -17,7 +17,22 @@ import (
 // the node cache: the cache may be wiped or evicted at any time, the record of
 // what was asked and what came out may not.
 type store struct {
-	db *bolt.DB
+	db   *bolt.DB
+	path string
+	opt  storeOptions
+
+	// histMu serializes history writes, so that the counters below follow
+	// what the committed transactions did.
+	histMu    sync.Mutex
+	histCount int
+	histBytes int64
+}
+
+// storeOptions bound the history; zero means unbounded.
+type storeOptions struct {
+	maxCount int
+	maxBytes int64
+	logf     func(format string, args ...any)
 }
 
 var (
@@ -37,6 +52,9 @@ type queuedPrompt struct {
 	Targets   []string        `json:"targets,omitempty"` // explicit partial-execution targets
 	ClientID  string          `json:"client_id,omitempty"`
 	Queued    time.Time       `json:"queued"`
+	// Attempts counts the runs started, written before each run begins, so
+	// that a run the server does not survive still counts (see beginAttempt).
+	Attempts int `json:"attempts,omitempty"`
 }
 
 // item is the ComfyUI queue/history "prompt" tuple:
@@ -58,20 +76,18 @@ type storedHistory struct {
 	Entry json.RawMessage `json:"entry"`
 }
 
-func openStore(path string) (*store, error) {
-	if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
-		return nil, fmt.Errorf("create folder for the server database: %w", err)
+// openStore opens (or creates) the database at path. A damaged file is
+// salvaged or refused with a message (see openDB); never a Go trace.
+func openStore(path string, opt storeOptions) (*store, error) {
+	if opt.logf == nil {
+		opt.logf = func(string, ...any) {}
 	}
-	// The timeout turns "another face0 serve holds this HOME" into an error
-	// instead of a hang.
-	db, err := bolt.Open(path, 0o600, &bolt.Options{Timeout: 2 * time.Second})
+	db, err := openDB(path, opt.logf)
 	if err != nil {
-		if errors.Is(err, bolt.ErrTimeout) {
-			return nil, fmt.Errorf("server database %s is locked: is another `face0 serve` using this HOME? stop it or pass another --home", path)
-		}
-		return nil, fmt.Errorf("open server database %s: %w", path, err)
+		return nil, err
 	}
-	err = db.Update(func(tx *bolt.Tx) error {
+	s := &store{db: db, path: path, opt: opt}
+	err = s.update(func(tx *bolt.Tx) error {
 		for _, b := range [][]byte{bucketQueue, bucketHistory, bucketHistoryOrder} {
 			if _, err := tx.CreateBucketIfNotExists(b); err != nil {
 				return err
@@ -79,20 +95,66 @@ func openStore(path string) (*store, error) {
 		}
 		return nil
 	})
+	if err == nil {
+		err = s.view(func(tx *bolt.Tx) error {
+			s.histCount = tx.Bucket(bucketHistoryOrder).Stats().KeyN
+			return tx.Bucket(bucketHistory).ForEach(func(_, v []byte) error {
+				s.histBytes += int64(len(v))
+				return nil
+			})
+		})
+	}
 	if err != nil {
 		db.Close()
 		return nil, fmt.Errorf("prepare server database %s: %w", path, err)
 	}
-	return &store{db: db}, nil
+	return s, nil
 }
 
 func (s *store) close() error { return s.db.Close() }
+
+// errDamaged is what every store operation returns once bbolt has tripped
+// over damage while the server runs (a file truncated or overwritten behind
+// its back): a panic or a fault in mapped memory, recovered.
+type errDamaged struct {
+	path  string
+	cause any
+}
+
+func (e *errDamaged) Error() string {
+	return fmt.Sprintf("server database %s is damaged (%v); restart face0 serve: at start it checks the file, keeps what can be read and sets the damaged file aside", e.path, e.cause)
+}
+
+// protect runs fn with faults in mapped memory turned into panics, and any
+// panic into an error: bbolt reads the file through a memory map and panics
+// on pages it does not understand. bbolt's Update and View roll their
+// transaction back when fn panics, so the database stays usable for what is
+// not damaged.
+func (s *store) protect(fn func() error) (err error) {
+	old := debug.SetPanicOnFault(true)
+	defer func() {
+		debug.SetPanicOnFault(old)
+		if r := recover(); r != nil {
+			err = &errDamaged{path: s.path, cause: r}
+			s.opt.logf("%v", err)
+		}
+	}()
+	return fn()
+}
+
+func (s *store) view(fn func(*bolt.Tx) error) error {
+	return s.protect(func() error { return s.db.View(fn) })
+}
+
+func (s *store) update(fn func(*bolt.Tx) error) error {
+	return s.protect(func() error { return s.db.Update(fn) })
+}
 
 // enqueue persists p, giving it the next sequence number and, unless number is
 // given, a number in arrival order (negative with front, so it sorts first,
 // as in ComfyUI).
 func (s *store) enqueue(p *queuedPrompt, number *float64, front bool) error {
-	return s.db.Update(func(tx *bolt.Tx) error {
+	return s.update(func(tx *bolt.Tx) error {
 		q := tx.Bucket(bucketQueue)
 		if q.Get([]byte(p.ID)) != nil || tx.Bucket(bucketHistory).Get([]byte(p.ID)) != nil {
 			return errDuplicateID
@@ -110,32 +172,78 @@ func (s *store) enqueue(p *queuedPrompt, number *float64, front bool) error {
 		default:
 			p.Number = float64(seq)
 		}
-		b, err := json.Marshal(p)
-		if err != nil {
-			return err
-		}
-		return q.Put([]byte(p.ID), b)
+		return putQueued(q, p)
 	})
+}
+
+// putQueued stores p, sealed.
+func putQueued(q *bolt.Bucket, p *queuedPrompt) error {
+	b, err := json.Marshal(p)
+	if err != nil {
+		return err
+	}
+	return q.Put([]byte(p.ID), sealRecord(p.ID, b))
+}
+
+// decodeQueued reads a stored queue record.
+func decodeQueued(k, v []byte) (*queuedPrompt, error) {
+	js, err := unsealRecord(k, v)
+	if err != nil {
+		return nil, err
+	}
+	var p queuedPrompt
+	if err := json.Unmarshal(js, &p); err != nil {
+		return nil, err
+	}
+	if p.ID != string(k) {
+		return nil, fmt.Errorf("the record names prompt %q", p.ID)
+	}
+	return &p, nil
+}
+
+// decodeHistory reads a stored history record.
+func decodeHistory(k, v []byte) (storedHistory, error) {
+	var sh storedHistory
+	js, err := unsealRecord(k, v)
+	if err != nil {
+		return sh, err
+	}
+	if err := json.Unmarshal(js, &sh); err != nil {
+		return sh, err
+	}
+	if len(sh.Entry) == 0 || sh.Seq == 0 {
+		return sh, errors.New("the record has no entry")
+	}
+	return sh, nil
 }
 
 var errDuplicateID = errors.New("a prompt with this prompt_id was already submitted; leave prompt_id out to get a fresh one")
 
-// loadQueue returns every persisted prompt, in run order. The one that was
-// running when the server stopped is among them: it runs again.
-func (s *store) loadQueue() ([]*queuedPrompt, error) {
+// unreadablePrompt is a queued record that no longer decodes.
+type unreadablePrompt struct {
+	ID  string
+	Err error
+}
+
+// loadQueue returns every persisted prompt, in run order, and the records
+// that no longer decode. The one that was running when the server stopped is
+// among them: it runs again (see beginAttempt for the limit).
+func (s *store) loadQueue() ([]*queuedPrompt, []unreadablePrompt, error) {
 	var out []*queuedPrompt
-	err := s.db.View(func(tx *bolt.Tx) error {
+	var bad []unreadablePrompt
+	err := s.view(func(tx *bolt.Tx) error {
 		return tx.Bucket(bucketQueue).ForEach(func(k, v []byte) error {
-			var p queuedPrompt
-			if err := json.Unmarshal(v, &p); err != nil {
-				return fmt.Errorf("queued prompt %s is unreadable: %w", k, err)
+			p, err := decodeQueued(k, v)
+			if err != nil {
+				bad = append(bad, unreadablePrompt{ID: string(k), Err: err})
+				return nil
 			}
-			out = append(out, &p)
+			out = append(out, p)
 			return nil
 		})
 	})
 	sort.Slice(out, func(i, j int) bool { return runsBefore(out[i], out[j]) })
-	return out, err
+	return out, bad, err
 }
 
 func runsBefore(a, b *queuedPrompt) bool {
@@ -146,7 +254,10 @@ func runsBefore(a, b *queuedPrompt) bool {
 }
 
 func (s *store) dequeue(ids ...string) error {
-	return s.db.Update(func(tx *bolt.Tx) error {
+	if len(ids) == 0 {
+		return nil
+	}
+	return s.update(func(tx *bolt.Tx) error {
 		q := tx.Bucket(bucketQueue)
 		for _, id := range ids {
 			if err := q.Delete([]byte(id)); err != nil {
@@ -157,53 +268,44 @@ func (s *store) dequeue(ids ...string) error {
 	})
 }
 
-// finish moves a prompt from the queue to the history in one transaction, so a
-// crash leaves it in exactly one of them, and trims the history to max entries.
-func (s *store) finish(id string, entry any, max int) error {
-	raw, err := json.Marshal(entry)
-	if err != nil {
-		return err
-	}
-	return s.db.Update(func(tx *bolt.Tx) error {
-		if err := tx.Bucket(bucketQueue).Delete([]byte(id)); err != nil {
-			return err
+// beginAttempt counts one more attempt at running id and returns the count.
+// It is committed (fsync'd) before the run starts: a run that takes the
+// server down (a crash, kill -9, the machine losing power) still counts, so a
+// prompt that crashes the server cannot make every restart crash again.
+func (s *store) beginAttempt(id string) (int, error) {
+	n := 0
+	err := s.update(func(tx *bolt.Tx) error {
+		q := tx.Bucket(bucketQueue)
+		v := q.Get([]byte(id))
+		if v == nil {
+			return nil // removed meanwhile; nothing to count
 		}
-		h, order := tx.Bucket(bucketHistory), tx.Bucket(bucketHistoryOrder)
-		seq, err := h.NextSequence()
+		p, err := decodeQueued([]byte(id), v)
 		if err != nil {
-			return err
+			return fmt.Errorf("queued prompt %s is unreadable: %w", id, err)
 		}
-		b, err := json.Marshal(storedHistory{Seq: seq, Entry: raw})
-		if err != nil {
-			return err
-		}
-		if err := h.Put([]byte(id), b); err != nil {
-			return err
-		}
-		if err := order.Put(seqKey(seq), []byte(id)); err != nil {
-			return err
-		}
-		if max <= 0 {
+		p.Attempts++
+		n = p.Attempts
+		return putQueued(q, p)
+	})
+	return n, err
+}
+
+// undoAttempt takes back the attempt of a run that the server cut short on
+// purpose (shutting down): only runs the server did not survive count.
+func (s *store) undoAttempt(id string) error {
+	return s.update(func(tx *bolt.Tx) error {
+		q := tx.Bucket(bucketQueue)
+		v := q.Get([]byte(id))
+		if v == nil {
 			return nil
 		}
-		// Trim the oldest. Counting walks the keys (Stats misses what this
-		// transaction wrote); at 10000 entries that is well under a
-		// millisecond, cheap next to running a prompt.
-		n := 0
-		c := order.Cursor()
-		for k, _ := c.First(); k != nil; k, _ = c.Next() {
-			n++
+		p, err := decodeQueued([]byte(id), v)
+		if err != nil || p.Attempts == 0 {
+			return err
 		}
-		for k, v := c.First(); k != nil && n > max; k, v = c.Next() {
-			if err := h.Delete(v); err != nil {
-				return err
-			}
-			if err := c.Delete(); err != nil {
-				return err
-			}
-			n--
-		}
-		return nil
+		p.Attempts--
+		return putQueued(q, p)
 	})
 }
 
@@ -211,93 +313,4 @@ func seqKey(seq uint64) []byte {
 	k := make([]byte, 8)
 	binary.BigEndian.PutUint64(k, seq)
 	return k
-}
-
-type historyItem struct {
-	ID    string
-	Entry json.RawMessage
-}
-
-// history lists entries oldest first; with max > 0, only the newest max.
-func (s *store) history(max int) ([]historyItem, error) {
-	var out []historyItem
-	err := s.db.View(func(tx *bolt.Tx) error {
-		h := tx.Bucket(bucketHistory)
-		c := tx.Bucket(bucketHistoryOrder).Cursor()
-		var ids []string
-		for k, v := c.Last(); k != nil && (max <= 0 || len(ids) < max); k, v = c.Prev() {
-			ids = append(ids, string(v))
-		}
-		for i := len(ids) - 1; i >= 0; i-- {
-			var sh storedHistory
-			if err := json.Unmarshal(h.Get([]byte(ids[i])), &sh); err != nil {
-				return fmt.Errorf("history entry %s is unreadable: %w", ids[i], err)
-			}
-			out = append(out, historyItem{ID: ids[i], Entry: sh.Entry})
-		}
-		return nil
-	})
-	return out, err
-}
-
-// historyOne returns one entry, or nil if there is none.
-func (s *store) historyOne(id string) (json.RawMessage, error) {
-	var out json.RawMessage
-	err := s.db.View(func(tx *bolt.Tx) error {
-		b := tx.Bucket(bucketHistory).Get([]byte(id))
-		if b == nil {
-			return nil
-		}
-		var sh storedHistory
-		if err := json.Unmarshal(b, &sh); err != nil {
-			return fmt.Errorf("history entry %s is unreadable: %w", id, err)
-		}
-		out = append(json.RawMessage(nil), sh.Entry...)
-		return nil
-	})
-	return out, err
-}
-
-// hasHistory reports whether id finished already.
-func (s *store) hasHistory(id string) bool {
-	found := false
-	_ = s.db.View(func(tx *bolt.Tx) error {
-		found = tx.Bucket(bucketHistory).Get([]byte(id)) != nil
-		return nil
-	})
-	return found
-}
-
-// deleteHistory removes the given entries, or all of them with ids == nil.
-func (s *store) deleteHistory(ids []string, all bool) error {
-	return s.db.Update(func(tx *bolt.Tx) error {
-		if all {
-			for _, b := range [][]byte{bucketHistory, bucketHistoryOrder} {
-				if err := tx.DeleteBucket(b); err != nil {
-					return err
-				}
-				if _, err := tx.CreateBucket(b); err != nil {
-					return err
-				}
-			}
-			return nil
-		}
-		h, order := tx.Bucket(bucketHistory), tx.Bucket(bucketHistoryOrder)
-		for _, id := range ids {
-			b := h.Get([]byte(id))
-			if b == nil {
-				continue
-			}
-			var sh storedHistory
-			if json.Unmarshal(b, &sh) == nil {
-				if err := order.Delete(seqKey(sh.Seq)); err != nil {
-					return err
-				}
-			}
-			if err := h.Delete([]byte(id)); err != nil {
-				return err
-			}
-		}
-		return nil
-	})
 }

@@ -34,6 +34,9 @@ func cmdServe(args []string) error {
 	defaultWF := flags.String("default-workflow", "", "workflow file the editor opens on a first visit (default: the built-in example)")
 	var origins setFlags
 	flags.Var(&origins, "allow-origin", "let browser pages from this origin call the API (e.g. http://localhost:5173); repeatable")
+	var hosts setFlags
+	flags.Var(&hosts, "allow-host", "without a token, also answer requests addressed to this host name (besides localhost, IP addresses and the --listen name); repeatable")
+	historyMB := flags.Int64("history-mb", server.DefaultHistoryBytes>>20, "bound the history's stored size (prompts, output summaries, messages) in MiB; the oldest entries go first; 0: no bound")
 	flags.Usage = func() {
 		fmt.Fprintln(os.Stderr, "usage: face0 serve [--listen 127.0.0.1:8188] [--token TOKEN] [folder flags]")
 		flags.PrintDefaults()
@@ -54,7 +57,10 @@ func cmdServe(args []string) error {
 	}
 	defer a.Close()
 
-	opts := []server.Option{server.WithVersion(config.Version), server.WithAllowedOrigins(origins...)}
+	opts := []server.Option{
+		server.WithVersion(config.Version), server.WithAllowedOrigins(origins...),
+		server.WithAllowedHosts(append(hosts, *listen)...), server.WithHistoryBytes(*historyMB << 20),
+	}
 	if *token != "" {
 		opts = append(opts, server.WithToken(*token))
 	}
