@@ -1,0 +1,190 @@
+package shm
+
+import (
+	"crypto/rand"
+	"encoding/hex"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	"golang.org/x/sys/unix"
+)
+
+// Every file's name says which process made it and so owns it:
+//
+//	face0-shm-<pid>.<start>-<random>       a tensor a plugin wrote for its host
+//	face0-shm-pool-<pid>.<start>-<random>  a file a host keeps (its input pool,
+//	                                       and every tensor it received)
+//
+// where start is the process's start time (clock ticks since boot, from
+// /proc/<pid>/stat), so that a reused PID does not make a dead owner look
+// alive. A receiver reads a pool file without removing it; this is also what
+// plugins built with earlier SDKs do, so they can read anything a host sends.
+//
+// Names without the owner (face0-shm-<hex>, face0-shm-pool-<hex>) come from
+// earlier versions.
+const (
+	prefix     = "face0-shm-"
+	poolPrefix = prefix + "pool-"
+)
+
+// owner identifies a process across PID reuse.
+type owner struct {
+	pid   int
+	start uint64
+}
+
+var (
+	selfOnce sync.Once
+	selfID   owner
+)
+
+// self is this process.
+func self() owner {
+	selfOnce.Do(func() {
+		pid := os.Getpid()
+		start, _ := startTime(pid)
+		selfID = owner{pid: pid, start: start}
+	})
+	return selfID
+}
+
+func (o owner) String() string { return fmt.Sprintf("%d.%d", o.pid, o.start) }
+
+// alive reports whether the process still runs (the same one: same start).
+func (o owner) alive() bool {
+	start, err := startTime(o.pid)
+	return err == nil && start == o.start
+}
+
+// startTime reads field 22 of /proc/<pid>/stat. The command name (field 2)
+// may hold spaces and parentheses, so fields are counted after its last ')'.
+func startTime(pid int) (uint64, error) {
+	b, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/stat")
+	if err != nil {
+		return 0, err
+	}
+	s := string(b)
+	i := strings.LastIndexByte(s, ')')
+	if i < 0 {
+		return 0, fmt.Errorf("unreadable /proc/%d/stat", pid)
+	}
+	f := strings.Fields(s[i+1:])
+	if len(f) < 20 {
+		return 0, fmt.Errorf("unreadable /proc/%d/stat", pid)
+	}
+	return strconv.ParseUint(f[19], 10, 64)
+}
+
+// newName returns a fresh path owned by this process.
+func newName(pool bool) string {
+	var r [8]byte
+	rand.Read(r[:])
+	p := prefix
+	if pool {
+		p = poolPrefix
+	}
+	return filepath.Join(Dir(), p+self().String()+"-"+hex.EncodeToString(r[:]))
+}
+
+// parseName splits a file's base name into its kind and owner. ok is false
+// for names of earlier versions, which carry no owner.
+func parseName(base string) (pool bool, o owner, ok bool) {
+	rest, found := strings.CutPrefix(base, prefix)
+	if !found {
+		return false, owner{}, false
+	}
+	rest, pool = strings.CutPrefix(rest, "pool-")
+	id, _, found := strings.Cut(rest, "-")
+	if !found {
+		return pool, owner{}, false
+	}
+	pidS, startS, found := strings.Cut(id, ".")
+	if !found {
+		return pool, owner{}, false
+	}
+	pid, err1 := strconv.Atoi(pidS)
+	start, err2 := strconv.ParseUint(startS, 10, 64)
+	if err1 != nil || err2 != nil || pid <= 0 {
+		return pool, owner{}, false
+	}
+	return pool, owner{pid: pid, start: start}, true
+}
+
+// Sweep removes files that processes left behind: it never removes a file
+// whose owner still runs, nor one that any process has open or mapped (a
+// kernel lease proves that). Files of earlier versions, which carry no owner,
+// must also be older than age.
+func Sweep(age time.Duration) { sweep(age, false) }
+
+// SweepDead removes the files of owners that have exited and that no process
+// uses, such as what a plugin that crashed mid-write left. Cheap enough to
+// call after every crash.
+func SweepDead() { sweep(0, true) }
+
+func sweep(age time.Duration, ownedOnly bool) {
+	entries, err := os.ReadDir(Dir())
+	if err != nil {
+		return
+	}
+	for _, e := range entries {
+		name := e.Name()
+		if !strings.HasPrefix(name, prefix) || !e.Type().IsRegular() {
+			continue
+		}
+		_, o, ok := parseName(name)
+		switch {
+		case ok && o.alive():
+			continue
+		case !ok && ownedOnly:
+			continue
+		case !ok:
+			info, err := e.Info()
+			if err != nil || time.Since(info.ModTime()) <= age {
+				continue
+			}
+		}
+		removeUnused(filepath.Join(Dir(), name))
+	}
+}
+
+// removeUnused removes path unless some process has it open or mapped. Where
+// leases are unavailable the owner's death (or the age) must do.
+func removeUnused(path string) {
+	fd, err := unix.Open(path, unix.O_RDONLY|unix.O_NOFOLLOW|unix.O_NONBLOCK|unix.O_CLOEXEC, 0)
+	if err != nil {
+		return
+	}
+	defer unix.Close(fd)
+	if free, supported := unused(fd); supported && !free {
+		return
+	}
+	os.Remove(path)
+}
+
+// unused reports whether the open file fd is open nowhere else: no other
+// descriptor and no mapping, in any process (fd itself, read-only or not, is
+// allowed for). It asks the kernel for a write lease, granted only then, and
+// gives it back at once. supported is false where leases are off or not
+// permitted.
+func unused(fd int) (free, supported bool) { return leaseCheck(fd, unix.F_WRLCK) }
+
+// noWriters reports whether no process has the file open for writing,
+// including through a writable shared mapping.
+func noWriters(fd int) (ok, supported bool) { return leaseCheck(fd, unix.F_RDLCK) }
+
+func leaseCheck(fd int, kind int) (granted, supported bool) {
+	_, err := unix.FcntlInt(uintptr(fd), unix.F_SETLEASE, kind)
+	switch err {
+	case nil:
+		unix.FcntlInt(uintptr(fd), unix.F_SETLEASE, unix.F_UNLCK)
+		return true, true
+	case unix.EAGAIN, unix.EBUSY:
+		return false, true
+	}
+	return false, false
+}
