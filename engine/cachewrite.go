@@ -2,10 +2,12 @@ package engine
 
 import (
 	"fmt"
+	"runtime"
 	"runtime/debug"
 	"sync"
 	"sync/atomic"
 
+	"golang.org/x/sys/unix"
 	"google.golang.org/protobuf/proto"
 
 	"github.com/face0/face0/engine/cache"
@@ -14,15 +16,26 @@ import (
 
 // writer stores finished nodes' outputs in the cache in the background:
 // marshalling a large output and writing it must not hold up the nodes that
-// wait for it, nor the end of the run. A run that needs a key still being
-// written waits for that write only. The backlog is bounded: past
-// maxBacklog bytes a run waits for the disk to catch up.
+// wait for it, nor the end of the run. The writes go to the process's one
+// background thread (see lowly). A run that needs a key still being written
+// waits for that write only. The backlog is bounded: past maxBacklog bytes
+// a run waits for the disk to catch up.
 type writer struct {
 	mu      sync.Mutex
 	cond    *sync.Cond
 	pending map[cache.Key]chan struct{}
 	bytes   int64
 	wg      sync.WaitGroup
+}
+
+type write struct {
+	c        Cache
+	key      cache.Key
+	outs     *pb.Outputs
+	producer string
+	done     func()
+	size     int64
+	ch       chan struct{}
 }
 
 const maxBacklog = 512 << 20
@@ -33,41 +46,80 @@ func newWriter() *writer {
 	return w
 }
 
-// put stores outs under k, then calls done (the outputs are no longer read).
+// put queues a write of outs under k; done is called once outs are no
+// longer read.
 func (w *writer) put(c Cache, k cache.Key, outs *pb.Outputs, producer string, done func()) {
-	size := int64(proto.Size(outs))
+	j := &write{c: c, key: k, outs: outs, producer: producer, done: done, size: int64(proto.Size(outs)), ch: make(chan struct{})}
 	w.mu.Lock()
-	for w.bytes > 0 && w.bytes+size > maxBacklog {
+	for w.bytes > 0 && w.bytes+j.size > maxBacklog {
 		w.cond.Wait()
 	}
-	w.bytes += size
-	ch := make(chan struct{})
-	prev := w.pending[k]
-	w.pending[k] = ch
-	w.mu.Unlock()
+	w.bytes += j.size
+	w.pending[k] = j.ch
 	w.wg.Add(1)
-	go func() {
-		defer w.wg.Done()
-		if prev != nil {
-			<-prev // the same key: the later write lands last
+	w.mu.Unlock()
+	lowly.do(func() { w.write(j) })
+}
+
+func (w *writer) write(j *write) {
+	var b []byte
+	var err error
+	ferr := readSafely(func() { b, err = (proto.MarshalOptions{Deterministic: true}).Marshal(j.outs) })
+	j.done()
+	if ferr == nil && err == nil {
+		// Caching is best-effort: a full disk must not fail the run.
+		_ = j.c.Put(j.key, b, j.producer)
+	}
+	w.mu.Lock()
+	w.bytes -= j.size
+	if w.pending[j.key] == j.ch {
+		delete(w.pending, j.key)
+	}
+	close(j.ch)
+	w.cond.Broadcast()
+	w.mu.Unlock()
+	w.wg.Done()
+}
+
+// lowly runs work in order on one OS thread of the lowest priority (nice
+// 19), so that plugins and schedulers get the CPU first and the cache's
+// writes fill the gaps. The thread lives as long as the process: a Go
+// goroutine that ends locked to its thread ends the thread, and a plugin
+// process started from that thread would get its parent-death signal.
+var lowly worker
+
+type worker struct {
+	once  sync.Once
+	mu    sync.Mutex
+	cond  *sync.Cond
+	queue []func()
+}
+
+func (l *worker) do(f func()) {
+	l.once.Do(func() {
+		l.cond = sync.NewCond(&l.mu)
+		go l.loop()
+	})
+	l.mu.Lock()
+	l.queue = append(l.queue, f)
+	l.mu.Unlock()
+	l.cond.Signal()
+}
+
+func (l *worker) loop() {
+	runtime.LockOSThread() // for good: never unlocked, never ends
+	_ = unix.Setpriority(unix.PRIO_PROCESS, unix.Gettid(), 19)
+	for {
+		l.mu.Lock()
+		for len(l.queue) == 0 {
+			l.cond.Wait()
 		}
-		var b []byte
-		var err error
-		ferr := readSafely(func() { b, err = (proto.MarshalOptions{Deterministic: true}).Marshal(outs) })
-		done()
-		if ferr == nil && err == nil {
-			// Caching is best-effort: a full disk must not fail the run.
-			_ = c.Put(k, b, producer)
-		}
-		w.mu.Lock()
-		w.bytes -= size
-		if w.pending[k] == ch {
-			delete(w.pending, k)
-		}
-		close(ch)
-		w.cond.Broadcast()
-		w.mu.Unlock()
-	}()
+		f := l.queue[0]
+		l.queue[0] = nil
+		l.queue = l.queue[1:]
+		l.mu.Unlock()
+		f()
+	}
 }
 
 // waitKey returns once no write of k is under way.

@@ -423,12 +423,17 @@ func (p *pack) execute(ctx context.Context, req *pb.ExecuteRequest, on func(*pb.
 			if ctx.Err() != nil {
 				return nil, ctx.Err()
 			}
+			crashed := false
 			if st, _ := status.FromError(err); st.Code() == codes.Unavailable || st.Code() == codes.Internal {
+				crashed = true
+			}
+			err = p.explain(err) // waits to see the process gone
+			if crashed {
 				// A plugin that died mid-write left a file no response
 				// names: remove it now rather than at the next start.
 				go shm.SweepDead()
 			}
-			return nil, p.explain(err)
+			return nil, err
 		}
 		if outs := ev.GetOutputs(); outs != nil {
 			// Only files named in a completed response are taken, mapped

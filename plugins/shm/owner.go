@@ -56,28 +56,36 @@ func self() owner {
 func (o owner) String() string { return fmt.Sprintf("%d.%d", o.pid, o.start) }
 
 // alive reports whether the process still runs (the same one: same start).
+// A zombie has exited: it only waits for its parent to notice.
 func (o owner) alive() bool {
-	start, err := startTime(o.pid)
-	return err == nil && start == o.start
+	start, state, err := procStat(o.pid)
+	return err == nil && start == o.start && state != "Z" && state != "X"
 }
 
-// startTime reads field 22 of /proc/<pid>/stat. The command name (field 2)
-// may hold spaces and parentheses, so fields are counted after its last ')'.
 func startTime(pid int) (uint64, error) {
+	start, _, err := procStat(pid)
+	return start, err
+}
+
+// procStat reads the state (field 3) and start time (field 22) of
+// /proc/<pid>/stat. The command name (field 2) may hold spaces and
+// parentheses, so fields are counted after its last ')'.
+func procStat(pid int) (start uint64, state string, err error) {
 	b, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/stat")
 	if err != nil {
-		return 0, err
+		return 0, "", err
 	}
 	s := string(b)
 	i := strings.LastIndexByte(s, ')')
 	if i < 0 {
-		return 0, fmt.Errorf("unreadable /proc/%d/stat", pid)
+		return 0, "", fmt.Errorf("unreadable /proc/%d/stat", pid)
 	}
 	f := strings.Fields(s[i+1:])
 	if len(f) < 20 {
-		return 0, fmt.Errorf("unreadable /proc/%d/stat", pid)
+		return 0, "", fmt.Errorf("unreadable /proc/%d/stat", pid)
 	}
-	return strconv.ParseUint(f[19], 10, 64)
+	start, err = strconv.ParseUint(f[19], 10, 64)
+	return start, f[0], err
 }
 
 // newName returns a fresh path owned by this process.

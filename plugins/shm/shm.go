@@ -40,8 +40,17 @@ import (
 // Below it the stream is cheaper than a file.
 const Threshold = 1 << 20
 
-// Dir is where the files live: /dev/shm when present, else the temp folder.
+// DirEnv names a folder to use instead of /dev/shm, for tests and for
+// several face0 installations that must not see each other's files. The
+// host's plugins inherit it.
+const DirEnv = "FACE0_SHM_DIR"
+
+// Dir is where the files live: $FACE0_SHM_DIR if set, /dev/shm when present,
+// else the temp folder.
 func Dir() string {
+	if d := os.Getenv(DirEnv); d != "" {
+		return filepath.Clean(d)
+	}
 	if st, err := os.Stat("/dev/shm"); err == nil && st.IsDir() {
 		return "/dev/shm"
 	}

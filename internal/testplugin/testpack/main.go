@@ -10,7 +10,10 @@ import (
 	"time"
 
 	"github.com/face0/face0/internal/testplugin/testnodes"
+	pb "github.com/face0/face0/plugins/proto"
 	"github.com/face0/face0/plugins/sdk"
+	"github.com/face0/face0/plugins/shm"
+	"github.com/face0/face0/plugins/value"
 )
 
 func main() {
@@ -25,6 +28,8 @@ func main() {
 		sdk.Func("Pid", pid, sdk.Category("test"), sdk.NonDeterministic()),
 		sdk.Func("Random", random, sdk.Category("test"), sdk.NonDeterministic()),
 		sdk.Func("TensorLen", tensorLen, sdk.Category("test")),
+		sdk.Func("DieMidWrite", dieMidWrite, sdk.Category("test")),
+		sdk.Func("KeepInput", keepInput, sdk.Category("test"), sdk.NonDeterministic()),
 		sdk.Func("Embed", embed, sdk.Category("test"),
 			sdk.TypeParam("embedding", "space", func() map[string]string { return map[string]string{"a": "space-a", "b": "space-b"} })),
 		sdk.Func("UseEmbed", useEmbed, sdk.Category("test"),
@@ -150,3 +155,42 @@ type pidIn struct{}
 
 // pid tells tests which plugin process served them.
 func pid(*sdk.Context, pidIn) (intOut, error) { return intOut{int64(os.Getpid())}, nil }
+
+type dieMidWriteIn struct {
+	MB int64 `face0:"mb,min=1,max=256,default=4"`
+}
+
+// dieMidWrite dies while its output is half written, as a plugin killed
+// mid-write would: the SDK's own writer makes the file, which is then cut to
+// half and the process exits before any response names it.
+func dieMidWrite(_ *sdk.Context, in dieMidWriteIn) (intOut, error) {
+	v := value.Float32Tensor("LATENT", make([]float32, in.MB<<20/4), 1, in.MB<<20/4)
+	_, files, err := shm.WriteOutputs(map[string]*pb.Value{"x": v}, nil)
+	if err != nil || len(files) != 1 {
+		return intOut{}, fmt.Errorf("write: %v %v", files, err)
+	}
+	os.Truncate(files[0], in.MB<<19)
+	fmt.Fprintln(os.Stderr, "dying mid-write:", files[0])
+	os.Exit(3)
+	return intOut{}, nil
+}
+
+type keepInputIn struct {
+	Latent sdk.Tensor `face0:"latent,type=LATENT,optional"`
+}
+
+var kept []float32
+
+// keepInput keeps its input past the call, against the SDK's rule, and
+// reads what it kept on its next call without one.
+func keepInput(_ *sdk.Context, in keepInputIn) (intOut, error) {
+	if in.Latent.Data != nil {
+		kept = in.Latent.Data
+		return intOut{int64(len(kept))}, nil
+	}
+	var s float32
+	for _, v := range kept {
+		s += v
+	}
+	return intOut{int64(s)}, nil
+}
