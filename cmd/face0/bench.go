@@ -113,8 +113,7 @@ background writes of the one before are done:
 
 	t := &benchTable{}
 	size := *mb << 20
-	cp := memcpy(size, max(50, *runs))
-	t.add(fmt.Sprintf("memcpy of %d MiB", *mb), cp, 0, "baseline", "")
+	cp := newMemcpy(size)
 
 	// A trivial node: one engine run of one node, no cache.
 	trivial, err := sample(max(200, *runs*10), func(i int) (time.Duration, error) {
@@ -129,70 +128,54 @@ background writes of the one before are done:
 	chain := func(i int) apiPrompt {
 		return chainPrompt(100, "Const", map[string]any{"value": 100000 + i}, "Add", "a", map[string]any{"b": 1})
 	}
-	first, err := sample(*runs, func(i int) (time.Duration, error) { return cached.run(chain(i)) })
-	if err != nil {
+	if _, err := cached.run(chain(-1)); err != nil {
 		return benchFailed("100-node chain", cached, err)
 	}
-	firstNC, err := sample(*runs, func(i int) (time.Duration, error) { return nocache.run(chain(i)) })
+	c100, err := interleaved(*runs,
+		func(i int) (time.Duration, error) { return nocache.run(chain(i)) },
+		func(i int) (time.Duration, error) { return cached.run(chain(i)) },
+		func(int) (time.Duration, error) { return cached.run(chain(-1)) },
+	)
 	if err != nil {
-		return benchFailed("100-node chain", nocache, err)
+		return fmt.Errorf("100-node chain: %w", err)
 	}
-	t.add("100-node chain, first run, --no-cache", firstNC.median(), 0, "", before["chain100-nc"])
-	t.add("100-node chain, first run, with the cache", first.median(), firstNC.median(), "<= 1.2x --no-cache", before["chain100"])
-	rerun, err := sample(*runs, func(int) (time.Duration, error) { return cached.run(chain(0)) })
-	if err != nil {
-		return benchFailed("100-node chain", cached, err)
-	}
-	t.add("100-node chain, fully cached re-run", rerun.median(), 0, "<= 15 ms", before["chain100-cached"])
+	t.add("100-node chain, first run, --no-cache", c100[0].median(), 0, "", before["chain100-nc"])
+	t.add("100-node chain, first run, with the cache", c100[1].median(), c100[0].median(), "<= 1.2x --no-cache", before["chain100"])
+	t.add("100-node chain, fully cached re-run", c100[2].median(), 0, "<= 15 ms", before["chain100-cached"])
 
 	// Tensor chains: MakeTensor then nodes that pass the tensor on (the bar),
 	// or that each return a new copy of it (a node computing a fresh result
 	// of the same size). A hop's cost is the difference between a chain of 10
 	// and a chain of 2, per extra node: making the tensor and the end of the
-	// run cancel out.
+	// run cancel out. The memcpy baseline is measured in the same rounds.
 	tensorChain := func(next string, n, i int) apiPrompt {
 		return chainPrompt(n, "MakeTensor", map[string]any{"mb": *mb, "fill": 1 + i, "ramp": true}, next, "latent", nil)
 	}
 	var drains samples
-	tensorRun := func(s *benchServer, next string, n int) (samples, error) {
-		d, err := sample(*tensorRuns, func(i int) (time.Duration, error) {
-			d, err := s.run(tensorChain(next, n, i))
-			if s == cached {
-				drains = append(drains, s.drain)
-			}
+	tensors, err := interleaved(*tensorRuns,
+		func(i int) (time.Duration, error) { return nocache.run(tensorChain("PassTensor", 10, i)) },
+		func(i int) (time.Duration, error) { return nocache.run(tensorChain("PassTensor", 2, i)) },
+		func(i int) (time.Duration, error) {
+			d, err := cached.run(tensorChain("PassTensor", 10, i))
+			drains = append(drains, cached.drain)
 			return d, err
-		})
-		if err != nil {
-			return nil, benchFailed("tensor chain", s, err)
-		}
-		return d, nil
-	}
-	passNC, err := tensorRun(nocache, "PassTensor", 10)
+		},
+		func(i int) (time.Duration, error) { return nocache.run(tensorChain("CopyTensor", 10, i)) },
+		func(i int) (time.Duration, error) { return nocache.run(tensorChain("CopyTensor", 2, i)) },
+		func(int) (time.Duration, error) { return cp.measure(), nil },
+	)
 	if err != nil {
-		return err
+		return fmt.Errorf("tensor chain: %w", err)
 	}
-	pass2NC, err := tensorRun(nocache, "PassTensor", 2)
-	if err != nil {
-		return err
-	}
-	pass, err := tensorRun(cached, "PassTensor", 10)
-	if err != nil {
-		return err
-	}
-	copyNC, err := tensorRun(nocache, "CopyTensor", 10)
-	if err != nil {
-		return err
-	}
-	copy2NC, err := tensorRun(nocache, "CopyTensor", 2)
-	if err != nil {
-		return err
-	}
+	passNC, pass2NC, pass, copyNC, copy2NC := tensors[0], tensors[1], tensors[2], tensors[3], tensors[4]
+	copyTime := tensors[5].median()
+	t.add(fmt.Sprintf("memcpy of %d MiB", *mb), copyTime, 0, "baseline", "")
 	t.add(fmt.Sprintf("10-node chain passing %d MiB, --no-cache", *mb), passNC.median(), 0, "", before["tensor-nc"])
 	t.add(fmt.Sprintf("10-node chain passing %d MiB, with the cache", *mb), pass.median(), passNC.median(), "<= 1.2x --no-cache", before["tensor"])
 	sort.Slice(drains, func(i, j int) bool { return drains[i] < drains[j] })
 	t.add("  the cache's background writes after that run", drains.median(), 0, "(not waited for)", "")
-	t.add(fmt.Sprintf("  per hop, %d MiB passed on (vs memcpy)", *mb), (passNC.median()-pass2NC.median())/8, cp, "<= 2x memcpy", "")
-	t.add(fmt.Sprintf("  per hop, %d MiB copied by each node (vs memcpy)", *mb), (copyNC.median()-copy2NC.median())/8, cp, "", "")
+	t.add(fmt.Sprintf("  per hop, %d MiB passed on (vs memcpy)", *mb), (passNC.median()-pass2NC.median())/8, copyTime, "<= 2x memcpy", "")
+	t.add(fmt.Sprintf("  per hop, %d MiB copied by each node (vs memcpy)", *mb), (copyNC.median()-copy2NC.median())/8, copyTime, "", "")
 
 	if withFace0 {
 		if err := benchWorkflow(t, cached, nocache, *workflowFile, *inputImage, *wfRuns); err != nil {
@@ -260,18 +243,15 @@ func benchWorkflow(t *benchTable, cached, nocache *benchServer, file, image stri
 			return benchFailed("default workflow", s, err)
 		}
 	}
-	firstNC, err := sample(runs, func(i int) (time.Duration, error) { return run(nocache, i) })
+	wf3, err := interleaved(runs,
+		func(i int) (time.Duration, error) { return run(nocache, i) },
+		func(i int) (time.Duration, error) { return run(cached, i) },
+		func(int) (time.Duration, error) { return run(cached, -1) },
+	)
 	if err != nil {
-		return benchFailed("default workflow", nocache, err)
+		return fmt.Errorf("default workflow: %w", err)
 	}
-	first, err := sample(runs, func(i int) (time.Duration, error) { return run(cached, i) })
-	if err != nil {
-		return benchFailed("default workflow", cached, err)
-	}
-	rerun, err := sample(runs, func(int) (time.Duration, error) { return run(cached, 0) })
-	if err != nil {
-		return benchFailed("default workflow", cached, err)
-	}
+	firstNC, first, rerun := wf3[0], wf3[1], wf3[2]
 	t.add("default Face0 workflow, first run, --no-cache", firstNC.median(), 0, "", "")
 	t.add("default Face0 workflow, first run, with the cache", first.median(), firstNC.median(), "<= 1.2x --no-cache", "")
 	t.add("default Face0 workflow, fully cached re-run", rerun.median(), 0, "", "")
@@ -287,20 +267,47 @@ func parseWorkflow(src string) (*workflow.Workflow, error) {
 	return w, err
 }
 
-// memcpy is the median time of copying size bytes between two buffers whose
-// pages are already mapped.
-func memcpy(size, n int) time.Duration {
-	src, dst := make([]byte, size), make([]byte, size)
-	for i := range src {
-		src[i] = byte(i)
+// memcpyBench copies size bytes between two buffers whose pages are mapped.
+type memcpyBench struct{ src, dst []byte }
+
+func newMemcpy(size int) *memcpyBench {
+	m := &memcpyBench{src: make([]byte, size), dst: make([]byte, size)}
+	for i := range m.src {
+		m.src[i] = byte(i)
 	}
-	copy(dst, src)
-	d, _ := sample(n, func(int) (time.Duration, error) {
+	copy(m.dst, m.src)
+	return m
+}
+
+// measure is the best of 5 copies: one sample of the baseline.
+func (m *memcpyBench) measure() time.Duration {
+	best := time.Duration(1 << 62)
+	for range 5 {
 		t0 := time.Now()
-		copy(dst, src)
-		return time.Since(t0), nil
-	})
-	return d.median()
+		copy(m.dst, m.src)
+		best = min(best, time.Since(t0))
+	}
+	return best
+}
+
+// interleaved runs each of fs once per round, for n rounds, so that what
+// else the machine does weighs on every figure alike, and returns each one's
+// sorted samples.
+func interleaved(n int, fs ...func(i int) (time.Duration, error)) ([]samples, error) {
+	out := make([]samples, len(fs))
+	for i := 0; i < n; i++ {
+		for j, f := range fs {
+			d, err := f(i)
+			if err != nil {
+				return nil, err
+			}
+			out[j] = append(out[j], d)
+		}
+	}
+	for _, s := range out {
+		sort.Slice(s, func(a, b int) bool { return s[a] < s[b] })
+	}
+	return out, nil
 }
 
 type benchRow struct {

@@ -313,7 +313,9 @@ var sink byte
 func TestTruncatedFileIsAnError(t *testing.T) {
 	h := NewHost(1)
 	defer h.Close()
-	out := plugin(t, nil, func(map[string]*pb.Value) map[string]*pb.Value { return map[string]*pb.Value{"x": tensor(Threshold, 1)} })
+	out := plugin(t, nil, func(map[string]*pb.Value) map[string]*pb.Value {
+		return map[string]*pb.Value{"x": tensor(Threshold, 1)}
+	})
 	if err := h.Receive(out); err != nil {
 		t.Fatal(err)
 	}
@@ -329,7 +331,9 @@ func TestTruncatedFileIsAnError(t *testing.T) {
 
 func TestDetachOwnsItsBytes(t *testing.T) {
 	h := NewHost(1)
-	out := plugin(t, nil, func(map[string]*pb.Value) map[string]*pb.Value { return map[string]*pb.Value{"x": tensor(Threshold, 4)} })
+	out := plugin(t, nil, func(map[string]*pb.Value) map[string]*pb.Value {
+		return map[string]*pb.Value{"x": tensor(Threshold, 4)}
+	})
 	if err := h.Receive(out); err != nil {
 		t.Fatal(err)
 	}
@@ -357,7 +361,7 @@ func TestSweepSparesLiveOwnersAndOpenFiles(t *testing.T) {
 		t.Cleanup(func() { os.Remove(p) })
 		return p
 	}
-	mine := mk(filepath.Base(newName(true)))                         // a live owner: this test
+	mine := mk(filepath.Base(newName(true)))                          // a live owner: this test
 	dead := mk(poolPrefix + owner{pid: 1, start: 1}.String() + "-aa") // pid 1 did not start at tick 1
 	legacy := mk(prefix + "0123456789abcdef01234567")
 	legacyOpen := mk(poolPrefix + "0123456789abcdef0123456a")
@@ -399,4 +403,3 @@ func BenchmarkHop16MB(b *testing.B) {
 		h.Release(out)
 	}
 }
-
