@@ -9,6 +9,7 @@ import (
 	"strconv"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/face0/face0/engine"
 	"github.com/face0/face0/plugins/shm"
@@ -103,8 +104,18 @@ func TestTensorChainDataIntact(t *testing.T) {
 					}
 				}
 				r.engine.Wait()
-				if files, mapped := leftovers(t, dir, pid); mapped != 0 || len(files) > 4 {
-					t.Fatalf("%s run left %d mappings and files %v", run, mapped, files)
+				if _, mapped := leftovers(t, dir, pid); mapped != 0 {
+					t.Fatalf("%s run left %d mappings", run, mapped)
+				}
+				// Files are removed beside the scheduler; the input pool keeps 4.
+				for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(10 * time.Millisecond) {
+					files, _ := leftovers(t, dir, pid)
+					if len(files) <= 4 {
+						break
+					}
+					if time.Now().After(deadline) {
+						t.Fatalf("%s run left files %v", run, files)
+					}
 				}
 			}
 		})

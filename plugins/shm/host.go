@@ -34,6 +34,7 @@ type Host struct {
 	files    []*poolFile
 	idle     int // pool files kept while no call uses them
 	closed   bool
+	removing sync.WaitGroup
 }
 
 // segment is one received file, mapped, shared by the tensors that view it.
@@ -320,7 +321,13 @@ func (h *Host) drop(s *segment) {
 	unmap(s.mem)
 	delete(h.byName, s.path)
 	if !s.pooled {
-		os.Remove(s.path)
+		// Removing a large file gives its pages back, which takes as long
+		// as copying them: not on the caller's (the scheduler's) time.
+		h.removing.Add(1)
+		go func() {
+			defer h.removing.Done()
+			os.Remove(s.path)
+		}()
 	}
 }
 
@@ -367,4 +374,5 @@ func (h *Host) Close() {
 	}
 	h.files = nil
 	h.closed = true
+	h.removing.Wait()
 }

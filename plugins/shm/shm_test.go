@@ -121,8 +121,11 @@ func TestChainThroughHost(t *testing.T) {
 		t.Fatal("a released tensor keeps its Data")
 	}
 	h.Release(out2)
+	if mapped, _ := h.Stats(); mapped != 0 {
+		t.Fatalf("%d files still mapped", mapped)
+	}
+	h.Close() // waits for the files' removal
 	noLeaks(t)
-	h.Close()
 }
 
 // A plugin that writes into its input gets its own copy: the host's file
