@@ -79,6 +79,10 @@ type RunOptions struct {
 	PromptID string
 	NoCache  bool // neither read nor write the cache
 	Sink     events.Sink
+	// UIOnly says the caller reads only the Ui of Result.Outputs (and the
+	// events), as the server does: the output values are not kept past the
+	// run, which spares copying large tensors out of shared memory.
+	UIOnly bool
 }
 
 // Result is what a run produced.
@@ -303,7 +307,9 @@ func (e *Engine) Run(ctx context.Context, p *Plan, opts RunOptions) (*Result, er
 		if st.hold == nil || st.let {
 			continue
 		}
-		if n.wanted {
+		if n.wanted && opts.UIOnly {
+			res.Outputs[n.id] = &pb.Outputs{Ui: st.outputs.GetUi()}
+		} else if n.wanted {
 			values, err := rel.Detach(st.outputs.GetValues())
 			if err != nil {
 				delete(res.Outputs, n.id)

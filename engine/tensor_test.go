@@ -1,6 +1,7 @@
 package engine_test
 
 import (
+	"context"
 	"crypto/sha256"
 	"encoding/hex"
 	"fmt"
@@ -163,4 +164,25 @@ func mustRun(t *testing.T, r *rig, wf string) *engine.Result {
 		t.Fatal(err)
 	}
 	return res
+}
+
+// A caller that reads only the Ui (the server) gets no values, and nothing
+// is copied out or left mapped.
+func TestUIOnlyKeepsNoValues(t *testing.T) {
+	dir := ownShm(t)
+	r := newRig(t, "")
+	plan, err := r.catalog.Compile(parse(t, `{"version":1,"nodes":[{"id":"m","type":"MakeTensor","inputs":{"mb":2}}]}`), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	res, err := r.engine.Run(context.Background(), plan, engine.RunOptions{UIOnly: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if out, ok := res.Outputs["m"]; !ok || out.Values != nil {
+		t.Fatalf("outputs %v, want the node with no values", res.Outputs)
+	}
+	if _, mapped := leftovers(t, dir, 0); mapped != 0 {
+		t.Fatalf("%d mappings left", mapped)
+	}
 }

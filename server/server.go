@@ -295,7 +295,7 @@ func (s *Server) execute(ctx context.Context, p *queuedPrompt) {
 	if err != nil {
 		sink.failBeforeRun(fmt.Errorf("the queued workflow no longer validates: %w", err))
 	} else {
-		_, _ = s.engine.Run(ctx, plan, engine.RunOptions{PromptID: p.ID, Sink: sink})
+		_, _ = s.engine.Run(ctx, plan, engine.RunOptions{PromptID: p.ID, Sink: sink, UIOnly: true})
 	}
 	shutdown := errors.Is(context.Cause(ctx), errShutdown)
 	s.mu.Lock()
