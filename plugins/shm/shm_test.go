@@ -406,3 +406,48 @@ func BenchmarkHop16MB(b *testing.B) {
 		h.Release(out)
 	}
 }
+
+// The kernel lease tells a file nobody else has open (or mapped) from one in
+// use, which is what removal and reuse rest on.
+func TestUnusedSeesOtherOpenersAndMappings(t *testing.T) {
+	path := newName(true)
+	if err := os.WriteFile(path, make([]byte, 4096), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	defer os.Remove(path)
+	f, err := os.Open(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	fd := int(f.Fd())
+	if free, supported := unused(fd); !supported {
+		t.Skip("leases are not available here")
+	} else if !free {
+		t.Fatal("a file open only here is reported in use")
+	}
+	g, _ := os.Open(path)
+	if free, _ := unused(fd); free {
+		t.Fatal("a second opener is not seen")
+	}
+	mem, err := mapFile(int(g.Fd()), 4096, true)
+	if err != nil {
+		t.Fatal(err)
+	}
+	g.Close()
+	if free, _ := unused(fd); free {
+		t.Fatal("a mapping whose descriptor is closed is not seen")
+	}
+	retire(mem)
+	if free, _ := unused(fd); !free {
+		t.Fatal("a retired mapping still counts")
+	}
+	w, _ := os.OpenFile(path, os.O_RDWR, 0)
+	if ok, _ := noWriters(fd); ok {
+		t.Fatal("a writer is not seen")
+	}
+	w.Close()
+	if ok, _ := noWriters(fd); !ok {
+		t.Fatal("no writer, yet one is reported")
+	}
+}
