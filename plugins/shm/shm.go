@@ -49,6 +49,9 @@ const DirEnv = "FACE0_SHM_DIR"
 // else the temp folder.
 func Dir() string {
 	if d := os.Getenv(DirEnv); d != "" {
+		if abs, err := filepath.Abs(d); err == nil {
+			return abs
+		}
 		return filepath.Clean(d)
 	}
 	if st, err := os.Stat("/dev/shm"); err == nil && st.IsDir() {
