@@ -8,7 +8,6 @@ import (
 	"os"
 	"path/filepath"
 	"runtime/pprof"
-	"sort"
 	"strings"
 	"text/tabwriter"
 	"time"
@@ -40,8 +39,8 @@ var before = map[string]string{
 func cmdBench(args []string) error {
 	fs := flag.NewFlagSet("bench", flag.ContinueOnError)
 	runs := fs.Int("runs", 20, "runs per figure (medians are printed)")
-	tensorRuns := fs.Int("tensor-runs", 10, "runs of the tensor chains (each writes 10 tensors to the cache)")
-	wfRuns := fs.Int("workflow-runs", 3, "runs of the default Face0 workflow (0 skips it)")
+	tensorRuns := fs.Int("tensor-runs", 20, "runs of the tensor chains (each writes 10 tensors to the cache)")
+	wfRuns := fs.Int("workflow-runs", 5, "runs of the default Face0 workflow (0 skips it)")
 	mb := fs.Int("mb", 16, "tensor size in MiB")
 	models := fs.String("models", "", "folder holding the shipped model face0-synthfaces (default ./models if present, else $FACE0_MODELS)")
 	workflowFile := fs.String("workflow", filepath.Join("examples", "workflows", "face0-default.json"), "the default Face0 workflow")
@@ -172,10 +171,9 @@ background writes of the one before are done:
 	t.add(fmt.Sprintf("memcpy of %d MiB", *mb), copyTime, 0, "baseline", "")
 	t.add(fmt.Sprintf("10-node chain passing %d MiB, --no-cache", *mb), passNC.median(), 0, "", before["tensor-nc"])
 	t.add(fmt.Sprintf("10-node chain passing %d MiB, with the cache", *mb), pass.median(), passNC.median(), "<= 1.2x --no-cache", before["tensor"])
-	sort.Slice(drains, func(i, j int) bool { return drains[i] < drains[j] })
 	t.add("  the cache's background writes after that run", drains.median(), 0, "(not waited for)", "")
-	t.add(fmt.Sprintf("  per hop, %d MiB passed on (vs memcpy)", *mb), (passNC.median()-pass2NC.median())/8, copyTime, "<= 2x memcpy", "")
-	t.add(fmt.Sprintf("  per hop, %d MiB copied by each node (vs memcpy)", *mb), (copyNC.median()-copy2NC.median())/8, copyTime, "", "")
+	t.add(fmt.Sprintf("  per hop, %d MiB passed on (vs memcpy)", *mb), perStep(passNC, pass2NC, 8), copyTime, "<= 2x memcpy", "")
+	t.add(fmt.Sprintf("  per hop, %d MiB copied by each node (vs memcpy)", *mb), perStep(copyNC, copy2NC, 8), copyTime, "", "")
 
 	if withFace0 {
 		if err := benchWorkflow(t, cached, nocache, *workflowFile, *inputImage, *wfRuns); err != nil {
@@ -292,7 +290,7 @@ func (m *memcpyBench) measure() time.Duration {
 
 // interleaved runs each of fs once per round, for n rounds, so that what
 // else the machine does weighs on every figure alike, and returns each one's
-// sorted samples.
+// samples in round order.
 func interleaved(n int, fs ...func(i int) (time.Duration, error)) ([]samples, error) {
 	out := make([]samples, len(fs))
 	for i := 0; i < n; i++ {
@@ -304,10 +302,17 @@ func interleaved(n int, fs ...func(i int) (time.Duration, error)) ([]samples, er
 			out[j] = append(out[j], d)
 		}
 	}
-	for _, s := range out {
-		sort.Slice(s, func(a, b int) bool { return s[a] < s[b] })
-	}
 	return out, nil
+}
+
+// perStep is the median over rounds of (a-b)/steps: what each extra step of
+// a costs over b, paired round by round so that slow rounds cancel out.
+func perStep(a, b samples, steps int) time.Duration {
+	d := make(samples, len(a))
+	for i := range a {
+		d[i] = (a[i] - b[i]) / time.Duration(steps)
+	}
+	return d.median()
 }
 
 type benchRow struct {

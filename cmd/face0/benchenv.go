@@ -215,11 +215,14 @@ func sample(n int, f func(i int) (time.Duration, error)) (samples, error) {
 
 type samples []time.Duration
 
+// median of the samples, in any order.
 func (s samples) median() time.Duration {
 	if len(s) == 0 {
 		return 0
 	}
-	return s[len(s)/2]
+	c := append(samples(nil), s...)
+	sort.Slice(c, func(i, j int) bool { return c[i] < c[j] })
+	return c[len(c)/2]
 }
 
 // lockedBuffer keeps what plugins and the server log, shown when a figure fails.
