@@ -116,13 +116,12 @@ type nodeState struct {
 	outputs *pb.Outputs
 	done    bool
 	failed  bool
-	// For outputs the runner made (not read from the cache): the
-	// dependents that have yet to finish or be skipped, and, when the runner
-	// lent them, who still reads them and whether the run let go.
-	executed bool
-	users    int
-	hold     *hold
-	let      bool
+	// The dependents that have yet to finish or be skipped; and, for
+	// outputs a Releaser lent (not read from the cache), who still reads
+	// them and whether the run let go.
+	users int
+	hold  *hold
+	let   bool
 }
 
 // Run executes the plan. It returns the result and, if any node failed or the
@@ -284,7 +283,7 @@ func (e *Engine) Run(ctx context.Context, p *Plan, opts RunOptions) (*Result, er
 			e.skipDependents(m.n, state, pending, res, settled)
 			continue
 		}
-		st.outputs, st.done, st.executed = m.outs, true, true
+		st.outputs, st.done = m.outs, true
 		if rel != nil {
 			st.hold = newHold(rel, m.outs)
 		}
