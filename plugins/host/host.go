@@ -238,6 +238,7 @@ func (m *Manager) Close() {
 		p.kill()
 	}
 	m.mem.Close()
+	shm.SweepDead() // the plugins' files, such as those handed back for reuse
 }
 
 // Release ends the life of the tensors in values that a plugin returned in

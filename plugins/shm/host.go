@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"strings"
 	"sync"
 	"unsafe"
 
@@ -42,8 +43,12 @@ type segment struct {
 	path   string
 	mem    []byte
 	refs   int
-	pooled bool // one of the Host's pool files, sent and handed back unchanged
+	pooled bool  // one of the Host's pool files, sent and handed back unchanged
+	maker  owner // the plugin that wrote it, if its name said
 }
+
+// maxFree bounds the released files handed back to one plugin for reuse.
+const maxFree = 4
 
 // poolFile is a file of the Host's pool. The Host holds it open for writing;
 // it is reused only when no other process has it open or mapped, so a
@@ -116,7 +121,7 @@ func (h *Host) write(data []byte) (string, error) {
 		}
 	}
 	if pf == nil {
-		f, err := os.OpenFile(newName(true), os.O_RDWR|os.O_CREATE|os.O_EXCL, 0o600)
+		f, err := os.OpenFile(newName(kept), os.O_RDWR|os.O_CREATE|os.O_EXCL, 0o600)
 		if err != nil {
 			h.mu.Unlock()
 			return "", fmt.Errorf("shared memory: %w", err)
@@ -235,7 +240,7 @@ func (h *Host) adopt(path string, need int64) (*segment, error) {
 			pooled = true
 		}
 	}
-	if pool, _, _ := parseName(filepath.Base(path)); pool && !pooled {
+	if k, _, _ := parseName(filepath.Base(path)); k == kept && !pooled {
 		return nil, fmt.Errorf("refusing tensor file %s: a plugin may name only files it made or was sent", path)
 	}
 	// A plugin's file holds exactly its tensor; a pool file may be longer.
@@ -244,6 +249,10 @@ func (h *Host) adopt(path string, need int64) (*segment, error) {
 		return nil, err
 	}
 	defer unix.Close(fd)
+	var maker owner
+	if k, o, ok := parseName(filepath.Base(path)); ok && k == oneShot && takesBack(filepath.Base(path)) {
+		maker = o
+	}
 	if !pooled {
 		// The SDK closes its only writable descriptor before it answers;
 		// a plugin that still holds one could change the tensor later.
@@ -253,7 +262,7 @@ func (h *Host) adopt(path string, need int64) (*segment, error) {
 		if st.Nlink != 1 {
 			return nil, fmt.Errorf("refusing tensor file %s: it has other names", path)
 		}
-		mine := newName(true)
+		mine := newName(kept)
 		if err := unix.Renameat2(unix.AT_FDCWD, path, unix.AT_FDCWD, mine, unix.RENAME_NOREPLACE); err != nil {
 			if errors.Is(err, unix.ENOENT) {
 				return nil, fmt.Errorf("tensor data went missing: %s no longer exists", path)
@@ -275,7 +284,7 @@ func (h *Host) adopt(path string, need int64) (*segment, error) {
 		}
 		return nil, err
 	}
-	return &segment{path: path, mem: mem, pooled: pooled}, nil
+	return &segment{path: path, mem: mem, pooled: pooled, maker: maker}, nil
 }
 
 // refuse removes a file a plugin named but the Host did not take: it is the
@@ -285,7 +294,7 @@ func (h *Host) refuse(name string) {
 	if err != nil {
 		return
 	}
-	if pool, _, _ := parseName(filepath.Base(path)); pool {
+	if k, _, _ := parseName(filepath.Base(path)); k == kept {
 		return
 	}
 	h.mu.Lock()
@@ -320,15 +329,40 @@ func (h *Host) Release(values map[string]*pb.Value) {
 func (h *Host) drop(s *segment) {
 	unmap(s.mem)
 	delete(h.byName, s.path)
-	if !s.pooled {
-		// Removing a large file gives its pages back, which takes as long
-		// as copying them: not on the caller's (the scheduler's) time.
-		h.removing.Add(1)
-		go func() {
-			defer h.removing.Done()
-			os.Remove(s.path)
-		}()
+	if s.pooled {
+		return
 	}
+	// The file goes back to the plugin that wrote it, which writes its next
+	// output into pages that exist (twice as fast as new ones); or it is
+	// removed, which gives its pages back and takes as long as copying
+	// them. Neither on the caller's (the scheduler's) time.
+	closing := h.closed
+	h.removing.Add(1)
+	go func() {
+		defer h.removing.Done()
+		if !closing && s.maker.pid != 0 && s.maker.alive() && countFree(s.maker) < maxFree {
+			if unix.Renameat2(unix.AT_FDCWD, s.path, unix.AT_FDCWD, nameFor(free, s.maker), unix.RENAME_NOREPLACE) == nil {
+				return
+			}
+		}
+		os.Remove(s.path)
+	}()
+}
+
+// countFree counts the files handed back to o.
+func countFree(o owner) int {
+	entries, err := os.ReadDir(Dir())
+	if err != nil {
+		return maxFree
+	}
+	n := 0
+	p := freePrefix + o.String() + "-"
+	for _, e := range entries {
+		if strings.HasPrefix(e.Name(), p) {
+			n++
+		}
+	}
+	return n
 }
 
 // Detach returns values whose tensors own their bytes: received tensors are
@@ -361,6 +395,7 @@ func (h *Host) Stats() (mapped, pool int) {
 func (h *Host) Close() {
 	h.mu.Lock()
 	defer h.mu.Unlock()
+	h.closed = true
 	for t := range h.byTensor {
 		t.Data = nil
 	}

@@ -19,6 +19,9 @@ import (
 //	face0-shm-<pid>.<start>-<random>       a tensor a plugin wrote for its host
 //	face0-shm-pool-<pid>.<start>-<random>  a file a host keeps (its input pool,
 //	                                       and every tensor it received)
+//	face0-shm-free-<pid>.<start>-<random>  a released file the host handed
+//	                                       back to the plugin that made it,
+//	                                       whose pages it may reuse
 //
 // where start is the process's start time (clock ticks since boot, from
 // /proc/<pid>/stat), so that a reused PID does not make a dead owner look
@@ -30,6 +33,16 @@ import (
 const (
 	prefix     = "face0-shm-"
 	poolPrefix = prefix + "pool-"
+	freePrefix = prefix + "free-"
+)
+
+// kind is what a file's name says of its use.
+type kind int
+
+const (
+	oneShot kind = iota // a plugin's output on its way to the host
+	kept                // the host's: receivers read it and never remove it
+	free                // handed back to its maker, for reuse
 )
 
 // owner identifies a process across PID reuse.
@@ -88,39 +101,57 @@ func procStat(pid int) (start uint64, state string, err error) {
 	return start, f[0], err
 }
 
-// newName returns a fresh path owned by this process.
-func newName(pool bool) string {
+// newName returns a fresh path of kind k owned by this process.
+func newName(k kind) string { return nameFor(k, self()) }
+
+func nameFor(k kind, o owner) string {
 	var r [8]byte
 	rand.Read(r[:])
-	p := prefix
-	if pool {
-		p = poolPrefix
+	p := map[kind]string{oneShot: prefix, kept: poolPrefix, free: freePrefix}[k]
+	tail := hex.EncodeToString(r[:])
+	if k == oneShot {
+		tail = reuseMark + tail
 	}
-	return filepath.Join(Dir(), p+self().String()+"-"+hex.EncodeToString(r[:]))
+	return filepath.Join(Dir(), p+o.String()+"-"+tail)
+}
+
+// reuseMark starts the random part of an output's name when its maker takes
+// released files back for reuse (this package does; a plugin written
+// otherwise may not, and then its files are simply removed).
+const reuseMark = "r"
+
+// takesBack reports whether a one-shot file's maker reuses released files.
+func takesBack(base string) bool {
+	_, tail, _ := strings.Cut(strings.TrimPrefix(base, prefix), "-")
+	return strings.HasPrefix(tail, reuseMark)
 }
 
 // parseName splits a file's base name into its kind and owner. ok is false
 // for names of earlier versions, which carry no owner.
-func parseName(base string) (pool bool, o owner, ok bool) {
+func parseName(base string) (k kind, o owner, ok bool) {
 	rest, found := strings.CutPrefix(base, prefix)
 	if !found {
-		return false, owner{}, false
+		return oneShot, owner{}, false
 	}
-	rest, pool = strings.CutPrefix(rest, "pool-")
+	if r, found := strings.CutPrefix(rest, "pool-"); found {
+		rest, k = r, kept
+	} else if r, found := strings.CutPrefix(rest, "free-"); found {
+		rest, k = r, free
+	}
 	id, _, found := strings.Cut(rest, "-")
 	if !found {
-		return pool, owner{}, false
+		return k, owner{}, false
 	}
 	pidS, startS, found := strings.Cut(id, ".")
 	if !found {
-		return pool, owner{}, false
+		return k, owner{}, false
 	}
 	pid, err1 := strconv.Atoi(pidS)
 	start, err2 := strconv.ParseUint(startS, 10, 64)
 	if err1 != nil || err2 != nil || pid <= 0 {
-		return pool, owner{}, false
+		return k, owner{}, false
 	}
-	return pool, owner{pid: pid, start: start}, true
+	return k, owner{pid: pid, start: start}, true
 }
 
 // Sweep removes files that processes left behind: it never removes a file

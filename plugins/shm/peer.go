@@ -1,9 +1,11 @@
 package shm
 
 import (
+	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
+	"strings"
 	"sync"
 	"time"
 	"unsafe"
@@ -69,7 +71,7 @@ func mapInput(t *pb.Tensor) (string, []byte, error) {
 	if err != nil {
 		return "", nil, err
 	}
-	if pool, _, _ := parseName(filepath.Base(path)); !pool {
+	if k, _, _ := parseName(filepath.Base(path)); k != kept {
 		// A one-shot file is the receiver's to remove (the mapping stays).
 		os.Remove(path)
 		path = ""
@@ -138,12 +140,16 @@ func WriteOutputs(values map[string]*pb.Value, in *Inputs) (map[string]*pb.Value
 	return out, files, nil
 }
 
-// writeFile writes data into a new file and closes it: the host accepts a
-// file only when no process has it open for writing. write(2) into a new
-// tmpfs file is measured twice as fast as faulting in the pages of a fresh
-// shared mapping and copying into it.
+// writeFile writes data into a file and closes it: the host accepts a file
+// only when no process has it open for writing. It reuses a file the host
+// handed back when there is one, as writing into pages that exist is twice
+// as fast as into new ones; and it writes with write(2), measured twice as
+// fast as faulting in the pages of a fresh shared mapping and copying.
 func writeFile(data []byte) (string, error) {
-	path := newName(false)
+	if path, ok := reuse(data); ok {
+		return path, nil
+	}
+	path := newName(oneShot)
 	f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
 	if err != nil {
 		return "", fmt.Errorf("shared memory: %w", err)
@@ -157,6 +163,52 @@ func writeFile(data []byte) (string, error) {
 		return "", fmt.Errorf("shared memory (is %s full?): %w", Dir(), err)
 	}
 	return path, nil
+}
+
+// reuse claims a file the host handed back to this process (renaming it is
+// the claim: of two calls, one wins) and writes data into it, unless some
+// process still has it open or mapped, as a plugin that kept an input past
+// its call might: such a file is never written, only removed.
+func reuse(data []byte) (string, bool) {
+	entries, err := os.ReadDir(Dir())
+	if err != nil {
+		return "", false
+	}
+	mine := freePrefix + self().String() + "-"
+	for _, e := range entries {
+		if !strings.HasPrefix(e.Name(), mine) {
+			continue
+		}
+		path := newName(oneShot)
+		if unix.Renameat2(unix.AT_FDCWD, filepath.Join(Dir(), e.Name()), unix.AT_FDCWD, path, unix.RENAME_NOREPLACE) != nil {
+			continue
+		}
+		if err := rewriteFile(path, data); err != nil {
+			os.Remove(path)
+			continue
+		}
+		return path, true
+	}
+	return "", false
+}
+
+func rewriteFile(path string, data []byte) error {
+	f, err := os.OpenFile(path, os.O_RDWR|unix.O_NOFOLLOW|unix.O_NONBLOCK, 0)
+	if err != nil {
+		return err
+	}
+	if free, supported := unused(int(f.Fd())); !free || !supported {
+		f.Close()
+		return errors.New("in use")
+	}
+	err = f.Truncate(int64(len(data)))
+	if err == nil {
+		_, err = f.WriteAt(data, 0)
+	}
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
+	return err
 }
 
 // The host takes a file over (renames it) as soon as it reads the response
