@@ -6,6 +6,7 @@ import (
 	"runtime/debug"
 	"sync"
 	"sync/atomic"
+	"time"
 
 	"golang.org/x/sys/unix"
 	"google.golang.org/protobuf/proto"
@@ -51,6 +52,9 @@ func newWriter() *writer {
 func (w *writer) put(c Cache, k cache.Key, outs *pb.Outputs, producer string, done func()) {
 	j := &write{c: c, key: k, outs: outs, producer: producer, done: done, size: int64(proto.Size(outs)), ch: make(chan struct{})}
 	w.mu.Lock()
+	if w.bytes > 0 && w.bytes+j.size > maxBacklog {
+		defer lowly.hurry()()
+	}
 	for w.bytes > 0 && w.bytes+j.size > maxBacklog {
 		w.cond.Wait()
 	}
@@ -83,27 +87,72 @@ func (w *writer) write(j *write) {
 
 // lowly runs work in order on one OS thread of the lowest priority (nice
 // 19), so that plugins and schedulers get the CPU first and the cache's
-// writes fill the gaps. The thread lives as long as the process: a Go
-// goroutine that ends locked to its thread ends the thread, and a plugin
-// process started from that thread would get its parent-death signal.
+// writes fill the gaps. Work waits while any run is under way, up to
+// writeDelay after it was queued, so that a short run never competes with
+// its own cache writes and a long one still has its results written as it
+// goes; unless someone waits for the work (hurry). The thread lives as long
+// as the process: a Go goroutine that ends locked to its thread ends the
+// thread, and a plugin process started from that thread would get its
+// parent-death signal.
 var lowly worker
 
+const writeDelay = 2 * time.Second
+
 type worker struct {
-	once  sync.Once
-	mu    sync.Mutex
-	cond  *sync.Cond
-	queue []func()
+	once   sync.Once
+	mu     sync.Mutex
+	cond   *sync.Cond
+	queue  []job
+	runs   int // runs under way
+	urgent int // callers waiting for the work
 }
 
-func (l *worker) do(f func()) {
+type job struct {
+	f  func()
+	at time.Time
+}
+
+func (l *worker) init() {
 	l.once.Do(func() {
 		l.cond = sync.NewCond(&l.mu)
 		go l.loop()
 	})
+}
+
+func (l *worker) do(f func()) {
+	l.init()
 	l.mu.Lock()
-	l.queue = append(l.queue, f)
+	l.queue = append(l.queue, job{f, time.Now()})
 	l.mu.Unlock()
-	l.cond.Signal()
+	l.cond.Broadcast()
+}
+
+// run counts a run under way until the returned func is called.
+func (l *worker) run() (end func()) {
+	l.init()
+	l.mu.Lock()
+	l.runs++
+	l.mu.Unlock()
+	return func() {
+		l.mu.Lock()
+		l.runs--
+		l.mu.Unlock()
+		l.cond.Broadcast()
+	}
+}
+
+// hurry makes the work go on at once until the returned func is called.
+func (l *worker) hurry() (done func()) {
+	l.init()
+	l.mu.Lock()
+	l.urgent++
+	l.mu.Unlock()
+	l.cond.Broadcast()
+	return func() {
+		l.mu.Lock()
+		l.urgent--
+		l.mu.Unlock()
+	}
 }
 
 func (l *worker) loop() {
@@ -111,14 +160,24 @@ func (l *worker) loop() {
 	_ = unix.Setpriority(unix.PRIO_PROCESS, unix.Gettid(), 19)
 	for {
 		l.mu.Lock()
-		for len(l.queue) == 0 {
+		for {
+			if len(l.queue) == 0 {
+				l.cond.Wait()
+				continue
+			}
+			wait := writeDelay - time.Since(l.queue[0].at)
+			if l.runs == 0 || l.urgent > 0 || wait <= 0 {
+				break
+			}
+			t := time.AfterFunc(wait, l.cond.Broadcast)
 			l.cond.Wait()
+			t.Stop()
 		}
-		f := l.queue[0]
-		l.queue[0] = nil
+		j := l.queue[0]
+		l.queue[0] = job{}
 		l.queue = l.queue[1:]
 		l.mu.Unlock()
-		f()
+		j.f()
 	}
 }
 
@@ -128,6 +187,7 @@ func (w *writer) waitKey(k cache.Key) {
 	ch := w.pending[k]
 	w.mu.Unlock()
 	if ch != nil {
+		defer lowly.hurry()()
 		<-ch
 	}
 }
@@ -135,7 +195,10 @@ func (w *writer) waitKey(k cache.Key) {
 // Wait blocks until every cache write of finished runs is done. Call it
 // before closing the cache or the runner: the writes read outputs the runner
 // lent.
-func (e *Engine) Wait() { e.writes.wg.Wait() }
+func (e *Engine) Wait() {
+	defer lowly.hurry()()
+	e.writes.wg.Wait()
+}
 
 // hold counts the readers of a node's outputs that a Releaser lent: the run,
 // until no dependent needs them, and a background cache write. The last one

@@ -140,6 +140,7 @@ func (e *Engine) Run(ctx context.Context, p *Plan, opts RunOptions) (*Result, er
 	}
 	emit(events.Event{Type: events.ExecutionStart})
 	useCache := e.cache != nil && !opts.NoCache
+	defer lowly.run()() // the cache's writes mostly wait for the end of runs
 
 	state := make(map[*planNode]*nodeState, len(p.order))
 	var wfJSON []byte
