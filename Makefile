@@ -5,7 +5,7 @@ GO ?= go
 BIN := bin/face0
 FACE0_HOME ?= $(HOME)/.local/share/face0
 
-.PHONY: all build setup setup-test test vet serve run-example example-plugin proto bench fuzz editor reproduce-tiny evaluate-tiny
+.PHONY: all build setup setup-test test vet serve run-example example-plugin proto bench bench-go fuzz editor reproduce-tiny evaluate-tiny
 
 all: build
 
@@ -62,7 +62,12 @@ reproduce-tiny:
 evaluate-tiny: build
 	$(BIN) evaluate --home $(FACE0_HOME) --models models --model face0-synthfaces --report docs/tiny-model
 
-bench:
+# bench measures the engine end to end (face0 bench --help); bench-go runs the
+# Go benchmarks of the engine and plugin packages.
+bench: build
+	$(BIN) bench $(BENCH_FLAGS)
+
+bench-go:
 	$(GO) test -run '^$$' -bench . -benchtime 2s ./engine/... ./plugins/...
 
 # proto regenerates the plugin protocol code (needs protoc, protoc-gen-go,

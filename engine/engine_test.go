@@ -317,6 +317,7 @@ func TestCachedResultsReadOnlyWhenUsed(t *testing.T) {
 	r := newRig(t, t.TempDir())
 	cc := &countingCache{Store: r.cache, gets: map[cache.Key]int{}}
 	eng := engine.New(r.mgr, engine.WithCache(cc))
+	t.Cleanup(eng.Wait)
 	w := parse(t, chain(5))
 	run := func() *engine.Result {
 		plan, err := r.catalog.Compile(w, nil)

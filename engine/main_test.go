@@ -69,6 +69,7 @@ func newRig(t testing.TB, cacheDir string) *rig {
 }
 
 func (r *rig) close() {
+	r.engine.Wait()
 	r.mgr.Close()
 	if r.cache != nil {
 		r.cache.Close()

@@ -30,12 +30,26 @@ type Cache interface {
 
 var _ Cache = (*cache.Store)(nil)
 
+// Releaser is implemented by runners whose outputs borrow memory that must be
+// given back: the plugin host maps the tensors plugins return from shared
+// memory. The engine releases a node's outputs as soon as nothing in the run
+// needs them (every dependent has run and the cache has its copy), and
+// detaches the outputs Run returns, so that a Result owns its bytes.
+type Releaser interface {
+	// Release ends the borrow of every tensor in values; their bytes must
+	// not be read afterwards.
+	Release(values map[string]*pb.Value)
+	// Detach returns values that borrow nothing (copies where needed).
+	Detach(values map[string]*pb.Value) (map[string]*pb.Value, error)
+}
+
 // Engine runs plans on a Runner, with an optional cache.
 type Engine struct {
 	runner   Runner
 	cache    Cache
 	parallel int
 	dirs     *pb.Dirs
+	writes   *writer
 }
 
 // Option configures an Engine.
@@ -53,7 +67,7 @@ func WithDirs(d *pb.Dirs) Option { return func(e *Engine) { e.dirs = d } }
 
 // New returns an engine that executes nodes on r.
 func New(r Runner, opts ...Option) *Engine {
-	e := &Engine{runner: r, parallel: max(2, runtime.NumCPU()), dirs: &pb.Dirs{}}
+	e := &Engine{runner: r, parallel: max(2, runtime.NumCPU()), dirs: &pb.Dirs{}, writes: newWriter()}
 	for _, o := range opts {
 		o(e)
 	}
@@ -65,6 +79,10 @@ type RunOptions struct {
 	PromptID string
 	NoCache  bool // neither read nor write the cache
 	Sink     events.Sink
+	// UIOnly says the caller reads only the Ui of Result.Outputs (and the
+	// events), as the server does: the output values are not kept past the
+	// run, which spares copying large tensors out of shared memory.
+	UIOnly bool
 }
 
 // Result is what a run produced.
@@ -98,6 +116,12 @@ type nodeState struct {
 	outputs *pb.Outputs
 	done    bool
 	failed  bool
+	// The dependents that have yet to finish or be skipped; and, for
+	// outputs a Releaser lent (not read from the cache), who still reads
+	// them and whether the run let go.
+	users int
+	hold  *hold
+	let   bool
 }
 
 // Run executes the plan. It returns the result and, if any node failed or the
@@ -116,6 +140,7 @@ func (e *Engine) Run(ctx context.Context, p *Plan, opts RunOptions) (*Result, er
 	}
 	emit(events.Event{Type: events.ExecutionStart})
 	useCache := e.cache != nil && !opts.NoCache
+	defer lowly.run()() // the cache's writes mostly wait for the end of runs
 
 	state := make(map[*planNode]*nodeState, len(p.order))
 	var wfJSON []byte
@@ -135,6 +160,9 @@ func (e *Engine) Run(ctx context.Context, p *Plan, opts RunOptions) (*Result, er
 	var cachedIDs []string
 	var rerun []events.Event
 	if useCache {
+		for _, n := range p.order {
+			e.writes.waitKey(state[n].key) // an earlier run may still be writing it
+		}
 		cachedIDs, rerun = e.loadCached(ctx, p, state)
 	}
 	if len(cachedIDs) > 0 {
@@ -167,10 +195,32 @@ func (e *Engine) Run(ctx context.Context, p *Plan, opts RunOptions) (*Result, er
 			pending[n] = true
 		}
 	}
+	for n := range pending {
+		for _, d := range n.deps {
+			state[d].users++
+		}
+	}
+	rel, _ := e.runner.(Releaser)
+	// The run lets go of a node's outputs once no dependent will read them
+	// (each finished, failed or was skipped) and nobody wants them.
+	letGo := func(n *planNode) {
+		st := state[n]
+		if st.hold == nil || st.let || st.users > 0 || n.wanted {
+			return
+		}
+		st.let = true
+		st.hold.drop()
+	}
+	settled := func(n *planNode) {
+		for _, d := range n.deps {
+			state[d].users--
+			letGo(d)
+		}
+	}
 	// Fingerprint failures count as failures of their node.
 	for _, n := range p.order {
 		if state[n].failed {
-			e.skipDependents(n, state, pending, res)
+			e.skipDependents(n, state, pending, res, settled)
 		}
 	}
 	ready := func(n *planNode) bool {
@@ -213,6 +263,9 @@ func (e *Engine) Run(ctx context.Context, p *Plan, opts RunOptions) (*Result, er
 					outs, err := e.runner.Execute(ctx, req, func(ev *pb.ExecuteEvent) { e.forward(n, ev, emit) })
 					if err == nil {
 						err = checkOutputs(n, outs)
+						if err != nil && rel != nil {
+							rel.Release(outs.GetValues())
+						}
 					}
 					doneCh <- doneMsg{n, outs, err, time.Since(start)}
 				}(n)
@@ -224,6 +277,7 @@ func (e *Engine) Run(ctx context.Context, p *Plan, opts RunOptions) (*Result, er
 		m := <-doneCh
 		running--
 		st := state[m.n]
+		settled(m.n)
 		if m.err != nil {
 			st.failed = true
 			if ctx.Err() != nil {
@@ -231,21 +285,45 @@ func (e *Engine) Run(ctx context.Context, p *Plan, opts RunOptions) (*Result, er
 			} else {
 				res.Failed[m.n.id] = m.err
 			}
-			e.skipDependents(m.n, state, pending, res)
+			e.skipDependents(m.n, state, pending, res, settled)
 			continue
 		}
 		st.outputs, st.done = m.outs, true
+		if rel != nil {
+			st.hold = newHold(rel, m.outs)
+		}
 		res.Executed = append(res.Executed, m.n.id)
 		if useCache && cacheable(m.n.info.def.Spec) {
-			if b, err := (proto.MarshalOptions{Deterministic: true}).Marshal(m.outs); err == nil {
-				// Caching is best-effort: a full disk must not fail the run.
-				_ = e.cache.Put(st.key, b, m.n.info.def.Spec.Type)
-			}
+			// In the background: the run does not wait for the cache.
+			h := st.hold
+			h.add()
+			e.writes.put(e.cache, st.key, m.outs, m.n.info.def.Spec.Type, h.drop)
 		}
 		if m.n.wanted {
 			res.Outputs[m.n.id] = m.outs
 		}
 		emit(events.Event{Type: events.Executed, Node: m.n.id, NodeType: m.n.info.def.Spec.Type, Output: outputJSON(m.outs), Duration: m.dur})
+		letGo(m.n) // a node nothing uses
+	}
+	// What Run returns owns its bytes; the run lets go of everything else.
+	for _, n := range p.order {
+		st := state[n]
+		if st.hold == nil || st.let {
+			continue
+		}
+		if n.wanted && opts.UIOnly {
+			res.Outputs[n.id] = &pb.Outputs{Ui: st.outputs.GetUi()}
+		} else if n.wanted {
+			values, err := rel.Detach(st.outputs.GetValues())
+			if err != nil {
+				delete(res.Outputs, n.id)
+				res.Failed[n.id] = err
+			} else {
+				res.Outputs[n.id] = &pb.Outputs{Values: values, Ui: st.outputs.GetUi()}
+			}
+		}
+		st.let = true
+		st.hold.drop()
 	}
 	for n := range pending {
 		res.Skipped = append(res.Skipped, n.id)
@@ -380,13 +458,16 @@ func (e *Engine) verifyCached(ctx context.Context, n *planNode, k cache.Key) (*p
 	return outs, ""
 }
 
-func (e *Engine) skipDependents(n *planNode, state map[*planNode]*nodeState, pending map[*planNode]bool, res *Result) {
+// skipDependents marks what depends on a failed node as skipped; settled is
+// told of each, as none will read its inputs.
+func (e *Engine) skipDependents(n *planNode, state map[*planNode]*nodeState, pending map[*planNode]bool, res *Result, settled func(*planNode)) {
 	for _, d := range n.dependents {
 		if pending[d] {
 			delete(pending, d)
 			state[d].failed = true
 			res.Skipped = append(res.Skipped, d.id)
-			e.skipDependents(d, state, pending, res)
+			settled(d)
+			e.skipDependents(d, state, pending, res, settled)
 		}
 	}
 }

@@ -35,6 +35,9 @@ func (r *sideEffectRig) runIn(t *testing.T, out, src string) (*engine.Result, *e
 		t.Fatal(err)
 	}
 	e := engine.New(r.mgr, engine.WithCache(r.cache), engine.WithDirs(&pb.Dirs{Output: out}))
+	// As face0 run does before it exits: the cache writes, made in the
+	// background, are done before the next process looks.
+	defer e.Wait()
 	rec := &events.Recorder{}
 	res, err := e.Run(context.Background(), plan, engine.RunOptions{PromptID: "p", Sink: rec})
 	if err != nil {

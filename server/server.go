@@ -358,7 +358,7 @@ func (s *Server) execute(ctx context.Context, p *queuedPrompt) {
 	case err != nil:
 		sink.failBeforeRun(fmt.Errorf("the queued workflow no longer validates: %w", err))
 	default:
-		_, _ = s.engine.Run(ctx, plan, engine.RunOptions{PromptID: p.ID, Sink: sink})
+		_, _ = s.engine.Run(ctx, plan, engine.RunOptions{PromptID: p.ID, Sink: sink, UIOnly: true})
 	}
 	if errors.Is(context.Cause(ctx), errShutdown) {
 		s.endRun()

@@ -42,6 +42,7 @@ Usage:
   face0 train DATASET --out MODEL_DIR [--steps N --batch B --lr X --resume]
   face0 synthfaces DIR [--train N --heldout M --per-identity K --seed S]
   face0 evaluate --model NAME [--report DIR]   (Tables 1 and 2 on synthfaces' held-out faces)
+  face0 bench [--runs N] [--cpuprofile FILE]   (engine speed, end to end, as ratios)
   face0 version
 
 Folders live under $FACE0_HOME (default ~/.local/share/face0): input/, output/,
@@ -69,6 +70,8 @@ func main() {
 		err = cmdSynthfaces(os.Args[2:])
 	case "evaluate":
 		err = cmdEvaluate(os.Args[2:])
+	case "bench":
+		err = cmdBench(os.Args[2:])
 	case "plugin":
 		cmdPlugin(os.Args[2:])
 	case "version", "--version":
@@ -99,6 +102,9 @@ func cmdPlugin(args []string) {
 		os.Exit(2)
 	}
 	mk, ok := builtinPacks[args[0]]
+	if !ok {
+		mk, ok = hiddenPacks[args[0]]
+	}
 	if !ok {
 		fmt.Fprintf(os.Stderr, "face0 plugin: no built-in pack %q (have %v)\n", args[0], builtinNames())
 		os.Exit(2)

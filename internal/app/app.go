@@ -134,6 +134,7 @@ func (a *App) Refresh(ctx context.Context) (*engine.Catalog, []error) {
 
 // Close stops the plugins and closes the cache.
 func (a *App) Close() error {
+	a.Engine.Wait() // background cache writes read what the plugins lent
 	a.Host.Close()
 	if a.Cache != nil {
 		return a.Cache.Close()

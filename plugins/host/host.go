@@ -85,9 +85,16 @@ type Manager struct {
 	byNode map[string]*pack
 	defs   []engine.NodeDef
 	types  []*pb.TypeSpec
+
+	// mem holds the tensors plugins return in shared memory, mapped, until
+	// the engine releases them; and the files for tensors sent to plugins.
+	mem *shm.Host
 }
 
-var _ engine.Runner = (*Manager)(nil)
+var (
+	_ engine.Runner   = (*Manager)(nil)
+	_ engine.Releaser = (*Manager)(nil)
+)
 
 // Option configures a Manager.
 type Option func(*Manager)
@@ -99,14 +106,14 @@ func WithLog(w io.Writer) Option { return func(m *Manager) { m.log = w } }
 // serving them. A source that fails to start is reported in the returned
 // problems and left out; the others still work.
 func Start(ctx context.Context, sources []Source, opts ...Option) (*Manager, []error) {
-	m := &Manager{log: os.Stderr, byNode: map[string]*pack{}}
+	m := &Manager{log: os.Stderr, byNode: map[string]*pack{}, mem: shm.NewHost(4)}
 	shm.Sweep(time.Hour)
 	for _, o := range opts {
 		o(m)
 	}
 	packs := make([]*pack, len(sources))
 	for i, s := range sources {
-		packs[i] = &pack{src: s, log: m.log, pool: shm.NewPool(4)}
+		packs[i] = &pack{src: s, log: m.log, mem: m.mem}
 	}
 	problems := m.describeAll(ctx, packs, true)
 	return m, problems
@@ -222,13 +229,28 @@ func (m *Manager) Packs() []string {
 	return out
 }
 
-// Close stops every plugin process.
+// Close stops every plugin process and ends every tensor still held in
+// shared memory.
 func (m *Manager) Close() {
 	m.mu.RLock()
 	defer m.mu.RUnlock()
 	for _, p := range m.packs {
 		p.kill()
 	}
+	m.mem.Close()
+	shm.SweepDead() // the plugins' files, such as those handed back for reuse
+}
+
+// Release ends the life of the tensors in values that a plugin returned in
+// shared memory: their Data becomes nil and the memory is given back. The
+// engine calls it once a node's outputs are no longer needed; whoever calls
+// Execute directly should too (Close ends what is left).
+func (m *Manager) Release(values map[string]*pb.Value) { m.mem.Release(values) }
+
+// Detach returns values whose tensors own their bytes (copies of those in
+// shared memory), for results kept after their release.
+func (m *Manager) Detach(values map[string]*pb.Value) (map[string]*pb.Value, error) {
+	return m.mem.Detach(values)
 }
 
 // Execute runs a node on the pack that provides it.
@@ -287,7 +309,7 @@ type pack struct {
 	name string
 	log  io.Writer
 
-	pool *shm.Pool // shared-memory files for large inputs, reused between calls
+	mem *shm.Host // the manager's: tensors in shared memory, in and out
 
 	mu     sync.Mutex
 	client *plugin.Client
@@ -370,7 +392,6 @@ func (p *pack) stopLocked() {
 }
 
 func (p *pack) kill() {
-	p.pool.Close()
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	p.stopLocked()
@@ -399,15 +420,16 @@ func (p *pack) execute(ctx context.Context, req *pb.ExecuteRequest, on func(*pb.
 	if err != nil {
 		return nil, fmt.Errorf("plugin %s: %w", p.src.Name, err)
 	}
-	// Large tensors travel through shared memory; files the plugin did not
-	// consume (it crashed) are removed when the call ends.
-	inputs, files, err := p.pool.Externalize(req.Inputs)
+	// Large tensors travel through shared memory: those a plugin returned go
+	// on by name, others are written into pool files.
+	inputs, lent, err := p.mem.Send(req.Inputs)
 	if err != nil {
 		return nil, err
 	}
-	// The call's end means the plugin has read its inputs (or died, or was
-	// cancelled, when the data no longer matters), so the files can be reused.
-	defer p.pool.Release(files)
+	// The call's end means the plugin is done with its inputs (or died, or
+	// was cancelled, when the data no longer matters), so the pool files can
+	// be reused once no process maps them.
+	defer p.mem.Done(lent)
 	sent := &pb.ExecuteRequest{NodeType: req.NodeType, NodeId: req.NodeId, Inputs: inputs, PromptId: req.PromptId, Dirs: req.Dirs, Workflow: req.Workflow}
 	stream, err := c.Execute(ctx, sent)
 	if err != nil {
@@ -422,10 +444,22 @@ func (p *pack) execute(ctx context.Context, req *pb.ExecuteRequest, on func(*pb.
 			if ctx.Err() != nil {
 				return nil, ctx.Err()
 			}
-			return nil, p.explain(err)
+			crashed := false
+			if st, _ := status.FromError(err); st.Code() == codes.Unavailable || st.Code() == codes.Internal {
+				crashed = true
+			}
+			err = p.explain(err) // waits to see the process gone
+			if crashed {
+				// A plugin that died mid-write left a file no response
+				// names: remove it now rather than at the next start.
+				go shm.SweepDead()
+			}
+			return nil, err
 		}
 		if outs := ev.GetOutputs(); outs != nil {
-			if err := shm.Internalize(outs.Values); err != nil {
+			// Only files named in a completed response are taken, mapped
+			// without being read.
+			if err := p.mem.Receive(outs.Values); err != nil {
 				return nil, fmt.Errorf("plugin %s: %w", p.src.Name, err)
 			}
 			return outs, nil

@@ -482,7 +482,8 @@ func setField(f reflect.Value, p fieldPort, v *pb.Value) error {
 		}
 		f.Set(reflect.ValueOf(Image{Batch: imgs}))
 	case kTensor:
-		data, shape, err := value.AsFloat32(v)
+		// A view, not a copy: a large input maps the host's file (see Tensor).
+		data, shape, err := value.AsFloat32View(v)
 		if err != nil {
 			return err
 		}
@@ -532,7 +533,9 @@ func getField(f reflect.Value, p fieldPort) (*pb.Value, error) {
 		return value.Images(ims...)
 	case kTensor:
 		t := f.Interface().(Tensor)
-		return value.Float32Tensor(p.typ, t.Data, t.Shape...), nil
+		// A view: the server writes it out (or names its file) before the
+		// node could change it again.
+		return value.Float32View(p.typ, t.Data, t.Shape...), nil
 	case kEmbedding:
 		e := f.Interface().(Embedding)
 		typ := "FACE_EMBEDDING"

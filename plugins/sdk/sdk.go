@@ -132,6 +132,12 @@ func ImageOf(imgs ...image.Image) (Image, error) {
 
 // Tensor is a tensor port (LATENT, CONDITIONING, ...). Its port type comes from
 // the field's tag: `face0:"latent,type=LATENT"`.
+//
+// An input tensor is not copied: a large one's Data maps the host's shared
+// memory for the length of the call. Writing into it is fine (the writes stay
+// in this process), but it is unmapped when the node returns: copy what you
+// keep for later calls (slices.Clone). An output whose Data is an input's,
+// unchanged, is handed on without being written at all.
 type Tensor struct {
 	Data  []float32
 	Shape []int64
@@ -144,5 +150,7 @@ type Embedding struct {
 }
 
 // Raw passes a protocol Value through untouched, for custom types:
-// `face0:"mask,type=MY_MASK"`.
+// `face0:"mask,type=MY_MASK"`. Its tensors' Data follow the rule of Tensor:
+// valid during the call only, and handed on without a copy when returned
+// unchanged.
 type Raw = *pb.Value

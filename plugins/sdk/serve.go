@@ -85,9 +85,13 @@ func (s *Server) Execute(req *pb.ExecuteRequest, stream grpc.ServerStreamingServ
 	if !ok {
 		return status.Errorf(codes.NotFound, "pack %s has no node type %q", s.pack.Name, req.NodeType)
 	}
-	if err := shm.Internalize(req.Inputs); err != nil {
+	inputs, err := shm.MapInputs(req.Inputs)
+	if err != nil {
 		return status.Error(codes.InvalidArgument, err.Error())
 	}
+	// The mappings end after the response is sent: outputs may be views of
+	// inputs until then.
+	defer inputs.Close()
 	ctx := NewContext(stream.Context(), req.NodeId, stream.Send)
 	ctx.PromptID, ctx.Dirs, ctx.Workflow = req.PromptId, req.Dirs, req.Workflow
 	done := make(chan struct{})
@@ -100,19 +104,31 @@ func (s *Server) Execute(req *pb.ExecuteRequest, stream grpc.ServerStreamingServ
 		}
 		return status.Error(codes.Unknown, err.Error())
 	}
-	values, _, err := shm.Externalize(outs.GetValues())
+	values, files, err := shm.WriteOutputs(outs.GetValues(), inputs)
 	if err != nil {
 		return status.Error(codes.Unknown, err.Error())
 	}
 	outs.Values = values
-	return stream.Send(&pb.ExecuteEvent{Event: &pb.ExecuteEvent_Outputs{Outputs: outs}})
+	if err := stream.Send(&pb.ExecuteEvent{Event: &pb.ExecuteEvent_Outputs{Outputs: outs}}); err != nil {
+		shm.Remove(files)
+		return err
+	}
+	shm.Sent(files)
+	return nil
 }
 
 // runGuarded turns a panic in node code into that node's error: the plugin
 // process survives a buggy node.
 func runGuarded(ctx *Context, n Node, in map[string]*pb.Value) (out *pb.Outputs, err error) {
+	// A bad memory access in node code (an input kept past its call, say)
+	// becomes this node's error too.
+	defer debug.SetPanicOnFault(debug.SetPanicOnFault(true))
 	defer func() {
 		if r := recover(); r != nil {
+			if f, ok := r.(interface{ Addr() uintptr }); ok && shm.Retired(f.Addr()) {
+				err = fmt.Errorf("node read an input tensor after an earlier call had ended (%v): input tensors map shared memory only during their call; copy what you keep (slices.Clone)", r)
+				return
+			}
 			stack := string(debug.Stack())
 			if i := strings.Index(stack, "panic("); i >= 0 {
 				stack = stack[i:]

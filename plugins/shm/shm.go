@@ -1,21 +1,37 @@
-// Package shm moves large tensors between host and plugin through files in
-// shared memory (/dev/shm) instead of through the gRPC stream. A 16 MB latent
-// sent inline is copied about six times (marshal, HTTP/2 frames, socket, read
-// buffer, reassembly, unmarshal); through shared memory it is written once and
-// read once. Both ends are on one machine by construction: the host starts its
-// plugins.
+// Package shm moves large tensors between host and plugins through files in
+// shared memory (/dev/shm) instead of through the gRPC stream, with at most
+// one copy per crossing:
+//
+//   - A plugin writes an output tensor into a new file with one write and
+//     names the file in its response (WriteOutputs). An output that is an
+//     unchanged input is not written at all: the input's file is named.
+//   - The host maps each named file read-only and hands it on to the next
+//     plugin by name (Host): it reads tensor bytes only when something asks
+//     for them, such as the cache.
+//   - A plugin maps its input files copy-on-write (MapInputs): a node reads
+//     the host's pages directly, and its writes stay its own.
+//
+// A 16 MB latent sent inline is copied about six times (marshal, HTTP/2
+// frames, socket, read buffer, reassembly, unmarshal). Both ends are on one
+// machine by construction: the host starts its plugins.
+//
+// Lifetimes. A file is valid only once named in a completed response: a
+// plugin that dies mid-write leaves a file no one reads, removed by the next
+// sweep. The host owns what it receives (it moves the file under its own
+// name) and keeps it mapped and unchanged until it is released; a tensor's
+// Data is a view of that mapping. Names carry their owner's PID and start
+// time, so a sweep never removes a file whose owner runs, and a kernel lease
+// proves no process has a file open before anything is removed or reused.
 package shm
 
 import (
-	"crypto/rand"
-	"encoding/hex"
 	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
-	"sync"
-	"time"
+
+	"golang.org/x/sys/unix"
 
 	pb "github.com/face0/face0/plugins/proto"
 )
@@ -24,190 +40,80 @@ import (
 // Below it the stream is cheaper than a file.
 const Threshold = 1 << 20
 
-const (
-	prefix = "face0-shm-"
-	// Files of a Pool keep their pages between transfers; the receiver reads
-	// them but does not remove them.
-	poolPrefix = prefix + "pool-"
-)
+// DirEnv names a folder to use instead of /dev/shm, for tests and for
+// several face0 installations that must not see each other's files. The
+// host's plugins inherit it.
+const DirEnv = "FACE0_SHM_DIR"
 
-// Dir is where the files live: /dev/shm when present, else the temp folder.
+// Dir is where the files live: $FACE0_SHM_DIR if set, /dev/shm when present,
+// else the temp folder.
 func Dir() string {
+	if d := os.Getenv(DirEnv); d != "" {
+		if abs, err := filepath.Abs(d); err == nil {
+			return abs
+		}
+		return filepath.Clean(d)
+	}
 	if st, err := os.Stat("/dev/shm"); err == nil && st.IsDir() {
 		return "/dev/shm"
 	}
 	return os.TempDir()
 }
 
-// Externalize returns values with the data of every large tensor (nested
-// lists and records included) moved into shared-memory files, and the files it
-// created, so the sender can remove any the receiver did not consume (after a
-// crash). The input is not modified: values may be shared with other nodes.
-func Externalize(values map[string]*pb.Value) (map[string]*pb.Value, []string, error) {
-	return externalizeWith(values, write)
-}
-
-func externalizeWith(values map[string]*pb.Value, write func([]byte) (string, error)) (map[string]*pb.Value, []string, error) {
-	var files []string
-	out := make(map[string]*pb.Value, len(values))
-	for k, v := range values {
-		nv, err := externalize(v, &files, write)
-		if err != nil {
-			Remove(files)
-			return nil, nil, err
-		}
-		out[k] = nv
-	}
-	return out, files, nil
-}
-
-// externalize copies only the path down to each large tensor.
-func externalize(v *pb.Value, files *[]string, write func([]byte) (string, error)) (*pb.Value, error) {
-	switch k := v.GetKind().(type) {
-	case *pb.Value_Tensor:
-		if len(k.Tensor.Data) < Threshold {
-			return v, nil
-		}
-		name, err := write(k.Tensor.Data)
-		if err != nil {
-			return nil, err
-		}
-		*files = append(*files, name)
-		t := &pb.Tensor{Dtype: k.Tensor.Dtype, Shape: k.Tensor.Shape, ShmFile: name}
-		return &pb.Value{Type: v.Type, Kind: &pb.Value_Tensor{Tensor: t}}, nil
-	case *pb.Value_List:
-		items := make([]*pb.Value, len(k.List.Items))
-		for i, e := range k.List.Items {
-			ne, err := externalize(e, files, write)
-			if err != nil {
-				return nil, err
-			}
-			items[i] = ne
-		}
-		return &pb.Value{Type: v.Type, Kind: &pb.Value_List{List: &pb.List{Items: items}}}, nil
-	case *pb.Value_Record:
-		fields := make(map[string]*pb.Value, len(k.Record.Fields))
-		for n, e := range k.Record.Fields {
-			ne, err := externalize(e, files, write)
-			if err != nil {
-				return nil, err
-			}
-			fields[n] = ne
-		}
-		return &pb.Value{Type: v.Type, Kind: &pb.Value_Record{Record: &pb.Record{Fields: fields}}}, nil
-	}
-	return v, nil
-}
-
-// Internalize reads back every tensor that lives in a shared-memory file and
-// removes the file. It refuses paths that are not face0 shared-memory files, so
-// a misbehaving peer cannot make the other side read arbitrary files.
-func Internalize(values map[string]*pb.Value) error {
-	var err error
-	for _, v := range values {
-		walk(v, func(t *pb.Tensor) {
-			if err != nil || t.ShmFile == "" {
-				return
-			}
-			var data []byte
-			data, err = read(t)
-			if err == nil {
-				t.Data, t.ShmFile = data, ""
-			}
-		})
-	}
-	return err
-}
-
-// Remove deletes files, ignoring those already consumed.
+// Remove deletes files, ignoring those already gone.
 func Remove(files []string) {
 	for _, f := range files {
 		os.Remove(f)
 	}
 }
 
-// Sweep removes files older than age left by processes that died mid-transfer.
-func Sweep(age time.Duration) {
-	matches, _ := filepath.Glob(filepath.Join(Dir(), prefix+"*"))
-	for _, m := range matches {
-		if st, err := os.Stat(m); err == nil && time.Since(st.ModTime()) > age {
-			os.Remove(m)
-		}
-	}
-}
-
-func walk(v *pb.Value, f func(*pb.Tensor)) {
-	switch k := v.GetKind().(type) {
-	case *pb.Value_Tensor:
-		f(k.Tensor)
-	case *pb.Value_List:
-		for _, e := range k.List.Items {
-			walk(e, f)
-		}
-	case *pb.Value_Record:
-		for _, e := range k.Record.Fields {
-			walk(e, f)
-		}
-	}
-}
-
-func write(data []byte) (string, error) {
-	var r [12]byte
-	rand.Read(r[:])
-	name := filepath.Join(Dir(), prefix+hex.EncodeToString(r[:]))
-	f, err := os.OpenFile(name, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
-	if err != nil {
-		return "", fmt.Errorf("shared memory: %w", err)
-	}
-	_, err = f.Write(data)
-	if cerr := f.Close(); err == nil {
-		err = cerr
-	}
-	if err != nil {
-		os.Remove(name)
-		return "", fmt.Errorf("shared memory (is /dev/shm full?): %w", err)
-	}
-	return name, nil
-}
-
-func read(t *pb.Tensor) ([]byte, error) {
-	name := t.ShmFile
+// cleanPath checks a file name that came from the other side: only face0
+// shared-memory files may be named, so that a misbehaving peer cannot make
+// this process read (or remove) arbitrary files.
+func cleanPath(name string) (string, error) {
 	clean := filepath.Clean(name)
 	if filepath.Dir(clean) != Dir() || !strings.HasPrefix(filepath.Base(clean), prefix) {
-		return nil, fmt.Errorf("refusing tensor file %q: not a face0 shared-memory file", name)
+		return "", fmt.Errorf("refusing tensor file %q: not a face0 shared-memory file", name)
 	}
-	st, err := os.Lstat(clean)
-	if err != nil {
-		return nil, fmt.Errorf("tensor data went missing: %w", err)
-	}
-	if !st.Mode().IsRegular() {
-		return nil, errors.New("refusing tensor file: not a regular file")
-	}
-	if strings.HasPrefix(filepath.Base(clean), poolPrefix) {
-		// A pooled file is longer than this tensor and stays for reuse.
-		size, err := byteSize(t)
-		if err != nil {
-			return nil, err
-		}
-		if size > st.Size() {
-			return nil, fmt.Errorf("tensor needs %d bytes, its file has %d", size, st.Size())
-		}
-		f, err := os.Open(clean)
-		if err != nil {
-			return nil, err
-		}
-		defer f.Close()
-		data := make([]byte, size)
-		if _, err := f.ReadAt(data, 0); err != nil {
-			return nil, fmt.Errorf("read tensor file: %w", err)
-		}
-		return data, nil
-	}
-	data, err := os.ReadFile(clean)
-	os.Remove(clean)
-	return data, err
+	return clean, nil
 }
 
+// openTensorFile opens a named tensor file read-only and checks it is a
+// regular file of this user holding at least need bytes (exactly need when
+// exact). It never follows a link and never waits on another process's lease.
+func openTensorFile(path string, need int64, exact bool) (int, unix.Stat_t, error) {
+	var st unix.Stat_t
+	fd, err := unix.Open(path, unix.O_RDONLY|unix.O_NOFOLLOW|unix.O_NONBLOCK|unix.O_CLOEXEC, 0)
+	switch {
+	case errors.Is(err, unix.ENOENT):
+		return -1, st, fmt.Errorf("tensor data went missing: %s no longer exists", path)
+	case errors.Is(err, unix.ELOOP):
+		return -1, st, fmt.Errorf("refusing tensor file %s: not a regular file", path)
+	case errors.Is(err, unix.EWOULDBLOCK):
+		return -1, st, fmt.Errorf("refusing tensor file %s: another process holds a lease on it", path)
+	case err != nil:
+		return -1, st, fmt.Errorf("open tensor file: %w", err)
+	}
+	if err := unix.Fstat(fd, &st); err != nil {
+		unix.Close(fd)
+		return -1, st, fmt.Errorf("open tensor file: %w", err)
+	}
+	switch {
+	case st.Mode&unix.S_IFMT != unix.S_IFREG:
+		err = fmt.Errorf("refusing tensor file %s: not a regular file", path)
+	case st.Uid != uint32(os.Geteuid()):
+		err = fmt.Errorf("refusing tensor file %s: it belongs to another user", path)
+	case st.Size < need || (exact && st.Size != need):
+		err = fmt.Errorf("tensor needs %d bytes, its file %s has %d", need, path, st.Size)
+	}
+	if err != nil {
+		unix.Close(fd)
+		return -1, st, err
+	}
+	return fd, st, nil
+}
+
+// byteSize is what a tensor's dtype and shape need.
 func byteSize(t *pb.Tensor) (int64, error) {
 	var el int64
 	switch t.Dtype {
@@ -232,90 +138,84 @@ func byteSize(t *pb.Tensor) (int64, error) {
 	return n, nil
 }
 
-// Pool reuses shared-memory files for one sender. Writing into a file whose
-// pages already exist skips the kernel's page allocation and zeroing, which
-// costs as much as the copy itself; the receiver reads without removing.
-// A file is reused only after Release, that is after the call that carried it
-// has ended and so the receiver has read it.
-type Pool struct {
-	mu    sync.Mutex
-	free  []*os.File
-	all   []*os.File
-	limit int
-}
-
-// NewPool keeps at most limit idle files.
-func NewPool(limit int) *Pool { return &Pool{limit: limit} }
-
-// Externalize is the package Externalize, writing into pooled files. Pass the
-// returned files to Release when the call has ended.
-func (p *Pool) Externalize(values map[string]*pb.Value) (map[string]*pb.Value, []string, error) {
-	return externalizeWith(values, p.write)
-}
-
-func (p *Pool) write(data []byte) (string, error) {
-	p.mu.Lock()
-	var f *os.File
-	if n := len(p.free); n > 0 {
-		f, p.free = p.free[n-1], p.free[:n-1]
+func walk(v *pb.Value, f func(*pb.Tensor)) {
+	switch k := v.GetKind().(type) {
+	case *pb.Value_Tensor:
+		f(k.Tensor)
+	case *pb.Value_List:
+		for _, e := range k.List.Items {
+			walk(e, f)
+		}
+	case *pb.Value_Record:
+		for _, e := range k.Record.Fields {
+			walk(e, f)
+		}
 	}
-	p.mu.Unlock()
-	if f == nil {
-		var r [12]byte
-		rand.Read(r[:])
-		name := filepath.Join(Dir(), poolPrefix+hex.EncodeToString(r[:]))
-		var err error
-		f, err = os.OpenFile(name, os.O_RDWR|os.O_CREATE|os.O_EXCL, 0o600)
+}
+
+// rewrite returns v with every tensor replaced by what f makes of it,
+// copying only the path down to the tensors that change: the input is never
+// modified, as values may be shared with other nodes.
+func rewrite(v *pb.Value, f func(*pb.Tensor) (*pb.Tensor, error)) (*pb.Value, error) {
+	switch k := v.GetKind().(type) {
+	case *pb.Value_Tensor:
+		t, err := f(k.Tensor)
+		if err != nil || t == k.Tensor {
+			return v, err
+		}
+		return &pb.Value{Type: v.Type, Kind: &pb.Value_Tensor{Tensor: t}}, nil
+	case *pb.Value_List:
+		var items []*pb.Value
+		for i, e := range k.List.Items {
+			ne, err := rewrite(e, f)
+			if err != nil {
+				return nil, err
+			}
+			if ne != e && items == nil {
+				items = append(make([]*pb.Value, 0, len(k.List.Items)), k.List.Items[:i]...)
+			}
+			if items != nil {
+				items = append(items, ne)
+			}
+		}
+		if items == nil {
+			return v, nil
+		}
+		return &pb.Value{Type: v.Type, Kind: &pb.Value_List{List: &pb.List{Items: items}}}, nil
+	case *pb.Value_Record:
+		var fields map[string]*pb.Value
+		for n, e := range k.Record.Fields {
+			ne, err := rewrite(e, f)
+			if err != nil {
+				return nil, err
+			}
+			if ne != e && fields == nil {
+				fields = make(map[string]*pb.Value, len(k.Record.Fields))
+				for n2, e2 := range k.Record.Fields {
+					fields[n2] = e2
+				}
+			}
+			if fields != nil {
+				fields[n] = ne
+			}
+		}
+		if fields == nil {
+			return v, nil
+		}
+		return &pb.Value{Type: v.Type, Kind: &pb.Value_Record{Record: &pb.Record{Fields: fields}}}, nil
+	}
+	return v, nil
+}
+
+// rewriteAll applies rewrite to every value of a map.
+func rewriteAll(values map[string]*pb.Value, f func(*pb.Tensor) (*pb.Tensor, error)) (map[string]*pb.Value, error) {
+	out := make(map[string]*pb.Value, len(values))
+	for k, v := range values {
+		nv, err := rewrite(v, f)
 		if err != nil {
-			return "", fmt.Errorf("shared memory: %w", err)
+			return nil, err
 		}
-		p.mu.Lock()
-		p.all = append(p.all, f)
-		p.mu.Unlock()
+		out[k] = nv
 	}
-	if _, err := f.WriteAt(data, 0); err != nil {
-		p.Release([]string{f.Name()})
-		return "", fmt.Errorf("shared memory (is /dev/shm full?): %w", err)
-	}
-	return f.Name(), nil
-}
-
-// Release returns files to the pool, keeping at most the pool's limit of
-// idle files (the rest are removed so memory is given back).
-func (p *Pool) Release(names []string) {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	for _, n := range names {
-		for _, f := range p.all {
-			if f.Name() != n {
-				continue
-			}
-			if len(p.free) < p.limit {
-				p.free = append(p.free, f)
-			} else {
-				p.drop(f)
-			}
-		}
-	}
-}
-
-func (p *Pool) drop(f *os.File) {
-	f.Close()
-	os.Remove(f.Name())
-	for i, g := range p.all {
-		if g == f {
-			p.all = append(p.all[:i], p.all[i+1:]...)
-			break
-		}
-	}
-}
-
-// Close removes every file of the pool.
-func (p *Pool) Close() {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	for _, f := range append([]*os.File(nil), p.all...) {
-		p.drop(f)
-	}
-	p.free = nil
+	return out, nil
 }

@@ -12,6 +12,7 @@ import (
 	"image/draw"
 	"math"
 	"strconv"
+	"unsafe"
 
 	pb "github.com/face0/face0/plugins/proto"
 )
@@ -246,6 +247,40 @@ func AsFloat32(v *pb.Value) ([]float32, []int64, error) {
 		out[i] = math.Float32frombits(binary.LittleEndian.Uint32(t.Data[4*i:]))
 	}
 	return out, t.Shape, nil
+}
+
+// littleEndian is true where a []float32 and its little-endian bytes are the
+// same memory, so tensors can be viewed instead of converted.
+var littleEndian = func() bool {
+	x := uint16(1)
+	return *(*byte)(unsafe.Pointer(&x)) == 1
+}()
+
+// Float32View is Float32Tensor without the copy where the machine is
+// little-endian: the tensor's Data is data's own memory, so data must not
+// change while the value is in use.
+func Float32View(typ string, data []float32, shape ...int64) *pb.Value {
+	if !littleEndian || len(data) == 0 {
+		return Float32Tensor(typ, data, shape...)
+	}
+	b := unsafe.Slice((*byte)(unsafe.Pointer(unsafe.SliceData(data))), 4*len(data))
+	return &pb.Value{Type: typ, Kind: &pb.Value_Tensor{Tensor: &pb.Tensor{Dtype: pb.Tensor_FLOAT32, Shape: shape, Data: b}}}
+}
+
+// AsFloat32View is AsFloat32 without the copy where the machine is
+// little-endian and the data 4-byte aligned: the elements are the tensor's
+// Data, so writing them changes the tensor.
+func AsFloat32View(v *pb.Value) ([]float32, []int64, error) {
+	k, ok := v.GetKind().(*pb.Value_Tensor)
+	if !ok || k.Tensor.Dtype != pb.Tensor_FLOAT32 || !littleEndian || len(k.Tensor.Data) == 0 ||
+		uintptr(unsafe.Pointer(unsafe.SliceData(k.Tensor.Data)))%4 != 0 {
+		return AsFloat32(v)
+	}
+	t := k.Tensor
+	if err := CheckTensor(t); err != nil {
+		return nil, nil, err
+	}
+	return unsafe.Slice((*float32)(unsafe.Pointer(unsafe.SliceData(t.Data))), len(t.Data)/4), t.Shape, nil
 }
 
 // Images packs images of equal size into an IMAGE value: uint8 [B,H,W,C], C = 3

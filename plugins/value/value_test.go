@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"image"
 	"image/color"
+	"slices"
 	"testing"
 
 	pb "github.com/face0/face0/plugins/proto"
@@ -94,5 +95,34 @@ func TestFromJSON(t *testing.T) {
 	}
 	if !IsNull(Null()) || IsNull(Int(0)) {
 		t.Error("IsNull")
+	}
+}
+
+// Views share memory with the tensor instead of converting it; misaligned
+// data falls back to a copy with the same values.
+func TestFloat32Views(t *testing.T) {
+	data := []float32{1, 2, 3, 4}
+	v := Float32View("LATENT", data, 2, 2)
+	back, shape, err := AsFloat32View(v)
+	if err != nil || len(back) != 4 || shape[1] != 2 {
+		t.Fatal(back, shape, err)
+	}
+	back[2] = 9
+	if data[2] != 9 {
+		t.Skip("big-endian machine: views are copies")
+	}
+	want, _, _ := AsFloat32(Float32Tensor("LATENT", data, 2, 2))
+	if got, _, _ := AsFloat32(v); !slices.Equal(got, want) {
+		t.Fatalf("view bytes %v, want %v", got, want)
+	}
+	odd := make([]byte, 17)
+	copy(odd[1:], v.GetTensor().Data)
+	mis := &pb.Value{Kind: &pb.Value_Tensor{Tensor: &pb.Tensor{Dtype: pb.Tensor_FLOAT32, Shape: []int64{4}, Data: odd[1:]}}}
+	got, _, err := AsFloat32View(mis)
+	if err != nil || !slices.Equal(got, want) {
+		t.Fatalf("misaligned: %v %v", got, err)
+	}
+	if _, _, err := AsFloat32View(&pb.Value{Kind: &pb.Value_Tensor{Tensor: &pb.Tensor{Dtype: pb.Tensor_FLOAT32, Shape: []int64{5}, Data: odd[1:]}}}); err == nil {
+		t.Fatal("a wrong length is accepted")
 	}
 }

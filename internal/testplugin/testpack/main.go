@@ -9,13 +9,16 @@ import (
 	"os"
 	"time"
 
+	"github.com/face0/face0/internal/testplugin/testnodes"
+	pb "github.com/face0/face0/plugins/proto"
 	"github.com/face0/face0/plugins/sdk"
+	"github.com/face0/face0/plugins/shm"
+	"github.com/face0/face0/plugins/value"
 )
 
 func main() {
-	sdk.Serve(sdk.Pack{Name: "testpack", Version: "1.0.0", Nodes: append([]sdk.Node{
-		sdk.Func("Const", constNode, sdk.Category("test")),
-		sdk.Func("Add", add, sdk.Category("test")),
+	nodes := append(append(testnodes.Trivial(), testnodes.Tensors()...), sideEffectNodes()...)
+	sdk.Serve(sdk.Pack{Name: "testpack", Version: "1.0.0", Types: testnodes.Types(), Nodes: append(nodes,
 		sdk.Func("Concat", concat, sdk.Category("test")),
 		sdk.Func("Fail", fail, sdk.Category("test")),
 		sdk.Func("Panic", panicNode, sdk.Category("test")),
@@ -24,32 +27,19 @@ func main() {
 		sdk.Func("Stubborn", stubborn, sdk.Category("test")),
 		sdk.Func("Pid", pid, sdk.Category("test"), sdk.NonDeterministic()),
 		sdk.Func("Random", random, sdk.Category("test"), sdk.NonDeterministic()),
-		sdk.Func("MakeTensor", makeTensor, sdk.Category("test")),
-		sdk.Func("TensorSum", tensorSum, sdk.Category("test")),
 		sdk.Func("TensorLen", tensorLen, sdk.Category("test")),
+		sdk.Func("DieMidWrite", dieMidWrite, sdk.Category("test")),
+		sdk.Func("KeepInput", keepInput, sdk.Category("test"), sdk.NonDeterministic()),
 		sdk.Func("Embed", embed, sdk.Category("test"),
 			sdk.TypeParam("embedding", "space", func() map[string]string { return map[string]string{"a": "space-a", "b": "space-b"} })),
 		sdk.Func("UseEmbed", useEmbed, sdk.Category("test"),
 			sdk.TypeParam("embedding", "model", func() map[string]string { return map[string]string{"ma": "space-a", "mb": "space-b"} })),
-	}, sideEffectNodes()...)})
+	)})
 }
 
 type intOut struct {
 	Value int64 `face0:"INT"`
 }
-
-type constIn struct {
-	Value int64 `face0:"value,min=-1000000,max=1000000"`
-}
-
-func constNode(_ *sdk.Context, in constIn) (intOut, error) { return intOut{in.Value}, nil }
-
-type addIn struct {
-	A int64 `face0:"a"`
-	B int64 `face0:"b,default=0"`
-}
-
-func add(_ *sdk.Context, in addIn) (intOut, error) { return intOut{in.A + in.B}, nil }
 
 type concatIn struct {
 	A string `face0:"a"`
@@ -111,40 +101,6 @@ type randomIn struct {
 
 func random(_ *sdk.Context, in randomIn) (intOut, error) { return intOut{rand.Int64N(in.Max)}, nil }
 
-type makeTensorIn struct {
-	MB   int64   `face0:"mb,min=0,max=200"`
-	Fill float64 `face0:"fill,default=1"`
-}
-
-type tensorOut struct {
-	Latent sdk.Tensor `face0:"LATENT,type=LATENT"`
-}
-
-func makeTensor(_ *sdk.Context, in makeTensorIn) (tensorOut, error) {
-	n := in.MB << 20 / 4
-	data := make([]float32, n)
-	for i := range data {
-		data[i] = float32(in.Fill)
-	}
-	return tensorOut{sdk.Tensor{Data: data, Shape: []int64{1, n}}}, nil
-}
-
-type tensorSumIn struct {
-	Latent sdk.Tensor `face0:"latent,type=LATENT"`
-}
-
-type floatOut struct {
-	Value float64 `face0:"FLOAT"`
-}
-
-func tensorSum(_ *sdk.Context, in tensorSumIn) (floatOut, error) {
-	var s float64
-	for _, v := range in.Latent.Data {
-		s += float64(v)
-	}
-	return floatOut{s}, nil
-}
-
 type embedIn struct {
 	Space string `face0:"space,enum=a|b,default=a"`
 	Dim   int    `face0:"dim,min=1,max=4096,default=8"`
@@ -199,3 +155,42 @@ type pidIn struct{}
 
 // pid tells tests which plugin process served them.
 func pid(*sdk.Context, pidIn) (intOut, error) { return intOut{int64(os.Getpid())}, nil }
+
+type dieMidWriteIn struct {
+	MB int64 `face0:"mb,min=1,max=256,default=4"`
+}
+
+// dieMidWrite dies while its output is half written, as a plugin killed
+// mid-write would: the SDK's own writer makes the file, which is then cut to
+// half and the process exits before any response names it.
+func dieMidWrite(_ *sdk.Context, in dieMidWriteIn) (intOut, error) {
+	v := value.Float32Tensor("LATENT", make([]float32, in.MB<<20/4), 1, in.MB<<20/4)
+	_, files, err := shm.WriteOutputs(map[string]*pb.Value{"x": v}, nil)
+	if err != nil || len(files) != 1 {
+		return intOut{}, fmt.Errorf("write: %v %v", files, err)
+	}
+	os.Truncate(files[0], in.MB<<19)
+	fmt.Fprintln(os.Stderr, "dying mid-write:", files[0])
+	os.Exit(3)
+	return intOut{}, nil
+}
+
+type keepInputIn struct {
+	Latent sdk.Tensor `face0:"latent,type=LATENT,optional"`
+}
+
+var kept []float32
+
+// keepInput keeps its input past the call, against the SDK's rule, and
+// reads what it kept on its next call without one.
+func keepInput(_ *sdk.Context, in keepInputIn) (intOut, error) {
+	if in.Latent.Data != nil {
+		kept = in.Latent.Data
+		return intOut{int64(len(kept))}, nil
+	}
+	var s float32
+	for _, v := range kept {
+		s += v
+	}
+	return intOut{int64(s)}, nil
+}
