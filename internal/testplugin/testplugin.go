@@ -38,3 +38,9 @@ func TestPack(dir string) (string, error) {
 func Face0(dir string) (string, error) {
 	return Build(dir, "./cmd/face0", "face0")
 }
+
+// Hostile builds the plugin that misbehaves on purpose (hangs, panics,
+// ignores cancellation, floods its output), for the reliability tests.
+func Hostile(dir string) (string, error) {
+	return Build(dir, "./internal/testplugin/hostile", "hostile")
+}

@@ -12,18 +12,11 @@ import (
 	"fmt"
 	"io"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"sort"
 	"strings"
 	"sync"
-	"syscall"
 	"time"
-
-	"github.com/hashicorp/go-hclog"
-	"github.com/hashicorp/go-plugin"
-	"google.golang.org/grpc/codes"
-	"google.golang.org/grpc/status"
 
 	"github.com/face0/face0/engine"
 	pb "github.com/face0/face0/plugins/proto"
@@ -78,7 +71,8 @@ func Discover(dir string) ([]Source, error) {
 
 // Manager runs a set of packs and routes node executions to them.
 type Manager struct {
-	log io.Writer
+	log       io.Writer
+	deadlines Deadlines
 
 	mu     sync.RWMutex // guards the fields below, which Refresh replaces
 	packs  []*pack
@@ -89,24 +83,21 @@ type Manager struct {
 
 var _ engine.Runner = (*Manager)(nil)
 
-// Option configures a Manager.
-type Option func(*Manager)
-
-// WithLog sends plugin stderr and supervision messages to w (default stderr).
-func WithLog(w io.Writer) Option { return func(m *Manager) { m.log = w } }
-
 // Start launches every source, asks each for its nodes, and returns a manager
-// serving them. A source that fails to start is reported in the returned
-// problems and left out; the others still work.
+// serving them. A source that fails to start or to list its nodes within its
+// deadline is reported in the returned problems and left out; the others
+// still work. Start returns early when ctx ends (an interrupt during start);
+// the problems then say so, and Close stops what did start.
 func Start(ctx context.Context, sources []Source, opts ...Option) (*Manager, []error) {
-	m := &Manager{log: os.Stderr, byNode: map[string]*pack{}}
+	m := &Manager{log: os.Stderr, deadlines: DefaultDeadlines(), byNode: map[string]*pack{}}
 	shm.Sweep(time.Hour)
 	for _, o := range opts {
 		o(m)
 	}
+	log := &logWriter{w: m.log}
 	packs := make([]*pack, len(sources))
 	for i, s := range sources {
-		packs[i] = &pack{src: s, log: m.log, pool: shm.NewPool(4)}
+		packs[i] = newPack(s, log, m.deadlines)
 	}
 	problems := m.describeAll(ctx, packs, true)
 	return m, problems
@@ -114,7 +105,9 @@ func Start(ctx context.Context, sources []Source, opts ...Option) (*Manager, []e
 
 // Refresh asks every running pack for its nodes again. Node specs can change
 // while plugins run: a Train node writes a model, and the nodes that offer
-// models as choices then list it.
+// models as choices then list it. Each pack answers within the Describe
+// deadline or keeps the specs it had; Refresh holds no lock that Execute or
+// Nodes need while it waits.
 func (m *Manager) Refresh(ctx context.Context) []error {
 	m.mu.RLock()
 	packs := append([]*pack(nil), m.packs...)
@@ -139,7 +132,11 @@ func (m *Manager) describeAll(ctx context.Context, packs []*pack, starting bool)
 			defer wg.Done()
 			desc, err := p.describe(ctx)
 			if err != nil {
-				results[i].err = fmt.Errorf("plugin %s (%s): %w", p.src.Name, p.src.Path, err)
+				what := "it is left out"
+				if !starting {
+					what = "it keeps the node specs it had"
+				}
+				results[i].err = fmt.Errorf("plugin %s (%s): %w; %s", p.src.Name, p.src.Path, err, what)
 				return
 			}
 			build, err := binaryHash(p.src.Path)
@@ -153,14 +150,13 @@ func (m *Manager) describeAll(ctx context.Context, packs []*pack, starting bool)
 	wg.Wait()
 
 	m.mu.Lock()
-	defer m.mu.Unlock()
 	old := map[*pack][]engine.NodeDef{}
 	for _, d := range m.defs {
 		p := m.byNode[d.Spec.Type]
 		old[p] = append(old[p], d)
 	}
 	var problems []error
-	var kept []*pack
+	var kept, dropped []*pack
 	byNode := map[string]*pack{}
 	var defs []engine.NodeDef
 	var types []*pb.TypeSpec
@@ -170,7 +166,7 @@ func (m *Manager) describeAll(ctx context.Context, packs []*pack, starting bool)
 		switch {
 		case r.err != nil && starting:
 			problems = append(problems, r.err)
-			p.kill()
+			dropped = append(dropped, p)
 			continue
 		case r.err != nil:
 			problems = append(problems, r.err)
@@ -180,8 +176,9 @@ func (m *Manager) describeAll(ctx context.Context, packs []*pack, starting bool)
 			for _, spec := range r.desc.Nodes {
 				packDefs = append(packDefs, engine.NodeDef{Spec: spec, Pack: r.desc.Pack, Build: r.desc.PackVersion + "+" + r.build})
 			}
-			types = append(types, r.desc.Types...)
+			p.types = r.desc.Types
 		}
+		types = append(types, p.types...)
 		kept = append(kept, p)
 		for _, d := range packDefs {
 			if prev, dup := byNode[d.Spec.Type]; dup {
@@ -193,6 +190,10 @@ func (m *Manager) describeAll(ctx context.Context, packs []*pack, starting bool)
 		}
 	}
 	m.packs, m.byNode, m.defs, m.types = kept, byNode, defs, types
+	m.mu.Unlock()
+	for _, p := range dropped {
+		p.kill()
+	}
 	return problems
 }
 
@@ -222,13 +223,19 @@ func (m *Manager) Packs() []string {
 	return out
 }
 
-// Close stops every plugin process.
+// Close stops every plugin process and returns when they are gone.
 func (m *Manager) Close() {
 	m.mu.RLock()
 	defer m.mu.RUnlock()
+	var wg sync.WaitGroup
 	for _, p := range m.packs {
-		p.kill()
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			p.kill()
+		}()
 	}
+	wg.Wait()
 }
 
 // Execute runs a node on the pack that provides it.
@@ -250,135 +257,26 @@ func (m *Manager) Fingerprint(ctx context.Context, req *pb.FingerprintRequest) (
 	if !ok {
 		return nil, fmt.Errorf("no running plugin provides node type %s", req.NodeType)
 	}
-	c, err := p.conn(ctx)
-	if err != nil {
-		return nil, err
-	}
-	resp, err := c.Fingerprint(ctx, req)
-	if err != nil {
-		return nil, p.explain(err)
-	}
-	return resp.Fingerprint, nil
+	return p.fingerprint(ctx, req)
 }
 
-// pack is one plugin process, started on demand and restarted after a crash.
-type pack struct {
-	src  Source
-	name string
-	log  io.Writer
-
-	pool *shm.Pool // shared-memory files for large inputs, reused between calls
-
-	mu     sync.Mutex
-	client *plugin.Client
-	rpc    pb.NodePluginClient
-	// sockets is the folder the running process makes its unix socket in
-	// (go-plugin's PLUGIN_UNIX_SOCKET_DIR), removed when the process is
-	// stopped: a plugin that is killed never removes its own socket, and
-	// without this they pile up in the system's temporary folder.
-	sockets string
-}
-
-func (p *pack) describe(ctx context.Context) (*pb.DescribeResponse, error) {
-	c, err := p.conn(ctx)
-	if err != nil {
-		return nil, err
-	}
-	resp, err := c.Describe(ctx, &pb.DescribeRequest{HostVersion: "1"})
-	if err != nil {
-		return nil, p.explain(err)
-	}
-	return resp, nil
-}
-
-// conn returns a live client, starting the process if it is not running
-// (first use, or after a crash).
-func (p *pack) conn(ctx context.Context) (pb.NodePluginClient, error) {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	if p.client != nil && !p.client.Exited() {
-		return p.rpc, nil
-	}
-	if p.client != nil {
-		fmt.Fprintf(p.log, "face0: restarting plugin %s after it exited\n", p.src.Name)
-		p.stopLocked()
-	}
-	sockets, err := os.MkdirTemp("", "face0-plugin-")
-	if err != nil {
-		return nil, fmt.Errorf("start: socket folder: %w", err)
-	}
-	cmd := exec.Command(p.src.Path, p.src.Args...)
-	// The plugin dies with the host, even if the host is killed with SIGKILL.
-	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
-	cmd.Env = append(append(os.Environ(), "FACE0_PLUGIN_NAME="+p.src.Name, plugin.EnvUnixSocketDir+"="+sockets), p.src.Env...)
-	client := plugin.NewClient(&plugin.ClientConfig{
-		HandshakeConfig:  protocol.Handshake,
-		VersionedPlugins: protocol.PluginSet(nil),
-		Cmd:              cmd,
-		AllowedProtocols: []plugin.Protocol{plugin.ProtocolGRPC},
-		GRPCDialOptions:  protocol.DialOptions(),
-		StartTimeout:     30 * time.Second,
-		Stderr:           prefixWriter{w: p.log, prefix: "plugin " + p.src.Name + ": "},
-		Logger:           hclog.New(&hclog.LoggerOptions{Name: "plugin." + p.src.Name, Level: hclog.Error, Output: p.log}),
-	})
-	proto, err := client.Client()
-	if err != nil {
-		client.Kill()
-		os.RemoveAll(sockets)
-		return nil, fmt.Errorf("start: %w (is it a face0 plugin built with the current SDK? it must call sdk.Serve and print nothing to stdout before it)", err)
-	}
-	raw, err := proto.Dispense(protocol.PluginName)
-	if err != nil {
-		client.Kill()
-		os.RemoveAll(sockets)
-		return nil, fmt.Errorf("connect: %w", err)
-	}
-	p.client, p.rpc, p.sockets = client, raw.(pb.NodePluginClient), sockets
-	return p.rpc, nil
-}
-
-// stopLocked kills the process and removes its socket folder; p.mu is held.
-func (p *pack) stopLocked() {
-	if p.client != nil {
-		p.client.Kill()
-		p.client = nil
-	}
-	if p.sockets != "" {
-		os.RemoveAll(p.sockets)
-		p.sockets = ""
-	}
-}
-
-func (p *pack) kill() {
-	p.pool.Close()
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	p.stopLocked()
-}
-
-// exited reports whether the process has gone, waiting briefly: after a crash
-// the broken stream can arrive before go-plugin notices the exit.
-func (p *pack) exited() bool {
-	p.mu.Lock()
-	c := p.client
-	p.mu.Unlock()
-	if c == nil {
-		return true
-	}
-	for i := 0; i < 50; i++ {
-		if c.Exited() {
-			return true
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
-	return false
-}
-
+// execute runs a node. A call refused by a retired process never ran, so it
+// is sent again to a fresh one.
 func (p *pack) execute(ctx context.Context, req *pb.ExecuteRequest, on func(*pb.ExecuteEvent)) (*pb.Outputs, error) {
-	c, err := p.conn(ctx)
-	if err != nil {
-		return nil, fmt.Errorf("plugin %s: %w", p.src.Name, err)
+	for tries := 0; ; tries++ {
+		c, err := p.acquire(ctx)
+		if err != nil {
+			return nil, fmt.Errorf("plugin %s: %w", p.src.Name, err)
+		}
+		outs, err := p.executeOn(ctx, c, req, on)
+		p.release(c)
+		if !errors.Is(err, errRetired) || tries >= maxRetired {
+			return outs, err
+		}
 	}
+}
+
+func (p *pack) executeOn(ctx context.Context, c *proc, req *pb.ExecuteRequest, on func(*pb.ExecuteEvent)) (*pb.Outputs, error) {
 	// Large tensors travel through shared memory; files the plugin did not
 	// consume (it crashed) are removed when the call ends.
 	inputs, files, err := p.pool.Externalize(req.Inputs)
@@ -389,9 +287,10 @@ func (p *pack) execute(ctx context.Context, req *pb.ExecuteRequest, on func(*pb.
 	// cancelled, when the data no longer matters), so the files can be reused.
 	defer p.pool.Release(files)
 	sent := &pb.ExecuteRequest{NodeType: req.NodeType, NodeId: req.NodeId, Inputs: inputs, PromptId: req.PromptId, Dirs: req.Dirs, Workflow: req.Workflow}
-	stream, err := c.Execute(ctx, sent)
+	id := nextCallID()
+	stream, err := c.rpc.Execute(protocol.WithCallID(ctx, id), sent)
 	if err != nil {
-		return nil, p.explain(err)
+		return nil, p.crashed(c, err)
 	}
 	for {
 		ev, err := stream.Recv()
@@ -400,9 +299,12 @@ func (p *pack) execute(ctx context.Context, req *pb.ExecuteRequest, on func(*pb.
 		}
 		if err != nil {
 			if ctx.Err() != nil {
+				// The node may run on: find out, and retire the process
+				// if it outlives the grace period.
+				go p.awaitCancelled(c, id, req.NodeType)
 				return nil, ctx.Err()
 			}
-			return nil, p.explain(err)
+			return nil, p.crashed(c, err)
 		}
 		if outs := ev.GetOutputs(); outs != nil {
 			if err := shm.Internalize(outs.Values); err != nil {
@@ -414,32 +316,15 @@ func (p *pack) execute(ctx context.Context, req *pb.ExecuteRequest, on func(*pb.
 	}
 }
 
-// explain turns a gRPC failure into the node's error. A crash (the process is
-// gone) is said plainly; the next use restarts the plugin.
-func (p *pack) explain(err error) error {
-	st, _ := status.FromError(err)
-	if st.Code() == codes.Unavailable || st.Code() == codes.Internal {
-		if p.exited() {
-			p.restartSoon()
-			return fmt.Errorf("plugin %s crashed (its process exited) while running this node; it is being restarted", p.src.Name)
-		}
+// crashed explains a failed Execute; after a crash a fresh process is
+// started for the next node.
+func (p *pack) crashed(c *proc, err error) error {
+	err = p.explain(c, err, "running this node")
+	if !errors.Is(err, errRetired) && c.client.Exited() {
+		p.restartSoon()
+		return fmt.Errorf("%w; it is being restarted", err)
 	}
-	if st.Code() == codes.Unknown || st.Code() == codes.InvalidArgument || st.Code() == codes.NotFound {
-		return errors.New(st.Message())
-	}
-	return fmt.Errorf("plugin %s: %s", p.src.Name, st.Message())
-}
-
-// restartSoon starts a fresh process in the background so the next node does
-// not pay for the start.
-func (p *pack) restartSoon() {
-	go func() {
-		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-		defer cancel()
-		if _, err := p.conn(ctx); err != nil {
-			fmt.Fprintf(p.log, "face0: plugin %s did not restart: %v\n", p.src.Name, err)
-		}
-	}()
+	return err
 }
 
 // binaryHash identifies a plugin's code for cache keys: rebuilding a plugin
@@ -472,22 +357,4 @@ func binaryHash(path string) (string, error) {
 	s := hex.EncodeToString(h.Sum(nil))[:16]
 	hashCache[ck] = s
 	return s, nil
-}
-
-// prefixWriter labels each line a plugin writes to stderr.
-type prefixWriter struct {
-	w      io.Writer
-	prefix string
-}
-
-func (pw prefixWriter) Write(b []byte) (int, error) {
-	for _, line := range strings.SplitAfter(string(b), "\n") {
-		if line == "" {
-			continue
-		}
-		if _, err := io.WriteString(pw.w, pw.prefix+line); err != nil {
-			return 0, err
-		}
-	}
-	return len(b), nil
 }
