@@ -152,7 +152,7 @@ func (p *pack) start(a *startAttempt) {
 
 // launch starts a process and connects to it.
 func (p *pack) launch() (*proc, error) {
-	sockets, err := os.MkdirTemp("", "face0-plugin-")
+	sockets, err := socketDir()
 	if err != nil {
 		return nil, fmt.Errorf("start: socket folder: %w", err)
 	}
@@ -210,6 +210,18 @@ func (p *pack) launch() (*proc, error) {
 		c.pid = cmd.Process.Pid
 	}
 	return c, nil
+}
+
+// socketDir makes the folder a process makes its unix socket in. A socket's
+// path must fit in 108 bytes; go-plugin adds about 20 to the folder, so under
+// a long TMPDIR the folder goes to /tmp instead of failing every start.
+func socketDir() (string, error) {
+	dir, err := os.MkdirTemp("", "face0-plugin-")
+	if err != nil || len(dir) <= 80 {
+		return dir, err
+	}
+	os.Remove(dir)
+	return os.MkdirTemp("/tmp", "face0-plugin-")
 }
 
 // stop kills the process and removes its socket folder.
