@@ -49,6 +49,7 @@ func main() {
 		sdk.Func("Stubborn", stubborn, sdk.Category("hostile")),
 		sdk.Func("Work", work, sdk.Category("hostile")),
 		sdk.Func("Step", step, sdk.Category("hostile")),
+		sdk.Func("Echo", echo, sdk.Category("hostile"), sdk.OutputNode()),
 		sdk.Func("Pid", pid, sdk.Category("hostile"), sdk.NonDeterministic()),
 		sdk.Func("Flood", flood, sdk.Category("hostile"), sdk.NonDeterministic()),
 		sdk.Func("Crash", crash, sdk.Category("hostile"), sdk.NonDeterministic()),
@@ -170,6 +171,13 @@ func step(ctx *sdk.Context, in stepIn) (intOut, error) {
 
 // StepOf is what Step computes.
 func StepOf(x int64) int64 { return (x*3 + 1) % 1_000_000_007 }
+
+type echoIn struct {
+	X int64 `face0:"x"`
+}
+
+// echo is an output node: what a workflow computes for its own sake.
+func echo(_ *sdk.Context, in echoIn) (intOut, error) { return intOut{in.X}, nil }
 
 type pidIn struct{}
 
