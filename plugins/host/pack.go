@@ -7,6 +7,7 @@ import (
 	"os"
 	"os/exec"
 	"strconv"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"syscall"
@@ -193,8 +194,13 @@ func (p *pack) launch() (*proc, error) {
 	proto, err := c.client.Client()
 	if err != nil {
 		msg := err.Error()
-		if errors.Is(err, context.DeadlineExceeded) || msg == "timeout while waiting for plugin to start" {
+		switch {
+		case errors.Is(err, context.DeadlineExceeded) || msg == "timeout while waiting for plugin to start":
 			msg = fmt.Sprintf("did not start within %s (%s raises the limit)", p.dl.Start, EnvStartTimeout)
+		case msg == "plugin exited before we could connect" || strings.HasPrefix(msg, "Unrecognized remote plugin message: \nFailed to read any lines"):
+			// go-plugin's long guess at the cause does not apply: the
+			// process ended before its handshake.
+			msg = "its process exited before its handshake"
 		}
 		if w := c.tail.words(); w != "" {
 			msg += fmt.Sprintf(" (its last words: %q)", w)
@@ -340,7 +346,9 @@ func (p *pack) explain(c *proc, err error, doing string) error {
 			p.retire(c, "its process takes no new calls (one of its nodes ignored cancellation)")
 			return errRetired
 		}
-	case codes.Unavailable, codes.Internal:
+	case codes.Unavailable, codes.Internal, codes.Canceled:
+		// Canceled while the caller's context runs: the connection closed
+		// under the call, because the process died.
 		if c.exited() {
 			msg := fmt.Sprintf("plugin %s crashed (its process exited) while %s", p.src.Name, doing)
 			if w := c.tail.words(); w != "" {

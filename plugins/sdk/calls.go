@@ -44,7 +44,7 @@ type call struct {
 }
 
 func newCalls() *calls {
-	return &calls{running: map[*call]struct{}{}, byID: map[string]*call{}, changed: make(chan struct{}), stderr: os.Stderr}
+	return &calls{running: map[*call]struct{}{}, byID: map[string]*call{}, changed: make(chan struct{}), stderr: os.Stderr, ended: newRecent()}
 }
 
 func (cs *calls) notifyLocked() {
@@ -154,19 +154,23 @@ func (cs *calls) watchCancel(ctx context.Context, done <-chan struct{}, c *call,
 	}
 }
 
-// recent remembers the last few thousand ids.
+// recent remembers the last ids, enough for the calls that can end between
+// the host's cancelling one and its AwaitCall arriving. Its memory is taken
+// at start, so that it does not grow with the calls served (the plugin
+// memory tests would see that).
 type recent struct {
 	set  map[string]struct{}
 	ring []string
 	next int
 }
 
-const recentSize = 4096
+const recentSize = 1024
+
+func newRecent() recent {
+	return recent{set: make(map[string]struct{}, recentSize), ring: make([]string, recentSize)}
+}
 
 func (r *recent) add(id string) {
-	if r.set == nil {
-		r.set, r.ring = map[string]struct{}{}, make([]string, recentSize)
-	}
 	if old := r.ring[r.next]; old != "" {
 		delete(r.set, old)
 	}

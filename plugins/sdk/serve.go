@@ -169,6 +169,9 @@ func (s *Server) Execute(req *pb.ExecuteRequest, stream grpc.ServerStreamingServ
 		}
 		return status.Error(codes.Unknown, err.Error())
 	}
+	if afterExecute != nil {
+		afterExecute(ctx, req.NodeType)
+	}
 	values, _, err := shm.Externalize(outs.GetValues())
 	if err != nil {
 		return status.Error(codes.Unknown, err.Error())
@@ -176,6 +179,10 @@ func (s *Server) Execute(req *pb.ExecuteRequest, stream grpc.ServerStreamingServ
 	outs.Values = values
 	return stream.Send(&pb.ExecuteEvent{Event: &pb.ExecuteEvent_Outputs{Outputs: outs}})
 }
+
+// afterExecute, when set (only by test builds, see memtest.go), runs after
+// each node that succeeded.
+var afterExecute func(ctx *Context, nodeType string)
 
 // runGuarded turns a panic in node code into that node's error: the plugin
 // process survives a buggy node.
