@@ -23,8 +23,8 @@ func soakTime(t *testing.T) time.Duration {
 
 // TestSoakKill9 kills plugin processes with SIGKILL at random moments under a
 // running engine for minutes (see kill9Rounds).
-func TestSoakKill9(t *testing.T) { kill9Rounds(t, soakTime(t)) }
+func TestSoakKill9(t *testing.T) { kill9Rounds(t, soakTime(t), 20) }
 
 // TestSoakInterrupt interrupts nodes that ignore cancellation beside other
 // prompts' nodes for minutes (see interruptRounds).
-func TestSoakInterrupt(t *testing.T) { interruptRounds(t, soakTime(t)) }
+func TestSoakInterrupt(t *testing.T) { interruptRounds(t, soakTime(t), 20) }
