@@ -43,9 +43,14 @@ func (l *lockedBuffer) String() string {
 }
 
 // serveWithHostile starts `face0 serve` with the hostile plugin in its
-// plugins folder, misbehaving as mood says, plus env.
-// exited is closed when the process has ended, with its error in *err.
+// plugins folder, misbehaving as mood says, plus env. exited is closed when
+// the process has ended, with its error in *waited.
 func serveWithHostile(t *testing.T, mood string, env ...string) (cmd *exec.Cmd, stderr *lockedBuffer, pids func() []int, exited <-chan struct{}, waited *error) {
+	return startWithHostile(t, []string{"serve", "--listen", "127.0.0.1:0"}, mood, env...)
+}
+
+// startWithHostile starts face0 with args likewise.
+func startWithHostile(t *testing.T, args []string, mood string, env ...string) (cmd *exec.Cmd, stderr *lockedBuffer, pids func() []int, exited <-chan struct{}, waited *error) {
 	t.Helper()
 	bin, err := hostileBin()
 	if err != nil {
@@ -59,7 +64,9 @@ func serveWithHostile(t *testing.T, mood string, env ...string) (cmd *exec.Cmd, 
 	}
 	os.WriteFile(filepath.Join(home, "plugins", "hostile"), data, 0o755)
 	mark := filepath.Join(t.TempDir(), "pids")
-	cmd = exec.Command(face0Bin, "serve", "--home", home, "--listen", "127.0.0.1:0")
+	root, _ := filepath.Abs("../..")
+	cmd = exec.Command(face0Bin, append(args, "--home", home)...)
+	cmd.Dir = root
 	cmd.Env = append(append(os.Environ(), "HOSTILE="+mood, "HOSTILE_MARK="+mark), env...)
 	stderr = &lockedBuffer{}
 	cmd.Stdout, cmd.Stderr = stderr, stderr
@@ -102,22 +109,34 @@ func eventually(t *testing.T, what string, cond func() bool) {
 	}
 }
 
-// Issue 12, item 4: `face0 serve` answers SIGINT and SIGTERM while a plugin
-// hangs as it starts or as it lists its nodes, and leaves no plugin behind.
-func TestServeHonoursSignalsDuringStart(t *testing.T) {
+// Issue 12, item 4: `face0 serve` (and `run` and `nodes`) answer SIGINT and
+// SIGTERM while a plugin hangs as it starts or as it lists its nodes, and
+// leave no plugin behind.
+func TestCommandsHonourSignalsDuringStart(t *testing.T) {
+	serve := []string{"serve", "--listen", "127.0.0.1:0"}
+	run := []string{"run", "examples/workflows/imagefx.json", "--input", "examples/inputs", "--out", "OUT"}
 	for _, tc := range []struct {
+		args          []string
 		mood, waitFor string
 		sig           syscall.Signal
 	}{
-		{"start-hang", "hostile: hanging before the handshake", syscall.SIGINT},
-		{"start-hang", "hostile: hanging before the handshake", syscall.SIGTERM},
-		{"describe-hang", "hostile: describe call 1", syscall.SIGINT},
-		{"describe-hang", "hostile: describe call 1", syscall.SIGTERM},
+		{serve, "start-hang", "hostile: hanging before the handshake", syscall.SIGINT},
+		{serve, "start-hang", "hostile: hanging before the handshake", syscall.SIGTERM},
+		{serve, "describe-hang", "hostile: describe call 1", syscall.SIGINT},
+		{serve, "describe-hang", "hostile: describe call 1", syscall.SIGTERM},
+		{run, "start-hang", "hostile: hanging before the handshake", syscall.SIGINT},
+		{[]string{"nodes"}, "describe-hang", "hostile: describe call 1", syscall.SIGTERM},
 	} {
-		t.Run(tc.mood+"/"+tc.sig.String(), func(t *testing.T) {
+		t.Run(tc.args[0]+"/"+tc.mood+"/"+tc.sig.String(), func(t *testing.T) {
+			args := append([]string(nil), tc.args...)
+			for i, a := range args {
+				if a == "OUT" {
+					args[i] = t.TempDir()
+				}
+			}
 			// Deadlines far beyond the test's patience: only the signal
 			// can end the start.
-			cmd, stderr, pids, exited, _ := serveWithHostile(t, tc.mood, "FACE0_PLUGIN_START_TIMEOUT=1h", "FACE0_PLUGIN_DESCRIBE_TIMEOUT=1h")
+			cmd, stderr, pids, exited, _ := startWithHostile(t, args, tc.mood, "FACE0_PLUGIN_START_TIMEOUT=1h", "FACE0_PLUGIN_DESCRIBE_TIMEOUT=1h")
 			eventually(t, "the hostile plugin to hang", func() bool { return strings.Contains(stderr.String(), tc.waitFor) })
 			if err := cmd.Process.Signal(tc.sig); err != nil {
 				t.Fatal(err)
@@ -125,7 +144,7 @@ func TestServeHonoursSignalsDuringStart(t *testing.T) {
 			select {
 			case <-exited:
 			case <-time.After(60 * time.Second):
-				t.Fatalf("face0 serve ignored %v during its start for 60 s:\n%s", tc.sig, stderr.String())
+				t.Fatalf("face0 %s ignored %v during its start for 60 s:\n%s", tc.args[0], tc.sig, stderr.String())
 			}
 			if !strings.Contains(stderr.String(), "interrupted while starting the plugins") {
 				t.Errorf("stderr does not say what happened:\n%s", stderr.String())
