@@ -290,7 +290,7 @@ func (p *pack) executeOn(ctx context.Context, c *proc, req *pb.ExecuteRequest, o
 	id := nextCallID()
 	stream, err := c.rpc.Execute(protocol.WithCallID(ctx, id), sent)
 	if err != nil {
-		return nil, p.crashed(c, err)
+		return nil, p.failed(ctx, c, id, req.NodeType, err)
 	}
 	for {
 		ev, err := stream.Recv()
@@ -298,13 +298,7 @@ func (p *pack) executeOn(ctx context.Context, c *proc, req *pb.ExecuteRequest, o
 			return nil, fmt.Errorf("plugin %s ended node %s without outputs", p.src.Name, req.NodeType)
 		}
 		if err != nil {
-			if ctx.Err() != nil {
-				// The node may run on: find out, and retire the process
-				// if it outlives the grace period.
-				go p.awaitCancelled(c, id, req.NodeType)
-				return nil, ctx.Err()
-			}
-			return nil, p.crashed(c, err)
+			return nil, p.failed(ctx, c, id, req.NodeType, err)
 		}
 		if outs := ev.GetOutputs(); outs != nil {
 			if err := shm.Internalize(outs.Values); err != nil {
@@ -316,9 +310,15 @@ func (p *pack) executeOn(ctx context.Context, c *proc, req *pb.ExecuteRequest, o
 	}
 }
 
-// crashed explains a failed Execute; after a crash a fresh process is
-// started for the next node.
-func (p *pack) crashed(c *proc, err error) error {
+// failed explains a failed Execute call. A cancelled one may run on in the
+// plugin: the pack finds out, and retires the process if the node outlives
+// the grace period. After a crash a fresh process is started for the next
+// node.
+func (p *pack) failed(ctx context.Context, c *proc, id, nodeType string, err error) error {
+	if ctx.Err() != nil {
+		go p.awaitCancelled(c, id, nodeType)
+		return ctx.Err()
+	}
 	err = p.explain(c, err, "running this node")
 	if !errors.Is(err, errRetired) && c.client.Exited() {
 		p.restartSoon()
