@@ -5,7 +5,7 @@ GO ?= go
 BIN := bin/face0
 FACE0_HOME ?= $(HOME)/.local/share/face0
 
-.PHONY: all build setup setup-test test vet serve run-example example-plugin proto bench bench-go fuzz editor reproduce-tiny evaluate-tiny
+.PHONY: all build setup setup-test test soak vet serve run-example example-plugin proto bench bench-go fuzz editor reproduce-tiny evaluate-tiny
 
 all: build
 
@@ -50,7 +50,15 @@ test: setup-test vet
 
 vet:
 	$(GO) vet ./...
+	$(GO) vet -tags soak,face0memtest ./...
 	@test -z "$$(gofmt -l $$(git ls-files '*.go' | grep -v '\.pb\.go$$'))" || { gofmt -l $$(git ls-files '*.go' | grep -v '\.pb\.go$$'); echo "gofmt needed"; exit 1; }
+
+# soak runs the long reliability scenarios (kill -9 rounds, interrupts,
+# corruption sweeps: a few minutes; see docs/reliability.md). Their fast part
+# runs in `make test`. FACE0_SOAK_TIME (a Go duration) sets how long each
+# scenario runs.
+soak:
+	$(GO) test -tags soak -run Soak -count=1 -timeout 30m ./...
 
 # reproduce-tiny rebuilds the synthfaces dataset, retrains the shipped tiny
 # model from scratch and regenerates its evaluation (about 2 hours here).

@@ -31,8 +31,9 @@ func buildObjectInfo(c *engine.Catalog) *objectInfo {
 }
 
 func (s *Server) getObjectInfo(w http.ResponseWriter, r *http.Request) {
-	// As ComfyUI does, each request sees the plugins' current specs.
-	s.refresh(r.Context(), false)
+	// As ComfyUI does, each request sees the plugins' current specs, unless
+	// they are slow to tell (see refresh.go).
+	s.refreshForRequest(r.Context())
 	w.Header().Set("Content-Type", "application/json")
 	_, _ = w.Write(s.specs.Load().info.all)
 }
@@ -40,7 +41,7 @@ func (s *Server) getObjectInfo(w http.ResponseWriter, r *http.Request) {
 // getObjectInfoOne answers {} for an unknown class, as ComfyUI does.
 func (s *Server) getObjectInfoOne(w http.ResponseWriter, r *http.Request) {
 	cls := r.PathValue("cls")
-	s.refresh(r.Context(), false)
+	s.refreshForRequest(r.Context())
 	b, ok := s.specs.Load().info.byClass[cls]
 	if !ok {
 		writeJSON(w, http.StatusOK, map[string]any{})

@@ -252,7 +252,7 @@ func (s *Server) postPrompt(w http.ResponseWriter, r *http.Request) {
 		writeErrorDetails(w, http.StatusBadRequest, "invalid_prompt", "Invalid prompt: "+err.Error(), err.Error(), extra, nil)
 		return
 	}
-	if _, err := s.catalog().Compile(wf, req.Targets); err != nil {
+	if _, err := s.compile(r.Context(), wf, req.Targets); err != nil {
 		var ve *engine.ValidationError
 		if !errors.As(err, &ve) {
 			writeErrorDetails(w, http.StatusBadRequest, "invalid_prompt", "Invalid prompt: "+err.Error(), err.Error(), nil, nil)

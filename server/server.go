@@ -20,7 +20,6 @@ import (
 	"sort"
 	"sync"
 	"sync/atomic"
-	"time"
 
 	"github.com/gorilla/websocket"
 
@@ -50,10 +49,11 @@ type Server struct {
 
 	// specs is the current catalog and its /object_info rendering; refresh
 	// replaces both when plugins report new specs.
-	specs       atomic.Pointer[specState]
-	refresher   func(context.Context) (*engine.Catalog, []error)
-	refreshMu   sync.Mutex
-	lastRefresh time.Time
+	specs      atomic.Pointer[specState]
+	refresher  func(context.Context) (*engine.Catalog, []error)
+	refreshMu  sync.Mutex
+	refreshing refreshState   // see refresh.go
+	refreshWG  sync.WaitGroup // the refresh goroutine
 
 	ctx    context.Context // ends at Close
 	cancel context.CancelCauseFunc
@@ -248,6 +248,7 @@ func (s *Server) Close() error {
 	s.closeOnce.Do(func() {
 		s.cancel(errShutdown)
 		<-s.workerDone
+		s.refreshWG.Wait()
 		s.hub.closeAll()
 		err = s.store.close()
 	})
@@ -348,7 +349,7 @@ func (s *Server) execute(ctx context.Context, p *queuedPrompt) {
 	wf, _, err := workflow.Parse(p.Prompt)
 	var plan *engine.Plan
 	if err == nil {
-		plan, err = s.catalog().Compile(wf, p.Targets)
+		plan, err = s.compile(ctx, wf, p.Targets)
 	}
 	switch {
 	case attempt > s.cfg.maxAttempts:
@@ -381,8 +382,9 @@ func (s *Server) execute(ctx context.Context, p *queuedPrompt) {
 	s.endRun()
 	s.hub.send(p.ClientID, jsonFrame("executing", map[string]any{"node": nil, "prompt_id": p.ID}, false))
 	s.broadcastStatus()
-	// A run may have changed what nodes offer (a trained model).
-	s.refresh(s.ctx, true)
+	// A run may have changed what nodes offer (a trained model); the next
+	// prompt does not wait for the answer (see refresh.go).
+	s.startRefresh(true)
 }
 
 // endRun clears the running prompt.
@@ -400,24 +402,6 @@ type specState struct {
 
 // catalog is the node catalog in force now.
 func (s *Server) catalog() *engine.Catalog { return s.specs.Load().catalog }
-
-// refresh re-reads node specs from the plugins, at most once a second unless
-// forced. A failing refresh keeps the specs in force.
-func (s *Server) refresh(ctx context.Context, force bool) {
-	s.refreshMu.Lock()
-	defer s.refreshMu.Unlock()
-	if !force && time.Since(s.lastRefresh) < time.Second {
-		return
-	}
-	s.lastRefresh = time.Now()
-	cat, problems := s.refresher(ctx)
-	for _, p := range problems {
-		s.cfg.log.Printf("node specs: %v", p)
-	}
-	if cat != nil && len(cat.Nodes()) > 0 {
-		s.specs.Store(&specState{catalog: cat, info: buildObjectInfo(cat)})
-	}
-}
 
 // interrupt cancels the running prompt (only if it is id, when id is given).
 func (s *Server) interrupt(id string) bool {

@@ -201,7 +201,9 @@ func cmdNodes(args []string) error {
 		return exitCode(2)
 	}
 	c.noCache = true
-	a, err := c.open(context.Background())
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	a, err := c.open(ctx)
 	if err != nil {
 		return err
 	}

@@ -49,9 +49,11 @@ func cmdServe(args []string) error {
 		fmt.Fprintf(os.Stderr, "face0: warning: listening on %s without a token: anyone who can reach this address can run workflows and read your outputs; pass --token or set FACE0_TOKEN\n", *listen)
 	}
 
+	// Signals end the start too: a plugin that hangs as it starts must not
+	// make face0 ignore Ctrl-C.
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
-	a, err := c.open(context.Background())
+	a, err := c.open(ctx)
 	if err != nil {
 		return err
 	}

@@ -10,6 +10,7 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"time"
 
 	"github.com/face0/face0/engine"
 	"github.com/face0/face0/engine/cache"
@@ -31,6 +32,9 @@ type Options struct {
 	NoCache    bool // do not open the cache at all
 	CacheBytes int64
 	Log        io.Writer
+	// Deadlines of plugin calls; zero fields are read from the environment
+	// (FACE0_PLUGIN_START_TIMEOUT...), else defaulted (host.DefaultDeadlines).
+	Deadlines host.Deadlines
 }
 
 // App is a started face0.
@@ -44,11 +48,21 @@ type App struct {
 	Problems []error
 }
 
-// Open starts everything. Call Close when done.
+// ErrInterrupted is returned by Open when its context ends (a signal) while
+// the plugins start; what did start is stopped again.
+var ErrInterrupted = errors.New("interrupted while starting the plugins")
+
+// Open starts everything. Call Close when done. Open returns ErrInterrupted
+// as soon as ctx ends, whatever the plugins are doing.
 func Open(ctx context.Context, o Options) (*App, error) {
 	if o.Log == nil {
 		o.Log = os.Stderr
 	}
+	env, err := host.DeadlinesFromEnv(os.Getenv)
+	if err != nil {
+		return nil, err
+	}
+	o.Deadlines = mergeDeadlines(o.Deadlines, env)
 	def := func(p *string, sub string) {
 		if *p == "" {
 			*p = filepath.Join(o.Home, sub)
@@ -99,7 +113,11 @@ func Open(ctx context.Context, o Options) (*App, error) {
 	if len(sources) == 0 {
 		return nil, errors.New("no node packs to start")
 	}
-	mgr, problems := host.Start(ctx, sources, host.WithLog(o.Log))
+	mgr, problems := host.Start(ctx, sources, host.WithLog(o.Log), host.WithDeadlines(o.Deadlines))
+	if ctx.Err() != nil {
+		mgr.Close()
+		return nil, ErrInterrupted
+	}
 	cat, specProblems := engine.NewCatalog(mgr.Nodes(), mgr.Types())
 	problems = append(problems, specProblems...)
 
@@ -130,6 +148,18 @@ func (a *App) Refresh(ctx context.Context) (*engine.Catalog, []error) {
 	problems := a.Host.Refresh(ctx)
 	cat, errs := engine.NewCatalog(a.Host.Nodes(), a.Host.Types())
 	return cat, append(problems, errs...)
+}
+
+// mergeDeadlines fills the zero fields of d from env.
+func mergeDeadlines(d, env host.Deadlines) host.Deadlines {
+	for _, f := range []struct{ v, env *time.Duration }{
+		{&d.Start, &env.Start}, {&d.Describe, &env.Describe}, {&d.Fingerprint, &env.Fingerprint}, {&d.CancelGrace, &env.CancelGrace},
+	} {
+		if *f.v <= 0 {
+			*f.v = *f.env
+		}
+	}
+	return d
 }
 
 // Close stops the plugins and closes the cache.

@@ -12,18 +12,11 @@ import (
 	"fmt"
 	"io"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"sort"
 	"strings"
 	"sync"
-	"syscall"
 	"time"
-
-	"github.com/hashicorp/go-hclog"
-	"github.com/hashicorp/go-plugin"
-	"google.golang.org/grpc/codes"
-	"google.golang.org/grpc/status"
 
 	"github.com/face0/face0/engine"
 	pb "github.com/face0/face0/plugins/proto"
@@ -78,7 +71,8 @@ func Discover(dir string) ([]Source, error) {
 
 // Manager runs a set of packs and routes node executions to them.
 type Manager struct {
-	log io.Writer
+	log       io.Writer
+	deadlines Deadlines
 
 	mu     sync.RWMutex // guards the fields below, which Refresh replaces
 	packs  []*pack
@@ -96,24 +90,21 @@ var (
 	_ engine.Releaser = (*Manager)(nil)
 )
 
-// Option configures a Manager.
-type Option func(*Manager)
-
-// WithLog sends plugin stderr and supervision messages to w (default stderr).
-func WithLog(w io.Writer) Option { return func(m *Manager) { m.log = w } }
-
 // Start launches every source, asks each for its nodes, and returns a manager
-// serving them. A source that fails to start is reported in the returned
-// problems and left out; the others still work.
+// serving them. A source that fails to start or to list its nodes within its
+// deadline is reported in the returned problems and left out; the others
+// still work. Start returns early when ctx ends (an interrupt during start);
+// the problems then say so, and Close stops what did start.
 func Start(ctx context.Context, sources []Source, opts ...Option) (*Manager, []error) {
-	m := &Manager{log: os.Stderr, byNode: map[string]*pack{}, mem: shm.NewHost(4)}
+	m := &Manager{log: os.Stderr, deadlines: DefaultDeadlines(), byNode: map[string]*pack{}, mem: shm.NewHost(4)}
 	shm.Sweep(time.Hour)
 	for _, o := range opts {
 		o(m)
 	}
+	log := &logWriter{w: m.log}
 	packs := make([]*pack, len(sources))
 	for i, s := range sources {
-		packs[i] = &pack{src: s, log: m.log, mem: m.mem}
+		packs[i] = newPack(s, log, m.deadlines, m.mem)
 	}
 	problems := m.describeAll(ctx, packs, true)
 	return m, problems
@@ -121,7 +112,9 @@ func Start(ctx context.Context, sources []Source, opts ...Option) (*Manager, []e
 
 // Refresh asks every running pack for its nodes again. Node specs can change
 // while plugins run: a Train node writes a model, and the nodes that offer
-// models as choices then list it.
+// models as choices then list it. Each pack answers within the Describe
+// deadline or keeps the specs it had; Refresh holds no lock that Execute or
+// Nodes need while it waits.
 func (m *Manager) Refresh(ctx context.Context) []error {
 	m.mu.RLock()
 	packs := append([]*pack(nil), m.packs...)
@@ -146,7 +139,11 @@ func (m *Manager) describeAll(ctx context.Context, packs []*pack, starting bool)
 			defer wg.Done()
 			desc, err := p.describe(ctx)
 			if err != nil {
-				results[i].err = fmt.Errorf("plugin %s (%s): %w", p.src.Name, p.src.Path, err)
+				what := "it is left out"
+				if !starting {
+					what = "it keeps the node specs it had"
+				}
+				results[i].err = fmt.Errorf("plugin %s (%s): %w; %s", p.src.Name, p.src.Path, err, what)
 				return
 			}
 			build, err := binaryHash(p.src.Path)
@@ -160,14 +157,13 @@ func (m *Manager) describeAll(ctx context.Context, packs []*pack, starting bool)
 	wg.Wait()
 
 	m.mu.Lock()
-	defer m.mu.Unlock()
 	old := map[*pack][]engine.NodeDef{}
 	for _, d := range m.defs {
 		p := m.byNode[d.Spec.Type]
 		old[p] = append(old[p], d)
 	}
 	var problems []error
-	var kept []*pack
+	var kept, dropped []*pack
 	byNode := map[string]*pack{}
 	var defs []engine.NodeDef
 	var types []*pb.TypeSpec
@@ -177,7 +173,7 @@ func (m *Manager) describeAll(ctx context.Context, packs []*pack, starting bool)
 		switch {
 		case r.err != nil && starting:
 			problems = append(problems, r.err)
-			p.kill()
+			dropped = append(dropped, p)
 			continue
 		case r.err != nil:
 			problems = append(problems, r.err)
@@ -187,8 +183,9 @@ func (m *Manager) describeAll(ctx context.Context, packs []*pack, starting bool)
 			for _, spec := range r.desc.Nodes {
 				packDefs = append(packDefs, engine.NodeDef{Spec: spec, Pack: r.desc.Pack, Build: r.desc.PackVersion + "+" + r.build})
 			}
-			types = append(types, r.desc.Types...)
+			p.types = r.desc.Types
 		}
+		types = append(types, p.types...)
 		kept = append(kept, p)
 		for _, d := range packDefs {
 			if prev, dup := byNode[d.Spec.Type]; dup {
@@ -200,6 +197,10 @@ func (m *Manager) describeAll(ctx context.Context, packs []*pack, starting bool)
 		}
 	}
 	m.packs, m.byNode, m.defs, m.types = kept, byNode, defs, types
+	m.mu.Unlock()
+	for _, p := range dropped {
+		p.kill()
+	}
 	return problems
 }
 
@@ -229,14 +230,19 @@ func (m *Manager) Packs() []string {
 	return out
 }
 
-// Close stops every plugin process and ends every tensor still held in
-// shared memory.
+// Close stops every plugin process and returns when they are gone.
 func (m *Manager) Close() {
 	m.mu.RLock()
 	defer m.mu.RUnlock()
+	var wg sync.WaitGroup
 	for _, p := range m.packs {
-		p.kill()
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			p.kill()
+		}()
 	}
+	wg.Wait()
 	m.mem.Close()
 	shm.SweepDead() // the plugins' files, such as those handed back for reuse
 }
@@ -272,15 +278,7 @@ func (m *Manager) Fingerprint(ctx context.Context, req *pb.FingerprintRequest) (
 	if !ok {
 		return nil, fmt.Errorf("no running plugin provides node type %s", req.NodeType)
 	}
-	c, err := p.conn(ctx)
-	if err != nil {
-		return nil, err
-	}
-	resp, err := c.Fingerprint(ctx, req)
-	if err != nil {
-		return nil, p.explain(err)
-	}
-	return resp.Fingerprint, nil
+	return p.fingerprint(ctx, req)
 }
 
 // Verify asks the providing pack whether a cached result's side effects are
@@ -292,134 +290,26 @@ func (m *Manager) Verify(ctx context.Context, req *pb.VerifyRequest) (*pb.Verify
 	if !ok {
 		return nil, fmt.Errorf("no running plugin provides node type %s", req.NodeType)
 	}
-	c, err := p.conn(ctx)
-	if err != nil {
-		return nil, err
-	}
-	resp, err := c.Verify(ctx, req)
-	if err != nil {
-		return nil, p.explain(err)
-	}
-	return resp, nil
+	return p.verify(ctx, req)
 }
 
-// pack is one plugin process, started on demand and restarted after a crash.
-type pack struct {
-	src  Source
-	name string
-	log  io.Writer
-
-	mem *shm.Host // the manager's: tensors in shared memory, in and out
-
-	mu     sync.Mutex
-	client *plugin.Client
-	rpc    pb.NodePluginClient
-	// sockets is the folder the running process makes its unix socket in
-	// (go-plugin's PLUGIN_UNIX_SOCKET_DIR), removed when the process is
-	// stopped: a plugin that is killed never removes its own socket, and
-	// without this they pile up in the system's temporary folder.
-	sockets string
-}
-
-func (p *pack) describe(ctx context.Context) (*pb.DescribeResponse, error) {
-	c, err := p.conn(ctx)
-	if err != nil {
-		return nil, err
-	}
-	resp, err := c.Describe(ctx, &pb.DescribeRequest{HostVersion: "1"})
-	if err != nil {
-		return nil, p.explain(err)
-	}
-	return resp, nil
-}
-
-// conn returns a live client, starting the process if it is not running
-// (first use, or after a crash).
-func (p *pack) conn(ctx context.Context) (pb.NodePluginClient, error) {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	if p.client != nil && !p.client.Exited() {
-		return p.rpc, nil
-	}
-	if p.client != nil {
-		fmt.Fprintf(p.log, "face0: restarting plugin %s after it exited\n", p.src.Name)
-		p.stopLocked()
-	}
-	sockets, err := os.MkdirTemp("", "face0-plugin-")
-	if err != nil {
-		return nil, fmt.Errorf("start: socket folder: %w", err)
-	}
-	cmd := exec.Command(p.src.Path, p.src.Args...)
-	// The plugin dies with the host, even if the host is killed with SIGKILL.
-	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
-	cmd.Env = append(append(os.Environ(), "FACE0_PLUGIN_NAME="+p.src.Name, plugin.EnvUnixSocketDir+"="+sockets), p.src.Env...)
-	client := plugin.NewClient(&plugin.ClientConfig{
-		HandshakeConfig:  protocol.Handshake,
-		VersionedPlugins: protocol.PluginSet(nil),
-		Cmd:              cmd,
-		AllowedProtocols: []plugin.Protocol{plugin.ProtocolGRPC},
-		GRPCDialOptions:  protocol.DialOptions(),
-		StartTimeout:     30 * time.Second,
-		Stderr:           prefixWriter{w: p.log, prefix: "plugin " + p.src.Name + ": "},
-		Logger:           hclog.New(&hclog.LoggerOptions{Name: "plugin." + p.src.Name, Level: hclog.Error, Output: p.log}),
-	})
-	proto, err := client.Client()
-	if err != nil {
-		client.Kill()
-		os.RemoveAll(sockets)
-		return nil, fmt.Errorf("start: %w (is it a face0 plugin built with the current SDK? it must call sdk.Serve and print nothing to stdout before it)", err)
-	}
-	raw, err := proto.Dispense(protocol.PluginName)
-	if err != nil {
-		client.Kill()
-		os.RemoveAll(sockets)
-		return nil, fmt.Errorf("connect: %w", err)
-	}
-	p.client, p.rpc, p.sockets = client, raw.(pb.NodePluginClient), sockets
-	return p.rpc, nil
-}
-
-// stopLocked kills the process and removes its socket folder; p.mu is held.
-func (p *pack) stopLocked() {
-	if p.client != nil {
-		p.client.Kill()
-		p.client = nil
-	}
-	if p.sockets != "" {
-		os.RemoveAll(p.sockets)
-		p.sockets = ""
-	}
-}
-
-func (p *pack) kill() {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	p.stopLocked()
-}
-
-// exited reports whether the process has gone, waiting briefly: after a crash
-// the broken stream can arrive before go-plugin notices the exit.
-func (p *pack) exited() bool {
-	p.mu.Lock()
-	c := p.client
-	p.mu.Unlock()
-	if c == nil {
-		return true
-	}
-	for i := 0; i < 50; i++ {
-		if c.Exited() {
-			return true
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
-	return false
-}
-
+// execute runs a node. A call refused by a retired process never ran, so it
+// is sent again to a fresh one.
 func (p *pack) execute(ctx context.Context, req *pb.ExecuteRequest, on func(*pb.ExecuteEvent)) (*pb.Outputs, error) {
-	c, err := p.conn(ctx)
-	if err != nil {
-		return nil, fmt.Errorf("plugin %s: %w", p.src.Name, err)
+	for tries := 0; ; tries++ {
+		c, err := p.acquire(ctx)
+		if err != nil {
+			return nil, fmt.Errorf("plugin %s: %w", p.src.Name, err)
+		}
+		outs, err := p.executeOn(ctx, c, req, on)
+		p.release(c)
+		if !errors.Is(err, errRetired) || tries >= maxRetired {
+			return outs, err
+		}
 	}
+}
+
+func (p *pack) executeOn(ctx context.Context, c *proc, req *pb.ExecuteRequest, on func(*pb.ExecuteEvent)) (*pb.Outputs, error) {
 	// Large tensors travel through shared memory: those a plugin returned go
 	// on by name, others are written into pool files.
 	inputs, lent, err := p.mem.Send(req.Inputs)
@@ -431,9 +321,10 @@ func (p *pack) execute(ctx context.Context, req *pb.ExecuteRequest, on func(*pb.
 	// be reused once no process maps them.
 	defer p.mem.Done(lent)
 	sent := &pb.ExecuteRequest{NodeType: req.NodeType, NodeId: req.NodeId, Inputs: inputs, PromptId: req.PromptId, Dirs: req.Dirs, Workflow: req.Workflow}
-	stream, err := c.Execute(ctx, sent)
+	id := nextCallID()
+	stream, err := c.rpc.Execute(protocol.WithCallID(ctx, id), sent)
 	if err != nil {
-		return nil, p.explain(err)
+		return nil, p.failed(ctx, c, id, req.NodeType, err)
 	}
 	for {
 		ev, err := stream.Recv()
@@ -441,20 +332,7 @@ func (p *pack) execute(ctx context.Context, req *pb.ExecuteRequest, on func(*pb.
 			return nil, fmt.Errorf("plugin %s ended node %s without outputs", p.src.Name, req.NodeType)
 		}
 		if err != nil {
-			if ctx.Err() != nil {
-				return nil, ctx.Err()
-			}
-			crashed := false
-			if st, _ := status.FromError(err); st.Code() == codes.Unavailable || st.Code() == codes.Internal {
-				crashed = true
-			}
-			err = p.explain(err) // waits to see the process gone
-			if crashed {
-				// A plugin that died mid-write left a file no response
-				// names: remove it now rather than at the next start.
-				go shm.SweepDead()
-			}
-			return nil, err
+			return nil, p.failed(ctx, c, id, req.NodeType, err)
 		}
 		if outs := ev.GetOutputs(); outs != nil {
 			// Only files named in a completed response are taken, mapped
@@ -468,32 +346,24 @@ func (p *pack) execute(ctx context.Context, req *pb.ExecuteRequest, on func(*pb.
 	}
 }
 
-// explain turns a gRPC failure into the node's error. A crash (the process is
-// gone) is said plainly; the next use restarts the plugin.
-func (p *pack) explain(err error) error {
-	st, _ := status.FromError(err)
-	if st.Code() == codes.Unavailable || st.Code() == codes.Internal {
-		if p.exited() {
-			p.restartSoon()
-			return fmt.Errorf("plugin %s crashed (its process exited) while running this node; it is being restarted", p.src.Name)
-		}
+// failed explains a failed Execute call. A cancelled one may run on in the
+// plugin: the pack finds out, and retires the process if the node outlives
+// the grace period. After a crash a fresh process is started for the next
+// node.
+func (p *pack) failed(ctx context.Context, c *proc, id, nodeType string, err error) error {
+	if ctx.Err() != nil {
+		go p.awaitCancelled(c, id, nodeType)
+		return ctx.Err()
 	}
-	if st.Code() == codes.Unknown || st.Code() == codes.InvalidArgument || st.Code() == codes.NotFound {
-		return errors.New(st.Message())
+	err = p.explain(c, err, "running this node")
+	if !errors.Is(err, errRetired) && c.client.Exited() {
+		// A plugin that died mid-write left a file no response names:
+		// remove it now rather than at the next start.
+		go shm.SweepDead()
+		p.restartSoon()
+		return fmt.Errorf("%w; it is being restarted", err)
 	}
-	return fmt.Errorf("plugin %s: %s", p.src.Name, st.Message())
-}
-
-// restartSoon starts a fresh process in the background so the next node does
-// not pay for the start.
-func (p *pack) restartSoon() {
-	go func() {
-		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-		defer cancel()
-		if _, err := p.conn(ctx); err != nil {
-			fmt.Fprintf(p.log, "face0: plugin %s did not restart: %v\n", p.src.Name, err)
-		}
-	}()
+	return err
 }
 
 // binaryHash identifies a plugin's code for cache keys: rebuilding a plugin
@@ -526,22 +396,4 @@ func binaryHash(path string) (string, error) {
 	s := hex.EncodeToString(h.Sum(nil))[:16]
 	hashCache[ck] = s
 	return s, nil
-}
-
-// prefixWriter labels each line a plugin writes to stderr.
-type prefixWriter struct {
-	w      io.Writer
-	prefix string
-}
-
-func (pw prefixWriter) Write(b []byte) (int, error) {
-	for _, line := range strings.SplitAfter(string(b), "\n") {
-		if line == "" {
-			continue
-		}
-		if _, err := io.WriteString(pw.w, pw.prefix+line); err != nil {
-			return 0, err
-		}
-	}
-	return len(b), nil
 }

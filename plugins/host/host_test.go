@@ -28,6 +28,9 @@ func TestMain(m *testing.M) {
 	if err == nil {
 		_, err = testplugin.Build(binDir, "./examples/plugins/imagefx", "imagefx")
 	}
+	if err == nil {
+		_, err = testplugin.Hostile(binDir)
+	}
 	if err != nil {
 		fmt.Fprintln(os.Stderr, err)
 		os.Exit(1)

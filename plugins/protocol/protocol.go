@@ -72,14 +72,29 @@ var _ plugin.GRPCPlugin = (*GRPCPlugin)(nil)
 
 func (p *GRPCPlugin) GRPCServer(_ *plugin.GRPCBroker, s *grpc.Server) error {
 	pb.RegisterNodePluginServer(s, p.Impl)
+	if sup, ok := p.Impl.(Supervisor); ok {
+		s.RegisterService(&supervisorDesc, sup)
+	}
 	return nil
 }
 
+// GRPCClient returns a *Client.
 func (p *GRPCPlugin) GRPCClient(_ context.Context, _ *plugin.GRPCBroker, c *grpc.ClientConn) (any, error) {
-	return pb.NewNodePluginClient(c), nil
+	return NewClient(c), nil
 }
 
 // PluginSet is the versioned plugin map both sides pass to go-plugin.
 func PluginSet(server pb.NodePluginServer) map[int]plugin.PluginSet {
 	return map[int]plugin.PluginSet{Version: {PluginName: &GRPCPlugin{Impl: server}}}
 }
+
+// Retired is the message of the Aborted status a plugin answers a call with
+// once it takes no new calls: one of its nodes ignored cancellation past the
+// grace period, so the process exits as soon as its other running calls
+// finish. The call never started; the host starts a fresh process and sends
+// the call there.
+const Retired = "face0: plugin process retired (a node ignored cancellation); start a fresh one"
+
+// EnvCancelGrace names the environment variable through which the host tells
+// a plugin its cancellation grace period (a Go duration).
+const EnvCancelGrace = "FACE0_CANCEL_GRACE"
