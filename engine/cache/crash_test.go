@@ -316,7 +316,7 @@ func TestPutReturnsBeforeDurable(t *testing.T) {
 	mustGet(t, s, big, true, vb)
 	onDisk := func() (n int) {
 		s.mu.Lock()
-		db := s.db
+		db := s.idx.db
 		s.mu.Unlock()
 		db.View(func(tx *bolt.Tx) error { n = tx.Bucket(bucketEntries).Stats().KeyN; return nil })
 		return n
@@ -392,7 +392,7 @@ func TestFailedBackgroundWriteDropsValue(t *testing.T) {
 	mustFlush(t, s)
 
 	s.batchMu.Lock()
-	if err := s.db.Close(); err != nil { // white-box: break the index
+	if err := s.idx.db.Close(); err != nil { // white-box: break the index
 		t.Fatal(err)
 	}
 	s.batchMu.Unlock()

@@ -8,6 +8,7 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+	"syscall"
 	"testing"
 )
 
@@ -77,6 +78,12 @@ func childVerify(dir, arg string) {
 		fmt.Printf(format+"\n", args...)
 		os.Exit(3)
 	}
+	// Damage that makes bbolt allocate without bound must fail this child,
+	// not exhaust the machine's memory.
+	limit := uint64(3 << 30)
+	if err := syscall.Setrlimit(syscall.RLIMIT_AS, &syscall.Rlimit{Cur: limit, Max: limit}); err != nil {
+		fail("setrlimit: %v", err)
+	}
 	s, err := Open(dir)
 	if err != nil {
 		fail("Open: %v", err)
@@ -126,6 +133,17 @@ func damageIndex(dir, how string, fail func(string, ...any)) {
 		if err := os.Truncate(path, n); err != nil {
 			fail("truncate: %v", err)
 		}
+	case "page": // page:ID:SEED overwrites page ID with garbage
+		idS, seedS, _ := strings.Cut(arg, ":")
+		id, _ := strconv.ParseInt(idS, 10, 64)
+		seed, _ := strconv.ParseUint(seedS, 10, 64)
+		var tb childTB
+		f := readBoltFile(&tb, path)
+		overwritePage(&tb, path, f.pageSize, id, seed)
+	case "freelist": // garbage over the freelist page in force
+		var tb childTB
+		f := readBoltFile(&tb, path)
+		overwritePage(&tb, path, f.pageSize, f.freelist, 11)
 	case "garbage":
 		var tb childTB
 		f := readBoltFile(&tb, path)
@@ -203,6 +221,10 @@ func indexDamages() []struct {
 			_, v := fixture(1)
 			return []int64{f.pageHolding(t0{}, v[:64]).id}
 		})},
+		// Valid pages whose overflow count is huge: bbolt would free
+		// billions of page ids at the first commit that touches them.
+		{"inflated overflow counts of branch pages", inflateOverflow(func(f *boltFile) []int64 { return ids(f.pagesOf(pageBranch)) })},
+		{"inflated overflow count of the freelist page", inflateOverflow(func(f *boltFile) []int64 { return []int64{f.freelist} })},
 		{"garbage meta pages", garbagePages(func(*boltFile) []int64 { return []int64{0, 1} })},
 		{"all garbage", func(t *testing.T, path string) {
 			fi, err := os.Stat(path)
@@ -213,6 +235,24 @@ func indexDamages() []struct {
 				t.Fatal(err)
 			}
 		}},
+	}
+}
+
+// inflateOverflow sets a huge overflow count on the pages pick chooses,
+// leaving them otherwise valid.
+func inflateOverflow(pick func(f *boltFile) []int64) func(t *testing.T, path string) {
+	return func(t *testing.T, path string) {
+		f := readBoltFile(t, path)
+		file, err := os.OpenFile(path, os.O_WRONLY, 0)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer file.Close()
+		for _, id := range pick(f) {
+			if _, err := file.WriteAt([]byte{0xf0, 0xff, 0xff, 0x7f}, id*f.pageSize+12); err != nil {
+				t.Fatal(err)
+			}
+		}
 	}
 }
 
@@ -253,7 +293,7 @@ func TestDamagedIndexAtOpen(t *testing.T) {
 }
 
 func TestDamagedIndexAtRead(t *testing.T) {
-	for _, how := range []string{"truncate:8192", "truncate:20000", "garbage:inline"} {
+	for _, how := range []string{"truncate:0", "truncate:100", "truncate:8192", "truncate:20000", "garbage:inline", "freelist"} {
 		t.Run(how, func(t *testing.T) {
 			dir := t.TempDir()
 			writeFixture(t, dir)

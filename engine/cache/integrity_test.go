@@ -182,3 +182,36 @@ func TestOpenReleasesLockOnError(t *testing.T) {
 	}
 	db.Close()
 }
+
+func TestDamagedBlobRewrittenWhenReusedInSameBatch(t *testing.T) {
+	// The damaged blob is still referenced on disk when a new entry with the
+	// same content arrives in the same batch as the removal of the old
+	// ones: the writer must rewrite the file, not deduplicate against it.
+	dir := t.TempDir()
+	s := openTest(t, dir, WithLog(testLog{t}))
+	k1, k2, k3 := testKey("k1"), testKey("k2"), testKey("k3")
+	v := testValue("shared", 80_000)
+	mustPut(t, s, k1, v)
+	mustPut(t, s, k2, v)
+	mustFlush(t, s)
+	corruptions()[0].damage(t, blobPathFor(dir, v)) // flip a byte
+
+	s.batchMu.Lock() // white-box: the drop and the Put go in one batch
+	mustGet(t, s, k1, false, nil)
+	mustPut(t, s, k3, v)
+	s.batchMu.Unlock()
+	mustFlush(t, s)
+
+	if info, _ := s.Info(k3); info.Pending {
+		t.Fatal("k3 still pending after Flush")
+	}
+	mustGet(t, s, k3, true, v) // from disk, verified
+	if err := s.Close(); err != nil {
+		t.Fatal(err)
+	}
+	s = openTest(t, dir, WithLog(testLog{t}))
+	mustGet(t, s, k3, true, v)
+	if st := s.Stats(); st.Entries != 1 || st.Blobs != 1 || st.Corrupt != 0 {
+		t.Fatalf("Stats after reopen = %+v; want k3 alone, intact", st)
+	}
+}

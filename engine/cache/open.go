@@ -52,8 +52,8 @@ func Open(dir string, opts ...Option) (*Store, error) {
 		s.mu.Lock()
 		s.clearLocked()
 		s.mu.Unlock()
-		if db := s.startFresh(dmg); db != nil {
-			_ = guard("closing", db.Close)
+		if idx := s.startFresh(dmg); idx != nil {
+			_ = idx.close()
 			err = s.load()
 		}
 		if errors.As(err, &dmg) {
@@ -79,9 +79,9 @@ func Open(dir string, opts ...Option) (*Store, error) {
 }
 
 func (s *Store) closeDB() {
-	if s.db != nil {
-		_ = guard("closing", s.db.Close)
-		s.db = nil
+	if s.idx != nil {
+		_ = s.idx.close()
+		s.idx = nil
 	}
 }
 
@@ -153,25 +153,24 @@ func (s *Store) openBolt() (*bolt.DB, error) {
 }
 
 // initIndex creates the buckets and format record of a new index.
-func (s *Store) initIndex(db *bolt.DB) error {
-	return guard("initialising", func() error {
-		return db.Update(func(tx *bolt.Tx) error {
-			for _, name := range [][]byte{bucketEntries, bucketInline, bucketBlobs, bucketMeta} {
-				if _, err := tx.CreateBucketIfNotExists(name); err != nil {
-					return err
-				}
+func (s *Store) initIndex(idx *index) error {
+	return idx.update("initialising", func(tx *bolt.Tx) error {
+		for _, name := range [][]byte{bucketEntries, bucketInline, bucketBlobs, bucketMeta} {
+			if _, err := tx.CreateBucketIfNotExists(name); err != nil {
+				return err
 			}
-			meta := tx.Bucket(bucketMeta)
-			if meta.Get(metaFormat) == nil {
-				return meta.Put(metaFormat, binary.LittleEndian.AppendUint32(nil, formatVersion))
-			}
-			return nil
-		})
+		}
+		meta := tx.Bucket(bucketMeta)
+		if meta.Get(metaFormat) == nil {
+			return meta.Put(metaFormat, binary.LittleEndian.AppendUint32(nil, formatVersion))
+		}
+		return nil
 	})
 }
 
 // loaded is what readIndex found in index.db.
 type loaded struct {
+	fresh   bool // a new file: buckets and format record still to create
 	entries []*entry
 	bad     [][]byte              // index keys whose records are unusable
 	stored  map[[32]byte][2]int64 // blob records: refs, size (-1, -1 if unreadable)
@@ -179,25 +178,25 @@ type loaded struct {
 
 // readIndex validates index.db and reads its records. Damage comes back as a
 // *damageError.
-func (s *Store) readIndex(db *bolt.DB) (*loaded, error) {
+func (s *Store) readIndex(idx *index) (*loaded, error) {
 	fi, err := os.Stat(s.dbPath)
 	if err != nil {
 		return nil, fmt.Errorf("cache: %w", err)
 	}
 	l := &loaded{stored: map[[32]byte][2]int64{}}
-	err = guard("reading", func() error {
-		return db.View(func(tx *bolt.Tx) error {
-			if err := checkFormat(tx); err != nil {
-				return err
-			}
-			if fi.Size() < tx.Size() {
-				return &damageError{what: fmt.Sprintf("the file is truncated: %d bytes, its index needs %d", fi.Size(), tx.Size())}
-			}
-			if err := touchAll(tx); err != nil {
-				return err
-			}
-			return l.read(tx)
-		})
+	s.pageSize = idx.db.Info().PageSize // mapped: bbolt.Open succeeded
+	if fi.Size() > 0 {
+		// Before bbolt follows anything in the file.
+		if err := validateIndex(s.dbPath, s.pageSize, true); err != nil {
+			return nil, err
+		}
+	}
+	err = idx.view("reading", func(tx *bolt.Tx) error {
+		if err := checkFormat(tx); err != nil {
+			return err
+		}
+		l.fresh = tx.Bucket(bucketMeta) == nil
+		return l.read(tx)
 	})
 	if err != nil {
 		var dmg *damageError
@@ -290,13 +289,16 @@ func (s *Store) load() error {
 	if err != nil {
 		return err
 	}
-	s.db = db
-	l, err := s.readIndex(db)
+	idx := newIndex(db)
+	s.idx = idx
+	l, err := s.readIndex(idx)
 	if err != nil {
 		return err
 	}
-	if err := s.initIndex(db); err != nil {
-		return err
+	if l.fresh {
+		if err := s.initIndex(idx); err != nil {
+			return err
+		}
 	}
 
 	files, err := s.scanBlobs()
@@ -319,43 +321,52 @@ func (s *Store) load() error {
 		live = append(live, e)
 	}
 
-	if err := guard("repairing", func() error {
-		return db.Update(func(tx *bolt.Tx) error {
-			eb, ib, bb := tx.Bucket(bucketEntries), tx.Bucket(bucketInline), tx.Bucket(bucketBlobs)
-			for _, k := range bad {
-				if err := eb.Delete(k); err != nil {
-					return err
-				}
-				if err := ib.Delete(k); err != nil {
-					return err
-				}
+	repair := len(bad) > 0
+	for h, rs := range l.stored {
+		repair = repair || rs != [2]int64{refs[h], files[h]}
+	}
+	for h := range refs {
+		_, ok := l.stored[h]
+		repair = repair || !ok
+	}
+	fix := func(tx *bolt.Tx) error {
+		eb, ib, bb := tx.Bucket(bucketEntries), tx.Bucket(bucketInline), tx.Bucket(bucketBlobs)
+		for _, k := range bad {
+			if err := eb.Delete(k); err != nil {
+				return err
 			}
-			for h, rs := range l.stored {
-				if refs[h] == 0 {
-					if err := bb.Delete(h[:]); err != nil {
-						return err
-					}
-				} else if rs != [2]int64{refs[h], files[h]} {
-					if err := bb.Put(h[:], encodeBlob(refs[h], files[h])); err != nil {
-						return err
-					}
-				}
+			if err := ib.Delete(k); err != nil {
+				return err
 			}
-			for h, n := range refs {
-				if _, ok := l.stored[h]; !ok {
-					if err := bb.Put(h[:], encodeBlob(n, files[h])); err != nil {
-						return err
-					}
-				}
-			}
-			return nil
-		})
-	}); err != nil {
-		var dmg *damageError
-		if errors.As(err, &dmg) {
-			return err
 		}
-		return fmt.Errorf("cache: repairing %s: %w", s.dbPath, err)
+		for h, rs := range l.stored {
+			if refs[h] == 0 {
+				if err := bb.Delete(h[:]); err != nil {
+					return err
+				}
+			} else if rs != [2]int64{refs[h], files[h]} {
+				if err := bb.Put(h[:], encodeBlob(refs[h], files[h])); err != nil {
+					return err
+				}
+			}
+		}
+		for h, n := range refs {
+			if _, ok := l.stored[h]; !ok {
+				if err := bb.Put(h[:], encodeBlob(n, files[h])); err != nil {
+					return err
+				}
+			}
+		}
+		return nil
+	}
+	if repair {
+		if err := idx.update("repairing", fix); err != nil {
+			var dmg *damageError
+			if errors.As(err, &dmg) {
+				return err
+			}
+			return fmt.Errorf("cache: repairing %s: %w", s.dbPath, err)
+		}
 	}
 	s.corrupt.Add(int64(len(bad)))
 	if len(bad) > 0 {
@@ -370,6 +381,8 @@ func (s *Store) load() error {
 			}
 		}
 	}
+
+	s.stamp = stampOf(s.dbPath)
 
 	// Rebuild recency: oldest at the back of the list.
 	slices.SortFunc(live, func(a, b *entry) int {

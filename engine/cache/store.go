@@ -32,6 +32,7 @@ type Stats struct {
 	Misses       int64
 	Evictions    int64 // entries removed to stay under MaxBytes
 	Corrupt      int64 // entries dropped because their data was missing, altered or in a damaged index
+	Commits      int64 // index transactions the background writer committed
 }
 
 // EntryInfo describes one cached value without reading it.
@@ -99,7 +100,7 @@ type Store struct {
 
 	mu   sync.Mutex
 	cond *sync.Cond // on mu: a batch ended or pending bytes shrank
-	db   *bolt.DB   // nil while a damaged index is being replaced
+	idx  *index     // nil while a damaged index is being replaced
 
 	entries   map[Key]*entry
 	lru       *list.List // of *entry; front is most recently used
@@ -117,6 +118,8 @@ type Store struct {
 	diskBlobs map[[32]byte]*blobRef
 	badBlobs  map[[32]byte]bool // blob files found damaged; rewrite before reuse
 	damage    error             // a read found index.db damaged; the writer replaces it
+	stamp     fileStamp         // index.db as the store last left it; guarded by batchMu
+	pageSize  int               // index.db's page size; guarded by batchMu
 	resets    int               // damaged indexes replaced since Open
 
 	gen, doneGen uint64 // bumped by every change; the last one the writer finished
@@ -124,7 +127,7 @@ type Store struct {
 	lastErr      error
 	writerDone   bool
 
-	hits, misses, evictions, corrupt atomic.Int64
+	hits, misses, evictions, corrupt, commits atomic.Int64
 
 	kick chan struct{} // wakes the writer; buffered, never blocks
 	stop chan struct{}
@@ -185,9 +188,9 @@ func (s *Store) Get(k Key) ([]byte, bool, error) {
 		s.hits.Add(1)
 		return append(make([]byte, 0, len(val)), val...), true, nil
 	}
-	db, damaged, digest := s.db, s.damage != nil, e.digest
+	idx, damaged, digest := s.idx, s.damage != nil, e.digest
 	s.mu.Unlock()
-	if damaged || db == nil {
+	if damaged || idx == nil {
 		s.misses.Add(1) // the index is being replaced; its entries are gone
 		return nil, false, nil
 	}
@@ -200,7 +203,7 @@ func (s *Store) Get(k Key) ([]byte, bool, error) {
 	if e.blob {
 		val, ok, err = s.readBlob(digest, e.size)
 	} else {
-		val, ok, err = s.readInline(db, k, e.size, digest)
+		val, ok, err = s.readInline(idx, k, e.size, digest)
 	}
 	var dmg *damageError
 	if errors.As(err, &dmg) {
@@ -260,19 +263,17 @@ func (s *Store) readBlob(h [32]byte, size int64) (val []byte, ok bool, err error
 
 // readInline reads and verifies an inline value. A fault or panic inside
 // bbolt (a damaged or truncated index.db) comes back as a *damageError.
-func (s *Store) readInline(db *bolt.DB, k Key, size int64, digest [32]byte) (val []byte, ok bool, err error) {
-	err = guard("reading", func() error {
-		return db.View(func(tx *bolt.Tx) error {
-			ib := tx.Bucket(bucketInline)
-			if ib == nil {
-				return nil
-			}
-			if v := ib.Get(k[:]); v != nil && int64(len(v)) == size {
-				// bbolt's slice is only valid inside the transaction.
-				val, ok = append(make([]byte, 0, len(v)), v...), true
-			}
+func (s *Store) readInline(idx *index, k Key, size int64, digest [32]byte) (val []byte, ok bool, err error) {
+	err = idx.view("reading", func(tx *bolt.Tx) error {
+		ib := tx.Bucket(bucketInline)
+		if ib == nil {
 			return nil
-		})
+		}
+		if v := ib.Get(k[:]); v != nil && int64(len(v)) == size {
+			// bbolt's slice is only valid inside the transaction.
+			val, ok = append(make([]byte, 0, len(v)), v...), true
+		}
+		return nil
 	})
 	if errors.Is(err, bolt.ErrDatabaseNotOpen) {
 		return nil, false, nil // replaced by a fresh index meanwhile
@@ -507,6 +508,7 @@ func (s *Store) Stats() Stats {
 	st.Misses = s.misses.Load()
 	st.Evictions = s.evictions.Load()
 	st.Corrupt = s.corrupt.Load()
+	st.Commits = s.commits.Load()
 	return st
 }
 
@@ -549,12 +551,12 @@ func (s *Store) Close() error {
 	close(s.stop)
 	<-s.done
 	s.mu.Lock()
-	db := s.db
+	idx := s.idx
 	s.mu.Unlock()
-	if db == nil {
+	if idx == nil {
 		return ferr
 	}
-	if err := guard("closing", db.Close); err != nil {
+	if err := idx.close(); err != nil {
 		return errors.Join(ferr, fmt.Errorf("cache: closing %s: %w", s.dbPath, err))
 	}
 	return ferr

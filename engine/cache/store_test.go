@@ -211,7 +211,7 @@ func TestGetDoesNotWriteIndex(t *testing.T) {
 	mustPut(t, s, k1, testValue("a", 10))
 	mustPut(t, s, k2, testValue("b", 1000))
 	mustFlush(t, s)
-	indexWrites := func() int64 { st := s.db.Stats(); return st.TxStats.GetWrite() }
+	indexWrites := func() int64 { st := s.idx.db.Stats(); return st.TxStats.GetWrite() }
 	writes := indexWrites()
 	for range 100 {
 		mustGet(t, s, k1, true, nil)
@@ -483,7 +483,7 @@ func TestCorruptInlineRecordDropped(t *testing.T) {
 	mustPut(t, s, k, []byte("hello"))
 	mustFlush(t, s)
 	// Remove the inline value behind the store's back.
-	if err := s.db.Update(func(tx *bolt.Tx) error { return tx.Bucket(bucketInline).Delete(k[:]) }); err != nil {
+	if err := s.idx.db.Update(func(tx *bolt.Tx) error { return tx.Bucket(bucketInline).Delete(k[:]) }); err != nil {
 		t.Fatal(err)
 	}
 	mustGet(t, s, k, false, nil)
@@ -534,7 +534,7 @@ func TestOpenCleansOrphansAndTempFiles(t *testing.T) {
 	}
 	// Drop the index entry only, as if the crash came after the commit.
 	s = openTest(t, dir)
-	if err := s.db.Update(func(tx *bolt.Tx) error { return tx.Bucket(bucketEntries).Delete(gone[:]) }); err != nil {
+	if err := s.idx.db.Update(func(tx *bolt.Tx) error { return tx.Bucket(bucketEntries).Delete(gone[:]) }); err != nil {
 		t.Fatal(err)
 	}
 	if err := s.Close(); err != nil {

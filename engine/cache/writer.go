@@ -116,10 +116,10 @@ func (s *Store) batch() bool {
 	}
 	s.evictLocked(keys)
 	p := s.planLocked(keys, touched)
-	db := s.db
+	idx := s.idx
 	s.mu.Unlock()
 
-	err := s.write(db, p)
+	err := s.write(idx, p)
 
 	s.mu.Lock()
 	var dead [][32]byte
@@ -127,6 +127,7 @@ func (s *Store) batch() bool {
 	switch {
 	case err == nil:
 		dead = s.applyLocked(p)
+		s.commits.Add(1)
 	case errors.As(err, &dmg):
 		// Nothing of this batch is lost: the values are still in memory and
 		// go into the fresh index that replaces the damaged one.
@@ -258,8 +259,8 @@ func (s *Store) planLocked(keys map[Key]struct{}, touched []touch) *plan {
 // write makes the plan durable: blob files first (each fsynced, renamed into
 // place, its directory fsynced), then one index transaction. A crash between
 // the two leaves only unreferenced files, which the next Open removes.
-func (s *Store) write(db *bolt.DB, p *plan) error {
-	if db == nil {
+func (s *Store) write(idx *index, p *plan) error {
+	if idx == nil {
 		return fmt.Errorf("cache: %s could not be replaced after damage; results are not being cached", s.dbPath)
 	}
 	var installed [][32]byte
@@ -292,7 +293,19 @@ func (s *Store) write(db *bolt.DB, p *plan) error {
 			return fmt.Errorf("cache: syncing %s: %w", d, err)
 		}
 	}
-	err := guard("writing", func() error { return db.Update(p.write) })
+	// A file changed by someone else gets the same check as at Open before
+	// bbolt follows it; otherwise the page every commit frees is checked.
+	full := stampOf(s.dbPath) != s.stamp
+	if err := validateIndex(s.dbPath, s.pageSize, full); err != nil {
+		undo()
+		var dmg *damageError
+		if errors.As(err, &dmg) {
+			return err
+		}
+		return fmt.Errorf("cache: checking %s before saving %d results: %w", s.dbPath, len(p.ops), err)
+	}
+	err := idx.update("writing", p.write)
+	s.stamp = stampOf(s.dbPath)
 	if err != nil {
 		undo()
 		var dmg *damageError
@@ -485,4 +498,19 @@ func removeFile(path string) error {
 		return err
 	}
 	return nil
+}
+
+// fileStamp identifies a version of index.db: a change the store did not
+// make shows as a different size or modification time.
+type fileStamp struct {
+	size  int64
+	mtime time.Time
+}
+
+func stampOf(path string) fileStamp {
+	fi, err := os.Stat(path)
+	if err != nil {
+		return fileStamp{size: -1}
+	}
+	return fileStamp{size: fi.Size(), mtime: fi.ModTime()}
 }
