@@ -56,13 +56,18 @@
 //     which covers its key. A value that fails is a miss: its entry (and every
 //     entry sharing a damaged blob) is dropped, Stats.Corrupt is incremented
 //     and a warning is logged (WithLog); corrupt data is never returned.
-//   - A damaged index never crashes the process. Every bbolt call runs with
-//     memory faults turned into panics (a truncated file makes bbolt's memory
-//     map fault) and panics recovered (bbolt panics on garbage pages). Open
-//     checks the file against its own size and touches every key and value;
-//     damage found then, or by any later read or write, moves index.db to
+//   - A damaged index never crashes or hangs the process. Every bbolt call
+//     runs with memory faults turned into panics (a truncated file makes
+//     bbolt's memory map fault) and panics recovered (bbolt panics on garbage
+//     pages). The numbers bbolt follows without checking (page types, overflow
+//     counts, child pointers, element offsets, the freelist) are checked first:
+//     the whole tree at Open, the freelist page before every commit. Damage
+//     found then, or by any later read or write, moves index.db to
 //     index.db.damaged and starts an empty index, with a warning. Values not
 //     yet written survive into the new index; everything else becomes a miss.
+//     (One case remains: a page rewritten by another program while the store
+//     runs, coherent enough to point back at its own ancestor, would make a
+//     read that reaches it before the next commit descend forever.)
 //   - Bounded size: with a byte cap (20 GiB by default), the writer evicts
 //     least-recently-used entries in the batch that pushes the store over the
 //     cap. Bytes count what is stored: inline values plus each distinct blob
