@@ -29,10 +29,11 @@ import (
 // runs on a goroutine of its own, where a fault cannot be recovered, and it
 // loops over the same unchecked counts.
 //
-// What remains: a page damaged while the store is running, read before the
-// next commit looks at the file, is guarded against faults and panics, but a
-// coherent page pointing back at its own ancestor would still make that read
-// descend forever. That takes a deliberate edit of a live index.
+// What remains: a page damaged while the store is running is guarded against
+// faults and panics, but a coherent page pointing back at its own ancestor
+// would make a read that reaches it descend forever (the full check runs again
+// only when the file's size or time changed, or at the next Open). That takes
+// a deliberate edit of a live index.
 
 // damageError says index.db is damaged (or, with obsolete, written by an
 // older build); the caller replaces it with a fresh index.

@@ -67,7 +67,7 @@
 //     yet written survive into the new index; everything else becomes a miss.
 //     (One case remains: a page rewritten by another program while the store
 //     runs, coherent enough to point back at its own ancestor, would make a
-//     read that reaches it before the next commit descend forever.)
+//     read that reaches it descend forever. Open would catch it.)
 //   - Bounded size: with a byte cap (20 GiB by default), the writer evicts
 //     least-recently-used entries in the batch that pushes the store over the
 //     cap. Bytes count what is stored: inline values plus each distinct blob
