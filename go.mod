@@ -9,6 +9,8 @@ require (
 	github.com/hashicorp/go-plugin v1.8.0
 	github.com/santhosh-tekuri/jsonschema/v6 v6.0.3
 	github.com/yalue/onnxruntime_go v1.27.0
+	github.com/zeebo/blake3 v0.2.4
+	github.com/zeebo/xxh3 v1.1.0
 	go.etcd.io/bbolt v1.5.0
 	golang.org/x/image v0.48.0
 	golang.org/x/term v0.48.0
@@ -17,7 +19,10 @@ require (
 	google.golang.org/protobuf v1.36.12
 )
 
-require github.com/gomlx/go-xla v0.1.4 // indirect
+require (
+	github.com/gomlx/go-xla v0.1.4 // indirect
+	github.com/klauspost/cpuid/v2 v2.2.10 // indirect
+)
 
 require (
 	github.com/dustin/go-humanize v1.0.1 // indirect

@@ -9,6 +9,8 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/zeebo/blake3"
 )
 
 // fakeClock is a manually advanced clock; each call to Now is stable until
@@ -102,7 +104,7 @@ func blobFiles(t testing.TB, dir string) []string {
 }
 
 func blobPathFor(dir string, v []byte) string {
-	name := fmt.Sprintf("%x", sha256.Sum256(v))
+	name := fmt.Sprintf("%x", blake3.Sum256(v))
 	return filepath.Join(dir, "blobs", name[:2], name)
 }
 

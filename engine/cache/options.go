@@ -2,6 +2,9 @@ package cache
 
 import (
 	"fmt"
+	"io"
+	"log"
+	"os"
 	"time"
 )
 
@@ -13,6 +16,11 @@ const (
 	DefaultInlineLimit         = 16 << 10
 	DefaultLockTimeout         = 2 * time.Second
 	DefaultFlushInterval       = 5 * time.Second
+	// DefaultMaxPending bounds the bytes of values accepted by Put but not
+	// yet written: a few large tensors, so a burst of outputs does not wait
+	// for the disk, while a disk slower than the workflow cannot grow memory
+	// without bound.
+	DefaultMaxPending int64 = 256 << 20
 
 	// flushThreshold is how many pending access-time updates wake the
 	// background flusher early, bounding both memory and lost recency.
@@ -25,6 +33,8 @@ type config struct {
 	now           func() time.Time
 	lockTimeout   time.Duration
 	flushInterval time.Duration
+	maxPending    int64
+	log           *log.Logger
 	err           error
 }
 
@@ -38,8 +48,12 @@ func defaultConfig() config {
 		now:           time.Now,
 		lockTimeout:   DefaultLockTimeout,
 		flushInterval: DefaultFlushInterval,
+		maxPending:    DefaultMaxPending,
+		log:           newLogger(os.Stderr),
 	}
 }
+
+func newLogger(w io.Writer) *log.Logger { return log.New(w, "", 0) }
 
 // fail records the first invalid option so Open can report it; options cannot
 // return errors themselves without complicating every call site.
@@ -96,7 +110,7 @@ func WithLockTimeout(d time.Duration) Option {
 	}
 }
 
-// WithFlushInterval sets how often a background goroutine persists pending
+// WithFlushInterval sets how often the background writer persists pending
 // access times. 0 disables the ticker; access times are then persisted only
 // with writes, on Flush, on Close, or when many are pending. The default is 5s.
 func WithFlushInterval(d time.Duration) Option {
@@ -106,5 +120,33 @@ func WithFlushInterval(d time.Duration) Option {
 			return
 		}
 		c.flushInterval = d
+	}
+}
+
+// WithLog sends the store's warnings to w (default stderr): entries dropped
+// because they failed verification, a damaged index moved aside, results that
+// could not be written. Each is one line starting "cache: ". The CLI and the
+// server pass their own log here so the user sees them.
+func WithLog(w io.Writer) Option {
+	return func(c *config) {
+		if w == nil {
+			c.fail("WithLog(nil): pass a writer, such as io.Discard to drop warnings")
+			return
+		}
+		c.log = newLogger(w)
+	}
+}
+
+// WithMaxPending bounds the bytes of values that Put has accepted but the
+// background writer has not yet made durable (default 256 MiB). A Put that
+// would exceed it waits until the writer catches up; one value larger than
+// the bound is accepted once nothing else is pending. The bound must be > 0.
+func WithMaxPending(n int64) Option {
+	return func(c *config) {
+		if n <= 0 {
+			c.fail("WithMaxPending(%d): the bound must be > 0", n)
+			return
+		}
+		c.maxPending = n
 	}
 }

@@ -1,10 +1,7 @@
 package cache
 
 import (
-	"bytes"
 	"container/list"
-	"crypto/sha256"
-	"encoding/hex"
 	"errors"
 	"fmt"
 	"os"
@@ -19,17 +16,23 @@ import (
 // ErrClosed is returned by operations on a Store after Close.
 var ErrClosed = errors.New("cache: store is closed; Open it again to keep using the cache")
 
-// Stats is a snapshot of the store. Entries, Blobs and Bytes describe what is
-// on disk; Hits, Misses, Evictions and Corrupt count events since Open.
+// Stats is a snapshot of the store. Entries, Blobs and Bytes describe what the
+// store holds, including values accepted by Put and not yet written (these are
+// counted before deduplication until the writer has hashed them); after
+// Flush they describe exactly what is on disk. Hits, Misses, Evictions and
+// Corrupt count events since Open.
 type Stats struct {
-	Entries   int   // index entries
-	Blobs     int   // distinct blob files
-	Bytes     int64 // inline value bytes plus each distinct blob once
-	MaxBytes  int64 // the cap; 0 means unlimited
-	Hits      int64
-	Misses    int64
-	Evictions int64 // entries removed to stay under MaxBytes
-	Corrupt   int64 // entries dropped because their data was missing or altered
+	Entries      int   // entries
+	Blobs        int   // distinct blob values
+	Bytes        int64 // inline value bytes plus each distinct blob once
+	MaxBytes     int64 // the cap; 0 means unlimited
+	Pending      int   // entries accepted by Put and not yet durable
+	PendingBytes int64 // their bytes, held in memory (bounded by WithMaxPending)
+	Hits         int64
+	Misses       int64
+	Evictions    int64 // entries removed to stay under MaxBytes
+	Corrupt      int64 // entries dropped because their data was missing, altered or in a damaged index
+	Commits      int64 // index transactions the background writer committed
 }
 
 // EntryInfo describes one cached value without reading it.
@@ -40,23 +43,27 @@ type EntryInfo struct {
 	Producer   string
 	Created    time.Time
 	LastAccess time.Time // includes accesses not yet flushed to disk
+	Pending    bool      // accepted by Put, not yet durable
 }
 
-// entry is the in-memory copy of one index record. The fields above the
-// marker never change once the entry is visible (a replacing Put creates a new
-// entry), so Get may read them without holding Store.mu.
+// entry is one cached value. The fields above the marker never change once
+// the entry exists (a replacing Put creates a new entry).
 type entry struct {
 	key      Key
 	blob     bool
 	size     int64
-	hash     [32]byte
 	created  int64
 	producer string
 
 	// Guarded by Store.mu.
-	access int64
-	dirty  bool // access changed since it was last persisted
-	elem   *list.Element
+	digest   [32]byte // see digestOf; valid when hashed
+	hashed   bool
+	pending  bool   // not yet durable: val holds the value
+	val      []byte // owned by the store from Put until durable
+	inflight bool   // the writer's current batch reads val; keep it
+	access   int64
+	dirty    bool // access changed since it was last persisted
+	elem     *list.Element
 }
 
 type blobRef struct {
@@ -67,42 +74,97 @@ type blobRef struct {
 // Store is a durable content-addressed cache. See the package documentation
 // for the on-disk layout and guarantees.
 //
+// The store keeps two views of the index. entries is what Get and Info
+// answer from: every value Put, durable or not. disk is what index.db holds.
+// Put changes only entries and marks the key dirty; the background writer
+// (writer.go) turns the difference for dirty keys into one index transaction
+// per batch, so no caller waits for a disk write.
+//
 // Locking, outermost first:
 //   - closeMu is held shared by every public operation and exclusively by
-//     Close, so Close waits for in-flight calls and the database is never
-//     closed underneath one.
-//   - wmu serialises everything that changes the index or creates or removes
-//     blob files, so a plan computed from memory stays valid until committed.
-//   - mu guards the in-memory index; it is held only briefly and never across
-//     I/O, so Gets are not blocked by a Put's fsyncs.
+//     Close, so Close waits for in-flight calls.
+//   - batchMu is held by whoever writes index.db or blob files: the writer for
+//     a whole batch, and Open while it repairs.
+//   - mu guards everything else; it is held only briefly and never across
+//     I/O, so Gets and Puts are not blocked by the writer's fsyncs.
 type Store struct {
 	dir     string
 	blobDir string
 	dbPath  string
-	db      *bolt.DB
 	cfg     config
 
 	closeMu sync.RWMutex
 	closed  bool
 
-	wmu sync.Mutex
+	batchMu sync.Mutex
 
-	mu      sync.Mutex
-	entries map[Key]*entry
-	lru     *list.List // of *entry; front is most recently used
-	blobs   map[[32]byte]*blobRef
-	bytes   int64
-	dirty   []*entry
+	mu   sync.Mutex
+	cond *sync.Cond // on mu: a batch ended or pending bytes shrank
+	idx  *index     // nil while a damaged index is being replaced
 
-	hits, misses, evictions, corrupt atomic.Int64
+	entries   map[Key]*entry
+	lru       *list.List // of *entry; front is most recently used
+	memBlobs  map[[32]byte]*blobRef
+	bytes     int64 // inline values and distinct hashed blobs in entries
+	unhashed  int64 // bytes of blob entries whose digest is not known yet
+	unhashedN int
+	pendingN  int
+	pendingB  int64
+	waiters   int // Puts waiting for pending bytes to shrink (tests watch it)
 
-	kick chan struct{} // wakes the flusher early; buffered, never blocks
+	dirtyKeys map[Key]struct{} // keys where entries and disk may differ
+	dirty     []*entry         // entries whose access time changed
+	disk      map[Key]*entry
+	diskBlobs map[[32]byte]*blobRef
+	badBlobs  map[[32]byte]bool // blob files found damaged; rewrite before reuse
+	damage    error             // a read found index.db damaged; the writer replaces it
+	stamp     fileStamp         // index.db as the store last left it; guarded by batchMu
+	pageSize  int               // index.db's page size; guarded by batchMu
+	resets    int               // damaged indexes replaced since Open
+
+	gen, doneGen uint64 // bumped by every change; the last one the writer finished
+	failures     uint64 // failed batches
+	lastErr      error
+	writerDone   bool
+
+	hits, misses, evictions, corrupt, commits atomic.Int64
+
+	kick chan struct{} // wakes the writer; buffered, never blocks
 	stop chan struct{}
 	done chan struct{}
 }
 
-// Get returns the value stored under k. A missing, truncated or altered blob
-// is reported as a miss (and its entry removed), never as data. Get does not
+func newStore(dir string, cfg config) *Store {
+	s := &Store{
+		dir:     dir,
+		blobDir: filepath.Join(dir, "blobs"),
+		dbPath:  filepath.Join(dir, "index.db"),
+		cfg:     cfg,
+		kick:    make(chan struct{}, 1),
+		stop:    make(chan struct{}),
+		done:    make(chan struct{}),
+	}
+	s.cond = sync.NewCond(&s.mu)
+	s.clearLocked()
+	return s
+}
+
+// clearLocked empties both views.
+func (s *Store) clearLocked() {
+	s.entries = map[Key]*entry{}
+	s.lru = list.New()
+	s.memBlobs = map[[32]byte]*blobRef{}
+	s.bytes, s.unhashed, s.unhashedN = 0, 0, 0
+	s.dirtyKeys = map[Key]struct{}{}
+	s.dirty = nil
+	s.disk = map[Key]*entry{}
+	s.diskBlobs = map[[32]byte]*blobRef{}
+	s.badBlobs = map[[32]byte]bool{}
+}
+
+// Get returns the value stored under k. A value that fails verification
+// (a missing, truncated or altered blob, an altered inline value, a damaged
+// index) is reported as a miss and dropped, never returned. Get does not
 // write to the index; the access time is persisted later in a batch.
 func (s *Store) Get(k Key) ([]byte, bool, error) {
 	s.closeMu.RLock()
@@ -113,9 +175,23 @@ func (s *Store) Get(k Key) ([]byte, bool, error) {
 
 	s.mu.Lock()
 	e := s.entries[k]
-	s.mu.Unlock()
 	if e == nil {
+		s.mu.Unlock()
 		s.misses.Add(1)
+		return nil, false, nil
+	}
+	if e.pending {
+		// Not on disk yet: the caller's own bytes, which Put took over.
+		val := e.val
+		s.touchLocked(e)
+		s.mu.Unlock()
+		s.hits.Add(1)
+		return append(make([]byte, 0, len(val)), val...), true, nil
+	}
+	idx, damaged, digest := s.idx, s.damage != nil, e.digest
+	s.mu.Unlock()
+	if damaged || idx == nil {
+		s.misses.Add(1) // the index is being replaced; its entries are gone
 		return nil, false, nil
 	}
 
@@ -125,40 +201,47 @@ func (s *Store) Get(k Key) ([]byte, bool, error) {
 		err error
 	)
 	if e.blob {
-		val, ok, err = s.readBlob(e.hash, e.size)
+		val, ok, err = s.readBlob(digest, e.size)
 	} else {
-		val, ok, err = s.readInline(k, e.size)
+		val, ok, err = s.readInline(idx, k, e.size, digest)
+	}
+	var dmg *damageError
+	if errors.As(err, &dmg) {
+		s.markDamaged(dmg)
+		s.misses.Add(1)
+		return nil, false, nil
 	}
 	if err != nil {
 		return nil, false, err
 	}
 	if !ok {
 		s.misses.Add(1)
-		return nil, false, s.dropCorrupt(e)
+		s.dropCorrupt(e)
+		return nil, false, nil
 	}
 
-	now := s.cfg.now().UnixNano()
 	s.mu.Lock()
 	// The entry may have been replaced or evicted while we read; then its
 	// recency no longer matters.
 	if s.entries[k] == e {
-		e.access = now
-		s.lru.MoveToFront(e.elem)
-		if !e.dirty {
-			e.dirty = true
-			s.dirty = append(s.dirty, e)
-		}
+		s.touchLocked(e)
 	}
-	pending := len(s.dirty)
 	s.mu.Unlock()
-	if pending >= flushThreshold {
-		select {
-		case s.kick <- struct{}{}:
-		default:
-		}
-	}
 	s.hits.Add(1)
 	return val, true, nil
+}
+
+// touchLocked records an access, to be persisted in a later batch.
+func (s *Store) touchLocked(e *entry) {
+	e.access = s.cfg.now().UnixNano()
+	s.lru.MoveToFront(e.elem)
+	if !e.dirty {
+		e.dirty = true
+		s.dirty = append(s.dirty, e)
+		if len(s.dirty) >= flushThreshold {
+			s.kickWriter()
+		}
+	}
 }
 
 // readBlob reads and verifies a blob. ok is false when the data is missing or
@@ -172,181 +255,212 @@ func (s *Store) readBlob(h [32]byte, size int64) (val []byte, ok bool, err error
 	if err != nil {
 		return nil, false, fmt.Errorf("cache: reading blob %x: %w", h, err)
 	}
-	if int64(len(b)) != size || sha256.Sum256(b) != h {
+	if int64(len(b)) != size || digestOf(true, b) != h {
 		return nil, false, nil
 	}
 	return b, true, nil
 }
 
-func (s *Store) readInline(k Key, size int64) (val []byte, ok bool, err error) {
-	err = s.db.View(func(tx *bolt.Tx) error {
-		v := tx.Bucket(bucketInline).Get(k[:])
-		if v != nil && int64(len(v)) == size {
+// readInline reads and verifies an inline value. A fault or panic inside
+// bbolt (a damaged or truncated index.db) comes back as a *damageError.
+func (s *Store) readInline(idx *index, k Key, size int64, digest [32]byte) (val []byte, ok bool, err error) {
+	err = idx.view("reading", func(tx *bolt.Tx) error {
+		ib := tx.Bucket(bucketInline)
+		if ib == nil {
+			return nil
+		}
+		if v := ib.Get(k[:]); v != nil && int64(len(v)) == size {
 			// bbolt's slice is only valid inside the transaction.
-			val, ok = bytes.Clone(v), true
+			val, ok = append(make([]byte, 0, len(v)), v...), true
 		}
 		return nil
 	})
-	if err != nil {
-		return nil, false, fmt.Errorf("cache: reading %s from %s: %w", k, s.dbPath, err)
+	if errors.Is(err, bolt.ErrDatabaseNotOpen) {
+		return nil, false, nil // replaced by a fresh index meanwhile
 	}
-	if ok && val == nil {
-		val = []byte{} // a cached empty value is still a hit; keep it non-nil
+	if err != nil {
+		return nil, false, err
+	}
+	if ok && digestOf(false, val) != digest {
+		return nil, false, nil
 	}
 	return val, ok, nil
 }
 
-// dropCorrupt removes bad from the index, together with every other entry
-// sharing its blob: the file is bad for all of them, and removing the last
-// reference deletes it so a later Put of the same content rewrites it instead
-// of deduplicating against the damaged copy.
-func (s *Store) dropCorrupt(bad *entry) error {
-	s.wmu.Lock()
-	defer s.wmu.Unlock()
-
+// dropCorrupt removes bad, together with every durable entry sharing its
+// blob: the file is bad for all of them. The blob is marked so that the
+// writer rewrites it rather than deduplicating a later Put of the same
+// content against the damaged copy.
+func (s *Store) dropCorrupt(bad *entry) {
 	s.mu.Lock()
+	defer s.mu.Unlock()
 	if s.entries[bad.key] != bad {
 		// Evicted, deleted or replaced concurrently: the read failed because
 		// the data went away legitimately, not because it was damaged.
-		s.mu.Unlock()
-		return nil
+		return
 	}
-	p := s.newPlan()
-	p.remove(bad)
+	victims := []*entry{bad}
 	if bad.blob {
-		for _, e := range s.entries {
-			if e != bad && e.blob && e.hash == bad.hash {
-				p.remove(e)
+		s.badBlobs[bad.digest] = true
+		if b := s.memBlobs[bad.digest]; b != nil && b.refs > 1 {
+			for _, e := range s.entries {
+				if e != bad && e.blob && e.hashed && !e.pending && e.digest == bad.digest {
+					victims = append(victims, e)
+				}
 			}
 		}
 	}
-	p.touched = s.takeDirtyLocked()
-	s.mu.Unlock()
-
-	if err := s.commit(p); err != nil {
-		return fmt.Errorf("cache: removing corrupt entry %s from %s: %w", bad.key, s.dbPath, err)
+	for _, e := range victims {
+		s.removeLocked(e)
 	}
-	s.corrupt.Add(int64(len(p.removed)))
-	return nil
+	s.corrupt.Add(int64(len(victims)))
+	s.gen++
+	s.kickWriter()
+	what := "inline value"
+	if bad.blob {
+		what = "blob " + s.blobPath(bad.digest)
+	}
+	also := ""
+	if n := len(victims) - 1; n > 0 {
+		also = fmt.Sprintf(" and %d more entries sharing that data", n)
+	}
+	s.warn("cache: entry %s (from %s) failed verification: its %s is missing or altered; "+
+		"dropped it%s, to be recomputed", bad.key, bad.producer, what, also)
 }
 
-// Put stores value under k, replacing any previous value. Caching is best
-// effort: a value larger than the byte cap is not stored (any older value
-// under k is removed) and Put returns nil.
-// When the new value pushes the store over the cap, least-recently-used
-// entries (never this one) are evicted in the same index transaction.
-func (s *Store) Put(k Key, value []byte, producer string) error {
+// Put stores v under k, replacing any previous value, and returns without
+// waiting for the disk: the value is visible to Get and Info at once and is
+// made durable by the background writer (Flush and Close wait for it).
+//
+// Put takes ownership of v: the store keeps and reads v until it is durable,
+// which may be well after Put returns, so the caller must not modify v
+// afterwards. Pass a copy if v lives in memory that will be reused or unmapped.
+//
+// Caching is best effort: a value larger than the byte cap is not stored (any
+// older value under k is removed) and Put returns nil; a value that cannot be
+// written is dropped with a warning. When more than WithMaxPending bytes are
+// waiting to be written, Put waits for the writer to catch up.
+func (s *Store) Put(k Key, v []byte, producer string) error {
 	s.closeMu.RLock()
 	defer s.closeMu.RUnlock()
 	if s.closed {
 		return ErrClosed
 	}
-	size := int64(len(value))
+	size := int64(len(v))
+	s.mu.Lock()
+	defer s.mu.Unlock()
 	if s.cfg.maxBytes > 0 && size > s.cfg.maxBytes {
 		// Too big to cache. Drop any older value under k so Get never
 		// returns something other than the latest Put.
-		return s.delete(k)
-	}
-
-	e := &entry{key: k, size: size, producer: producer, blob: len(value) > s.cfg.inlineLimit}
-	var inline []byte
-	if !e.blob {
-		inline = value
-	}
-
-	// Hash and write the blob before taking wmu so concurrent Puts overlap
-	// their slowest part (hashing, writing, fsync). Renaming it into place is
-	// done under wmu, where the reference counts cannot change underneath us.
-	var tmp string
-	defer func() {
-		if tmp != "" {
-			os.Remove(tmp)
+		if old := s.entries[k]; old != nil {
+			s.removeLocked(old)
+			s.gen++
+			s.kickWriter()
 		}
-	}()
-	var err error
-	if e.blob {
-		e.hash = sha256.Sum256(value)
-		if !s.hasBlob(e.hash) {
-			if tmp, err = s.writeTemp(e.hash, value); err != nil {
-				return fmt.Errorf("cache: writing blob for %s: %w", k, err)
-			}
-		}
+		return nil
 	}
-
-	s.wmu.Lock()
-	defer s.wmu.Unlock()
-
-	installed := false
-	if e.blob && !s.hasBlob(e.hash) {
-		if tmp == "" {
-			// Another goroutine held the blob when we looked and has since
-			// dropped it; write it now.
-			if tmp, err = s.writeTemp(e.hash, value); err != nil {
-				return fmt.Errorf("cache: writing blob for %s: %w", k, err)
-			}
-		}
-		if err := s.install(tmp, e.hash); err != nil {
-			return fmt.Errorf("cache: installing blob for %s: %w", k, err)
-		}
-		tmp, installed = "", true
+	for s.pendingB > 0 && s.pendingB+size > s.cfg.maxPending && !s.writerDone {
+		s.kickWriter()
+		s.waiters++
+		s.cond.Wait()
+		s.waiters--
 	}
-
-	now := s.cfg.now().UnixNano()
-	e.created, e.access = now, now
-
-	s.mu.Lock()
-	p := s.newPlan()
 	if old := s.entries[k]; old != nil {
-		p.remove(old)
+		s.removeLocked(old)
 	}
-	p.insert(e, inline)
-	p.evict(s.cfg.maxBytes)
-	p.touched = s.takeDirtyLocked()
-	s.mu.Unlock()
-
-	if err := s.commit(p); err != nil {
-		if installed && !s.hasBlob(e.hash) {
-			os.Remove(s.blobPath(e.hash))
-		}
-		return fmt.Errorf("cache: recording %s in %s: %w", k, s.dbPath, err)
+	now := s.cfg.now().UnixNano()
+	e := &entry{
+		key: k, blob: size > int64(s.cfg.inlineLimit), size: size, created: now, producer: producer,
+		pending: true, val: v, access: now,
 	}
+	s.addLocked(e)
+	s.pendingN++
+	s.pendingB += size
+	s.dirtyKeys[k] = struct{}{}
+	s.gen++
+	s.kickWriter()
 	return nil
 }
 
-// Delete removes k. Deleting a missing key is not an error.
+// addLocked makes e visible and counts it.
+func (s *Store) addLocked(e *entry) {
+	s.entries[e.key] = e
+	e.elem = s.lru.PushFront(e)
+	s.countLocked(e, 1)
+}
+
+// removeLocked hides e, uncounts it and marks its key for the writer. A
+// pending value the writer is not reading is released at once.
+func (s *Store) removeLocked(e *entry) {
+	if s.entries[e.key] != e {
+		return
+	}
+	delete(s.entries, e.key)
+	s.lru.Remove(e.elem)
+	e.elem = nil
+	s.countLocked(e, -1)
+	s.dirtyKeys[e.key] = struct{}{}
+	if !e.inflight {
+		s.releaseLocked(e)
+	}
+}
+
+// releaseLocked drops e's pending value: it is durable, or no longer wanted.
+func (s *Store) releaseLocked(e *entry) {
+	if !e.pending {
+		return
+	}
+	e.pending, e.val = false, nil
+	s.pendingN--
+	s.pendingB -= e.size
+	s.cond.Broadcast()
+}
+
+// countLocked adds (d = 1) or removes (d = -1) e's bytes. A blob counts once
+// per distinct digest; before the writer has hashed it, it counts in full.
+func (s *Store) countLocked(e *entry, d int64) {
+	switch {
+	case !e.blob:
+		s.bytes += d * e.size
+	case !e.hashed:
+		s.unhashed += d * e.size
+		s.unhashedN += int(d)
+	default:
+		b := s.memBlobs[e.digest]
+		if b == nil {
+			b = &blobRef{size: e.size}
+			s.memBlobs[e.digest] = b
+		}
+		b.refs += d
+		switch {
+		case d > 0 && b.refs == 1:
+			s.bytes += e.size
+		case b.refs == 0:
+			s.bytes -= e.size
+			delete(s.memBlobs, e.digest)
+		}
+	}
+}
+
+// Delete removes k and waits until the removal is durable. Deleting a missing
+// key is not an error.
 func (s *Store) Delete(k Key) error {
 	s.closeMu.RLock()
 	defer s.closeMu.RUnlock()
 	if s.closed {
 		return ErrClosed
 	}
-	return s.delete(k)
-}
-
-// delete is Delete without the closed check, for callers already inside a
-// public operation (closeMu must not be read-locked twice).
-func (s *Store) delete(k Key) error {
-	s.wmu.Lock()
-	defer s.wmu.Unlock()
-
 	s.mu.Lock()
-	e := s.entries[k]
-	if e == nil {
-		s.mu.Unlock()
-		return nil
+	if e := s.entries[k]; e != nil {
+		s.removeLocked(e)
 	}
-	p := s.newPlan()
-	p.remove(e)
-	p.touched = s.takeDirtyLocked()
 	s.mu.Unlock()
-
-	if err := s.commit(p); err != nil {
-		return fmt.Errorf("cache: deleting %s from %s: %w", k, s.dbPath, err)
-	}
-	return nil
+	return s.flush()
 }
 
-// Flush persists access times recorded by Get since the last write.
+// Flush waits until everything Put, deleted or evicted before the call, and
+// the access times recorded by Get, are durable. It returns the error of a
+// background write that failed meanwhile (its values were dropped).
 func (s *Store) Flush() error {
 	s.closeMu.RLock()
 	defer s.closeMu.RUnlock()
@@ -357,30 +471,44 @@ func (s *Store) Flush() error {
 }
 
 func (s *Store) flush() error {
-	s.wmu.Lock()
-	defer s.wmu.Unlock()
 	s.mu.Lock()
-	p := s.newPlan()
-	p.touched = s.takeDirtyLocked()
-	s.mu.Unlock()
-	if len(p.touched) == 0 {
-		return nil
+	defer s.mu.Unlock()
+	s.gen++
+	g, failures := s.gen, s.failures
+	s.kickWriter()
+	for s.doneGen < g && !s.writerDone {
+		s.cond.Wait()
 	}
-	if err := s.commit(p); err != nil {
-		return fmt.Errorf("cache: saving access times to %s: %w", s.dbPath, err)
+	if s.failures != failures {
+		return s.lastErr
 	}
 	return nil
+}
+
+func (s *Store) kickWriter() {
+	select {
+	case s.kick <- struct{}{}:
+	default:
+	}
 }
 
 // Stats returns a snapshot of the store's size and counters.
 func (s *Store) Stats() Stats {
 	s.mu.Lock()
-	st := Stats{Entries: len(s.entries), Blobs: len(s.blobs), Bytes: s.bytes, MaxBytes: s.cfg.maxBytes}
+	st := Stats{
+		Entries:      len(s.entries),
+		Blobs:        len(s.memBlobs) + s.unhashedN,
+		Bytes:        s.bytes + s.unhashed,
+		MaxBytes:     s.cfg.maxBytes,
+		Pending:      s.pendingN,
+		PendingBytes: s.pendingB,
+	}
 	s.mu.Unlock()
 	st.Hits = s.hits.Load()
 	st.Misses = s.misses.Load()
 	st.Evictions = s.evictions.Load()
 	st.Corrupt = s.corrupt.Load()
+	st.Commits = s.commits.Load()
 	return st
 }
 
@@ -400,15 +528,16 @@ func (s *Store) Info(k Key) (EntryInfo, bool) {
 		Producer:   e.producer,
 		Created:    time.Unix(0, e.created),
 		LastAccess: time.Unix(0, e.access),
+		Pending:    e.pending,
 	}, true
 }
 
 // Dir returns the directory the store was opened on.
 func (s *Store) Dir() string { return s.dir }
 
-// Close persists pending access times and releases the directory lock. It
-// waits for in-flight calls; later calls return ErrClosed. Closing twice is a
-// no-op.
+// Close makes everything durable, stops the writer and releases the directory
+// lock. It waits for in-flight calls; later calls return ErrClosed. Closing
+// twice is a no-op.
 func (s *Store) Close() error {
 	s.closeMu.Lock()
 	if s.closed {
@@ -418,96 +547,27 @@ func (s *Store) Close() error {
 	s.closed = true
 	s.closeMu.Unlock()
 
+	ferr := s.flush()
 	close(s.stop)
 	<-s.done
-	ferr := s.flush()
-	if err := s.db.Close(); err != nil {
+	s.mu.Lock()
+	idx := s.idx
+	s.mu.Unlock()
+	if idx == nil {
+		return ferr
+	}
+	if err := idx.close(); err != nil {
 		return errors.Join(ferr, fmt.Errorf("cache: closing %s: %w", s.dbPath, err))
 	}
 	return ferr
 }
 
-// flushLoop persists access times periodically and when many are pending, so
-// a long-running process does not lose much recency if it crashes.
-func (s *Store) flushLoop() {
-	defer close(s.done)
-	var tick <-chan time.Time
-	if s.cfg.flushInterval > 0 {
-		t := time.NewTicker(s.cfg.flushInterval)
-		defer t.Stop()
-		tick = t.C
-	}
-	for {
-		select {
-		case <-s.stop:
-			return
-		case <-tick:
-		case <-s.kick:
-		}
-		// An error leaves the times pending; the next attempt, Flush or
-		// Close retries and reports it.
-		_ = s.flush()
-	}
-}
-
-func (s *Store) hasBlob(h [32]byte) bool {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.blobs[h] != nil
+// warn tells the user about something the cache handled on its own.
+func (s *Store) warn(format string, args ...any) {
+	s.cfg.log.Printf(format, args...)
 }
 
 func (s *Store) blobPath(h [32]byte) string {
-	name := hex.EncodeToString(h[:])
+	name := fmt.Sprintf("%x", h)
 	return filepath.Join(s.blobDir, name[:2], name)
-}
-
-// writeTemp writes value to a fresh temp file next to its final location (so
-// the later rename cannot cross file systems) and fsyncs it.
-func (s *Store) writeTemp(h [32]byte, value []byte) (path string, err error) {
-	dir := filepath.Dir(s.blobPath(h))
-	f, err := os.CreateTemp(dir, tmpPrefix+"*")
-	if errors.Is(err, os.ErrNotExist) {
-		// Open creates every fan-out directory; recreate one removed since.
-		if err = os.MkdirAll(dir, 0o755); err == nil {
-			if err = syncDir(s.blobDir); err == nil {
-				f, err = os.CreateTemp(dir, tmpPrefix+"*")
-			}
-		}
-	}
-	if err != nil {
-		return "", err
-	}
-	if _, err = f.Write(value); err == nil {
-		err = f.Sync()
-	}
-	if cerr := f.Close(); err == nil {
-		err = cerr
-	}
-	if err != nil {
-		os.Remove(f.Name())
-		return "", err
-	}
-	return f.Name(), nil
-}
-
-// install renames a synced temp file to its content-addressed name and
-// fsyncs the directory, so the name is durable before the index refers to it.
-func (s *Store) install(tmp string, h [32]byte) error {
-	final := s.blobPath(h)
-	if err := os.Rename(tmp, final); err != nil {
-		return err
-	}
-	return syncDir(filepath.Dir(final))
-}
-
-func syncDir(dir string) error {
-	d, err := os.Open(dir)
-	if err != nil {
-		return err
-	}
-	err = d.Sync()
-	if cerr := d.Close(); err == nil {
-		err = cerr
-	}
-	return err
 }

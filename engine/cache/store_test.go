@@ -13,6 +13,13 @@ import (
 	bolt "go.etcd.io/bbolt"
 )
 
+func mustFlush(t testing.TB, s *Store) {
+	t.Helper()
+	if err := s.Flush(); err != nil {
+		t.Fatalf("Flush: %v", err)
+	}
+}
+
 func TestKeyStringParse(t *testing.T) {
 	k := testKey("x")
 	tests := []struct {
@@ -66,15 +73,25 @@ func TestRoundTrip(t *testing.T) {
 			if err := s.Put(k, v, "node/x@1"); err != nil {
 				t.Fatal(err)
 			}
-			got, ok, err := s.Get(k)
-			if err != nil || !ok {
-				t.Fatalf("Get = ok %v, err %v; want a hit", ok, err)
-			}
-			if string(got) != string(v) {
-				t.Fatalf("Get returned different bytes (len %d, want %d)", len(got), len(v))
-			}
-			if got == nil {
-				t.Fatal("Get returned a nil slice for a hit; want non-nil even when empty")
+			// Read once while the value is pending (served from memory)
+			// and once durable (read back from disk and verified).
+			for _, stage := range []string{"pending", "durable"} {
+				if stage == "durable" {
+					mustFlush(t, s)
+				}
+				if info, _ := s.Info(k); info.Pending != (stage == "pending") {
+					t.Fatalf("%s: Info.Pending = %v", stage, info.Pending)
+				}
+				got, ok, err := s.Get(k)
+				if err != nil || !ok {
+					t.Fatalf("%s: Get = ok %v, err %v; want a hit", stage, ok, err)
+				}
+				if string(got) != string(v) {
+					t.Fatalf("%s: Get returned different bytes (len %d, want %d)", stage, len(got), len(v))
+				}
+				if got == nil {
+					t.Fatalf("%s: Get returned a nil slice for a hit; want non-nil even when empty", stage)
+				}
 			}
 			info, ok := s.Info(k)
 			if !ok || info.Inline != tt.wantInline || info.Size != int64(tt.size) || info.Producer != "node/x@1" {
@@ -90,22 +107,28 @@ func TestRoundTrip(t *testing.T) {
 				}
 			}
 			st := s.Stats()
-			if st.Entries != 1 || st.Bytes != int64(tt.size) || st.Hits != 1 || st.Misses != 0 {
-				t.Fatalf("Stats = %+v; want 1 entry, %d bytes, 1 hit", st, tt.size)
+			if st.Entries != 1 || st.Bytes != int64(tt.size) || st.Hits != 2 || st.Misses != 0 || st.Pending != 0 {
+				t.Fatalf("Stats = %+v; want 1 entry, %d bytes, 2 hits, nothing pending", st, tt.size)
 			}
 		})
 	}
 }
 
 func TestReturnedValueIsACopy(t *testing.T) {
+	// Put takes ownership of its value, but every Get result is the
+	// caller's own: mutating one changes neither the cache nor other
+	// results, whether the value is still pending or durable.
 	s := openTest(t, t.TempDir())
 	k := testKey("k")
-	v := []byte("hello")
-	mustPut(t, s, k, v)
-	v[0] = 'J' // the caller reusing its buffer must not change the cache
-	got, _, _ := s.Get(k)
-	got[1] = 'A' // nor may the caller mutating a result
-	mustGet(t, s, k, true, []byte("hello"))
+	mustPut(t, s, k, []byte("hello"))
+	for _, stage := range []string{"pending", "durable"} {
+		if stage == "durable" {
+			mustFlush(t, s)
+		}
+		got, _, _ := s.Get(k)
+		got[1] = 'A'
+		mustGet(t, s, k, true, []byte("hello"))
+	}
 }
 
 func TestMissDeleteReplace(t *testing.T) {
@@ -120,8 +143,10 @@ func TestMissDeleteReplace(t *testing.T) {
 
 	v1, v2 := testValue("v1", 100), testValue("v2", 50)
 	mustPut(t, s, k, v1)
+	mustFlush(t, s)
 	mustPut(t, s, k, v2)
 	mustGet(t, s, k, true, v2)
+	mustFlush(t, s)
 	if _, err := os.Stat(blobPathFor(dir, v1)); !errors.Is(err, os.ErrNotExist) {
 		t.Fatalf("replaced blob still on disk (stat err %v)", err)
 	}
@@ -185,7 +210,8 @@ func TestGetDoesNotWriteIndex(t *testing.T) {
 	k1, k2 := testKey("a"), testKey("b")
 	mustPut(t, s, k1, testValue("a", 10))
 	mustPut(t, s, k2, testValue("b", 1000))
-	indexWrites := func() int64 { st := s.db.Stats(); return st.TxStats.GetWrite() }
+	mustFlush(t, s)
+	indexWrites := func() int64 { st := s.idx.db.Stats(); return st.TxStats.GetWrite() }
 	writes := indexWrites()
 	for range 100 {
 		mustGet(t, s, k1, true, nil)
@@ -240,6 +266,7 @@ func TestLRUEviction(t *testing.T) {
 			}
 			clk.Advance(time.Second)
 			mustPut(t, s, testKey("d"), testValue("d", 100))
+			mustFlush(t, s) // eviction happens when the writer commits
 
 			for _, name := range []string{"a", "b", "c", "d"} {
 				if _, ok := s.Info(testKey(name)); ok == (name == tt.wantEvicted) {
@@ -272,6 +299,7 @@ func TestValueLargerThanCap(t *testing.T) {
 	// Neither the oversized value nor the one it replaced may be served.
 	mustGet(t, s, huge, false, nil)
 	mustGet(t, s, keep, true, nil)
+	mustFlush(t, s)
 	if files := blobFiles(t, dir); len(files) != 1 {
 		t.Fatalf("blob files = %v; want only the kept one", files)
 	}
@@ -279,6 +307,7 @@ func TestValueLargerThanCap(t *testing.T) {
 	// A value exactly the cap's size fits, but only alone.
 	exact := testKey("exact")
 	mustPut(t, s, exact, testValue("exact", 1000))
+	mustFlush(t, s)
 	mustGet(t, s, exact, true, nil)
 	mustGet(t, s, keep, false, nil)
 	if st := s.Stats(); st.Bytes != 1000 || st.Evictions != 1 {
@@ -295,6 +324,7 @@ func TestDedupeAndRefcount(t *testing.T) {
 		k1, k2 := testKey("k1"), testKey("k2")
 		mustPut(t, s, k1, shared)
 		mustPut(t, s, k2, shared)
+		mustFlush(t, s) // blobs are hashed, so deduplicated, by the writer
 		if st := s.Stats(); st.Entries != 2 || st.Blobs != 1 || st.Bytes != int64(len(shared)) {
 			t.Fatalf("Stats = %+v; want 2 entries sharing 1 blob of %d bytes", st, len(shared))
 		}
@@ -328,12 +358,15 @@ func TestDedupeAndRefcount(t *testing.T) {
 		s := openTest(t, dir, WithClock(clk.Now), WithMaxBytes(100<<10))
 		k1, k2, k3 := testKey("k1"), testKey("k2"), testKey("k3")
 		mustPut(t, s, k1, shared)
+		mustFlush(t, s)
 		clk.Advance(time.Second)
 		mustPut(t, s, k2, shared)
+		mustFlush(t, s)
 		clk.Advance(time.Second)
 		// Over the cap: evicting k1 frees nothing (k2 still uses the
 		// blob), so k2 must go too.
 		mustPut(t, s, k3, testValue("other", 64<<10))
+		mustFlush(t, s)
 		mustGet(t, s, k1, false, nil)
 		mustGet(t, s, k2, false, nil)
 		mustGet(t, s, k3, true, nil)
@@ -357,6 +390,7 @@ func TestDedupeAndRefcount(t *testing.T) {
 		// The blob is deduplicated, so this Put adds no bytes and must
 		// not evict anything.
 		mustPut(t, s, k2, shared)
+		mustFlush(t, s)
 		if st := s.Stats(); st.Evictions != 0 || st.Entries != 3 {
 			t.Fatalf("Stats = %+v; want no evictions and 3 entries", st)
 		}
@@ -364,6 +398,7 @@ func TestDedupeAndRefcount(t *testing.T) {
 		// then small goes; the blob stays for k2.
 		clk.Advance(time.Second)
 		mustPut(t, s, testKey("one"), []byte{1})
+		mustFlush(t, s)
 		mustGet(t, s, k2, true, shared)
 		mustGet(t, s, k1, false, nil)
 		mustGet(t, s, small, false, nil)
@@ -411,6 +446,7 @@ func TestCorruptBlobOnGet(t *testing.T) {
 			mustPut(t, s, k1, v)
 			mustPut(t, s, k2, v) // shares the damaged blob
 			mustPut(t, s, other, testValue("other", 100_000))
+			mustFlush(t, s)
 			tt.damage(t, blobPathFor(dir, v))
 
 			got, ok, err := s.Get(k1)
@@ -425,6 +461,7 @@ func TestCorruptBlobOnGet(t *testing.T) {
 			if st := s.Stats(); st.Corrupt != 2 || st.Misses != 1 || st.Entries != 1 {
 				t.Fatalf("Stats = %+v; want Corrupt 2, 1 miss, 1 entry left", st)
 			}
+			mustFlush(t, s)
 			if _, err := os.Stat(blobPathFor(dir, v)); !errors.Is(err, os.ErrNotExist) {
 				t.Fatalf("corrupt blob still on disk (stat err %v)", err)
 			}
@@ -433,7 +470,8 @@ func TestCorruptBlobOnGet(t *testing.T) {
 			// Re-caching the same content must rewrite the blob rather
 			// than deduplicate against the damaged copy.
 			mustPut(t, s, k1, v)
-			mustGet(t, s, k1, true, v)
+			mustFlush(t, s)
+			mustGet(t, s, k1, true, v) // read from disk and verified
 		})
 	}
 }
@@ -443,8 +481,9 @@ func TestCorruptInlineRecordDropped(t *testing.T) {
 	s := openTest(t, dir)
 	k := testKey("k")
 	mustPut(t, s, k, []byte("hello"))
+	mustFlush(t, s)
 	// Remove the inline value behind the store's back.
-	if err := s.db.Update(func(tx *bolt.Tx) error { return tx.Bucket(bucketInline).Delete(k[:]) }); err != nil {
+	if err := s.idx.db.Update(func(tx *bolt.Tx) error { return tx.Bucket(bucketInline).Delete(k[:]) }); err != nil {
 		t.Fatal(err)
 	}
 	mustGet(t, s, k, false, nil)
@@ -495,7 +534,7 @@ func TestOpenCleansOrphansAndTempFiles(t *testing.T) {
 	}
 	// Drop the index entry only, as if the crash came after the commit.
 	s = openTest(t, dir)
-	if err := s.db.Update(func(tx *bolt.Tx) error { return tx.Bucket(bucketEntries).Delete(gone[:]) }); err != nil {
+	if err := s.idx.db.Update(func(tx *bolt.Tx) error { return tx.Bucket(bucketEntries).Delete(gone[:]) }); err != nil {
 		t.Fatal(err)
 	}
 	if err := s.Close(); err != nil {
@@ -803,6 +842,7 @@ func TestEvictionOrderMatchesRecency(t *testing.T) {
 	for i := range 10 {
 		clk.Advance(time.Second)
 		mustPut(t, s, testKey(fmt.Sprint("new", i)), testValue("n", 100))
+		mustFlush(t, s)
 		if _, ok := s.Info(testKey(order[i])); ok {
 			t.Fatalf("after %d evictions %s is still present; eviction order is not LRU (want %v)", i+1, order[i], order)
 		}

@@ -124,7 +124,9 @@ func Open(ctx context.Context, o Options) (*App, error) {
 	a := &App{Host: mgr, Catalog: cat, Dirs: dirs, Problems: problems}
 	opts := []engine.Option{engine.WithDirs(dirs)}
 	if !o.NoCache {
-		var copts []cache.Option
+		// The cache's warnings (damaged index replaced, entries dropped)
+		// go where the rest of face0's messages go.
+		copts := []cache.Option{cache.WithLog(o.Log)}
 		if o.CacheBytes > 0 {
 			copts = append(copts, cache.WithMaxBytes(o.CacheBytes))
 		}
