@@ -192,6 +192,14 @@ func (w *writer) waitKey(k cache.Key) {
 	}
 }
 
+// Busy counts work under way that the cache's background writes should not
+// compete with, beyond the engine's runs themselves: a server recording a
+// finished prompt's history and telling its client. Writes that start the
+// moment Run returns take the CPU, and the garbage collector's attention,
+// from exactly those last steps of a prompt. Call the returned func when the
+// work is done.
+func (e *Engine) Busy() (done func()) { return lowly.run() }
+
 // Wait blocks until every cache write of finished runs is done. Call it
 // before closing the cache or the runner: the writes read outputs the runner
 // lent.

@@ -335,6 +335,9 @@ func (s *Server) worker() {
 // execute runs one prompt and files its history entry. A prompt cut short by
 // Close is left in the persisted queue instead, to run again after a restart.
 func (s *Server) execute(ctx context.Context, p *queuedPrompt) {
+	// The cache's background writes wait until the prompt is over for its
+	// client too: its history written and "executing null" sent.
+	defer s.engine.Busy()()
 	s.broadcastStatus()
 	sink := newRunSink(p.ID, func(f *frame) { s.hub.send(p.ClientID, f) })
 	attempt, err := s.store.beginAttempt(p.ID)
