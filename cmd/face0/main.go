@@ -3,9 +3,11 @@
 package main
 
 import (
+	"errors"
 	"fmt"
 	"os"
 	"sort"
+	"strings"
 
 	"github.com/face0/face0/internal/config"
 	facepack "github.com/face0/face0/nodes/face"
@@ -36,17 +38,49 @@ func builtinNames() []string {
 const usage = `face0 — typed, crash-isolated workflows for face-conditioned image generation
 
 Usage:
-  face0 run WORKFLOW.json|IMAGE.png [--set NODE.INPUT=VALUE ...] [--out DIR] [--input DIR] [--no-cache]
+  face0 run WORKFLOW.json|IMAGE.png [--set NODE.INPUT=VALUE ...] [--out DIR] [--input DIR] [--no-cache] [--local]
+                                       (on the home's running server when there is one)
   face0 nodes [--json]
   face0 serve [--listen 127.0.0.1:8188] [--token TOKEN]   (web API and editor)
-  face0 train DATASET --out MODEL_DIR [--steps N --batch B --lr X --resume]
+  face0 models list|check DIR|make-tiny DIR
+  face0 train DATASET [--out MODEL_DIR] [--steps N --batch B --lr X --resume]
   face0 synthfaces DIR [--train N --heldout M --per-identity K --seed S]
   face0 evaluate --model NAME [--report DIR]   (Tables 1 and 2 on synthfaces' held-out faces)
   face0 version
+  face0 help [COMMAND]                 (a command's flags)
 
 Folders live under $FACE0_HOME (default ~/.local/share/face0): input/, output/,
-temp/, cache/, plugins/ (third-party plugin binaries).
+temp/, cache/, models/ ($FACE0_MODELS), plugins/ (third-party plugin binaries).
 `
+
+// cmdHelp prints the usage, or a command's own (its flags).
+func cmdHelp(args []string) error {
+	switch {
+	case len(args) == 0:
+		fmt.Print(usage)
+		return nil
+	case len(args) > 1:
+		fmt.Fprint(os.Stderr, usage)
+		return exitCode(2)
+	}
+	for _, c := range commandNames {
+		if c == args[0] && c != "help" && c != "version" {
+			os.Args = []string{os.Args[0], c, "--help"}
+			main()
+			return nil
+		}
+	}
+	return unknownCommand(args[0])
+}
+
+// noArgs refuses arguments a command does not take.
+func noArgs(cmd string, args []string) error {
+	if len(args) == 0 {
+		return nil
+	}
+	fmt.Fprintf(os.Stderr, "face0 %s: unexpected argument %q (face0 %s takes none)\n", cmd, args[0], cmd)
+	return exitCode(2)
+}
 
 func main() {
 	if len(os.Args) < 2 {
@@ -72,25 +106,75 @@ func main() {
 	case "plugin":
 		cmdPlugin(os.Args[2:])
 	case "version", "--version":
-		fmt.Println("face0", config.Version)
+		err = noArgs("version", os.Args[2:])
+		if err == nil {
+			fmt.Println("face0", config.Version)
+		}
 	case "help", "-h", "--help":
-		fmt.Print(usage)
+		err = cmdHelp(os.Args[2:])
 	default:
-		fmt.Fprintf(os.Stderr, "face0: unknown command %q\n\n%s", os.Args[1], usage)
-		os.Exit(2)
+		err = unknownCommand(os.Args[1])
 	}
 	if err != nil {
-		fmt.Fprintln(os.Stderr, "face0:", err)
-		if code, ok := err.(exitCode); ok {
-			os.Exit(int(code))
+		var e *exitError
+		if !errors.As(err, &e) || e.msg != "" {
+			fmt.Fprintln(os.Stderr, "face0:", err)
 		}
-		os.Exit(1)
+		os.Exit(exitStatus(err))
 	}
 }
 
-type exitCode int
+// commandNames are the commands a person types, for "did you mean".
+var commandNames = []string{"run", "nodes", "serve", "models", "train", "synthfaces", "evaluate", "version", "help"}
 
-func (e exitCode) Error() string { return fmt.Sprintf("exit %d", int(e)) }
+// unknownCommand says so and suggests the nearest command.
+func unknownCommand(name string) error {
+	msg := fmt.Sprintf("unknown command %q", name)
+	if s := nearest(name, commandNames); s != "" {
+		msg += fmt.Sprintf(" (did you mean %s?)", s)
+	}
+	fmt.Fprintf(os.Stderr, "face0: %s\n\n%s", msg, usage)
+	return exitCode(2)
+}
+
+// nearest is the candidate closest to name by edit distance, if it is close
+// enough to be a typo (or name is a prefix of it).
+func nearest(name string, candidates []string) string {
+	best, bestD := "", 1<<30
+	for _, c := range candidates {
+		d := editDistance(strings.ToLower(name), c)
+		if strings.HasPrefix(c, strings.ToLower(name)) && len(name) >= 2 {
+			d = min(d, 1)
+		}
+		if d < bestD {
+			best, bestD = c, d
+		}
+	}
+	if bestD <= max(1, len(name)/3) {
+		return best
+	}
+	return ""
+}
+
+func editDistance(a, b string) int {
+	prev := make([]int, len(b)+1)
+	cur := make([]int, len(b)+1)
+	for j := range prev {
+		prev[j] = j
+	}
+	for i := 1; i <= len(a); i++ {
+		cur[0] = i
+		for j := 1; j <= len(b); j++ {
+			cost := 1
+			if a[i-1] == b[j-1] {
+				cost = 0
+			}
+			cur[j] = min(prev[j]+1, cur[j-1]+1, prev[j-1]+cost)
+		}
+		prev, cur = cur, prev
+	}
+	return prev[len(b)]
+}
 
 // cmdPlugin serves a built-in pack; the host starts it, people do not.
 func cmdPlugin(args []string) {

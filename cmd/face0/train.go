@@ -1,15 +1,12 @@
 package main
 
 import (
-	"context"
 	"errors"
 	"flag"
 	"fmt"
 	"io"
 	"os"
-	"os/signal"
 	"path/filepath"
-	"syscall"
 	"time"
 
 	"github.com/face0/face0/internal/config"
@@ -72,7 +69,7 @@ func cmdTrain(args []string) error {
 	}
 	pos, err := parseInterleaved(fs, args)
 	if err != nil {
-		return exitCode(2)
+		return err
 	}
 	if len(pos) != 1 {
 		fs.Usage()
@@ -84,7 +81,7 @@ func cmdTrain(args []string) error {
 			*textPretrain = 0
 		}
 	}
-	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	ctx, caught, stop := signalContext()
 	defer stop()
 
 	p := newTrainProgress(os.Stderr, !*plain && isTerminal(os.Stderr))
@@ -101,7 +98,11 @@ func cmdTrain(args []string) error {
 	})
 	p.done()
 	if errors.Is(err, pipeline.ErrCancelled) {
-		return fmt.Errorf("%w\nrun the same command with --resume to continue", err)
+		msg := fmt.Sprintf("%v\nrun the same command with --resume to continue", err)
+		if sig := caught(); sig != nil {
+			return stoppedBy(sig, msg)
+		}
+		return errors.New(msg)
 	}
 	if err != nil {
 		return err
