@@ -52,8 +52,8 @@ func Open(dir string, opts ...Option) (*Store, error) {
 	}
 	db, err := bolt.Open(dbPath, 0o600, &bolt.Options{Timeout: timeout})
 	if errors.Is(err, bolt.ErrTimeout) {
-		return nil, fmt.Errorf("cache: %s is locked: another face0 process holds the cache (waited %v for it); "+
-			"wait for that process to finish or use a different cache directory", dir, cfg.lockTimeout)
+		return nil, lockedError{fmt.Sprintf("cache: %s is locked: another face0 process holds the cache (waited %v for it); "+
+			"wait for that process to finish or use a different cache directory", dir, cfg.lockTimeout)}
 	}
 	if err != nil {
 		return nil, fmt.Errorf("cache: opening index %s: %w; check that the directory is writable, "+
@@ -327,3 +327,13 @@ func removeFile(path string) error {
 	}
 	return nil
 }
+
+// ErrLocked matches (errors.Is) Open's error when another process holds the
+// cache, so that a caller can say what to do instead (face0 run names the
+// server holding it, --no-cache and --cache).
+var ErrLocked = errors.New("cache is locked by another process")
+
+type lockedError struct{ msg string }
+
+func (e lockedError) Error() string        { return e.msg }
+func (e lockedError) Is(target error) bool { return target == ErrLocked }
