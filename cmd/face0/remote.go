@@ -213,6 +213,9 @@ func (r *remoteRun) event(typ string, d wsData, started map[string]time.Time) (e
 	switch e.Type {
 	case events.ExecutionStart, events.Success:
 	case events.Cached:
+		if len(d.Nodes) == 0 {
+			return e, false // the server always reports the cached set, even when empty
+		}
 		e.Nodes = d.Nodes
 	case events.Executing:
 		if d.Node == nil {
