@@ -23,7 +23,11 @@ func samplerSpec() engine.NodeDef {
 }
 
 func TestInputRulesAndHints(t *testing.T) {
-	cat, errs := engine.NewCatalog([]engine.NodeDef{samplerSpec()}, nil)
+	// Empty: a model list with nothing in it yet (no model folder).
+	empty := samplerSpec()
+	empty.Spec.Type = "Empty"
+	empty.Spec.Inputs[0].Schema = `{"type": "string", "enum": [], "x-face0-hint": "add one"}`
+	cat, errs := engine.NewCatalog([]engine.NodeDef{samplerSpec(), empty}, nil)
 	if len(errs) > 0 {
 		t.Fatal(errs)
 	}
@@ -37,8 +41,14 @@ func TestInputRulesAndHints(t *testing.T) {
 		{`"model": "tiny", "scheduler": "euler", "eta": 0`, ""},
 		{`"model": "tiny", "scheduler": "euler", "eta": 1`, `node s (Sampler), input eta: eta is 1: only the ddim scheduler takes eta; set eta to 0, or the scheduler to ddim`},
 		{`"model": "big"`, `value "big" is not valid: value must be 'tiny'; models are the folders of /m; add one there`},
+		{`"type": "Empty", "model": "big"`, `value "big" is not valid: there is nothing to choose from yet; add one`},
 	} {
-		w := parse(t, `{"version": 1, "nodes": [{"id": "s", "type": "Sampler", "inputs": {`+c.inputs+`}}]}`)
+		typ := "Sampler"
+		if strings.HasPrefix(c.inputs, `"type"`) {
+			typ = "Empty"
+			c.inputs = strings.TrimPrefix(c.inputs, `"type": "Empty", `)
+		}
+		w := parse(t, `{"version": 1, "nodes": [{"id": "s", "type": "`+typ+`", "inputs": {`+c.inputs+`}}]}`)
 		_, err := cat.Compile(w, nil)
 		var ve *engine.ValidationError
 		switch {

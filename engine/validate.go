@@ -412,6 +412,10 @@ func kindMessage(k jsonschema.ErrorKind) string {
 		return fmt.Sprintf("must be less than %s, got %s", num(k.Want), num(k.Got))
 	case *kind.ExclusiveMinimum:
 		return fmt.Sprintf("must be greater than %s, got %s", num(k.Want), num(k.Got))
+	case *kind.Enum:
+		if len(k.Want) == 0 {
+			return "there is nothing to choose from yet"
+		}
 	case *kind.MaxLength:
 		return fmt.Sprintf("is %d characters long, the maximum is %d (maxLength)", k.Got, k.Want)
 	}

@@ -356,7 +356,7 @@ func TestEtaOnlyForDDIM(t *testing.T) {
 func TestMissingModelHint(t *testing.T) {
 	r := newRig(t, modelsDir)
 	_, err := r.catalog.Compile(samplerGraph(t, "face0-synthfaces", 5, nil), []string{"sampler"})
-	if err == nil || !strings.Contains(err.Error(), "the models are the folders of "+modelsDir) || !strings.Contains(err.Error(), "make example-plugin") {
+	if err == nil || !strings.Contains(err.Error(), "models are the folders of "+modelsDir) || !strings.Contains(err.Error(), "make example-plugin") {
 		t.Fatalf("a model that is not there: %v", err)
 	}
 }

@@ -83,7 +83,7 @@ var etaRule = map[string]any{"x-face0-rules": []any{map[string]any{
 func modelHint() map[string]map[string]any {
 	root := modelsRoot()
 	return map[string]map[string]any{"model": {"x-face0-hint": fmt.Sprintf(
-		"the models are the folders of %s (face0 models list checks them): put the model's folder there, or pick another models folder with $%s; "+
-			"for the shipped tiny model, make example-plugin links models/face0-synthfaces there (or: ln -s $PWD/models/face0-synthfaces %s/)",
+		"models are the folders of %s (face0 models list checks them): put the model's folder there, or choose another models folder with $%s; "+
+			"make example-plugin links the shipped tiny model there (or, in the repository: ln -s $PWD/models/face0-synthfaces %s/)",
 		root, ModelsEnv, root)}}
 }
