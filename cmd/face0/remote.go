@@ -265,7 +265,6 @@ func (r *remoteRun) run(ctx context.Context) (*remoteResult, error) {
 
 	// The websocket first, so that no message of the run is missed.
 	msgs := make(chan []byte, 256)
-	wsErr := make(chan error, 1)
 	var conn *websocket.Conn
 	wsURL := "ws" + strings.TrimPrefix(r.base, "http") + "/ws?clientId=" + url.QueryEscape(clientID)
 	hdr := http.Header{}
@@ -285,8 +284,7 @@ func (r *remoteRun) run(ctx context.Context) (*remoteResult, error) {
 			for {
 				kind, b, err := conn.ReadMessage()
 				if err != nil {
-					wsErr <- err
-					return
+					return // closed: the loop follows the run through /history
 				}
 				if kind == websocket.TextMessage {
 					msgs <- b
@@ -314,6 +312,7 @@ func (r *remoteRun) run(ctx context.Context) (*remoteResult, error) {
 
 	started := map[string]time.Time{}
 	var stopAsked time.Time
+	began := false // the server started the run (else it still waits in the queue)
 	poll := time.NewTicker(500 * time.Millisecond)
 	defer poll.Stop()
 	done := ctx.Done()
@@ -349,25 +348,35 @@ func (r *remoteRun) run(ctx context.Context) (*remoteResult, error) {
 			}
 			r.sink.Emit(e)
 			switch e.Type {
+			case events.ExecutionStart:
+				began = true
 			case events.Success:
 				return r.fetchOutputs(context.WithoutCancel(ctx), promptID)
 			case events.Error:
 				return nil, fmt.Errorf("%w: node %s (%s): %s", errRemoteFailed, e.Node, e.NodeType, e.Err)
 			case events.Interrupted:
-				return nil, fmt.Errorf("%w: interrupted", errRemoteFailed)
+				return nil, errors.New("interrupted on the server")
 			}
 		case <-poll.C:
-			if !stopAsked.IsZero() && time.Since(stopAsked) > 10*time.Second {
-				return nil, fmt.Errorf("%w: interrupted (the server did not confirm)", errRemoteFailed)
+			if !stopAsked.IsZero() {
+				// A prompt taken off the queue sends nothing more; one
+				// interrupted while running leaves the queue as it stops.
+				if r.notQueued(promptID) {
+					if !began {
+						return nil, errors.New("interrupted: taken off the server's queue before it ran")
+					}
+					return nil, errors.New("interrupted on the server")
+				}
+				if time.Since(stopAsked) > 10*time.Second {
+					return nil, errors.New("interrupted here; the server did not confirm that the run stopped (POST /interrupt)")
+				}
+				continue
 			}
 			if msgs != nil {
 				continue // the websocket reports the end
 			}
 			if res, err, finished := r.checkHistory(context.WithoutCancel(ctx), promptID); finished {
 				return res, err
-			}
-			if !stopAsked.IsZero() && r.notQueued(promptID) {
-				return nil, fmt.Errorf("%w: taken off the queue before it ran", errRemoteFailed)
 			}
 		}
 	}
@@ -445,8 +454,9 @@ func (r *remoteRun) history(ctx context.Context, promptID string) (*historyEntry
 func (r *remoteRun) fetchOutputs(ctx context.Context, promptID string) (*remoteResult, error) {
 	var h *historyEntry
 	var err error
-	// The entry is written as the run ends; give it a moment.
-	for i := 0; i < 50; i++ {
+	// The entry is written as the run ends; give it a moment (a bound on a
+	// wait, generous for a loaded machine).
+	for i := 0; i < 600; i++ {
 		if h, err = r.history(ctx, promptID); err != nil || h != nil {
 			break
 		}

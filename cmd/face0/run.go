@@ -137,7 +137,7 @@ saved images are fetched into --out. --local, --no-cache, --cache and
 	if server != nil {
 		err := runOnServer(ctx, *server, *token, wf, want, c, sink, closeSink)
 		if sig := caught(); sig != nil && err != nil {
-			return stoppedBy(sig, "interrupted")
+			return stoppedBy(sig, err.Error())
 		}
 		return err
 	}

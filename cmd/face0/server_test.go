@@ -223,6 +223,19 @@ func TestRunBesideServerWithToken(t *testing.T) {
 // event, so a signal lands while the node runs.
 func startRun(t *testing.T, c *cli, args ...string) (*exec.Cmd, *syncBuffer, chan error) {
 	t.Helper()
+	cmd, stderr, started, done := launchRun(t, c, args...)
+	select {
+	case <-started:
+	case err := <-done:
+		t.Fatalf("face0 run ended before running anything: %v\n%s", err, stderr.String())
+	}
+	return cmd, stderr, done
+}
+
+// launchRun starts face0 run with --json; started is closed at its first
+// executing event.
+func launchRun(t *testing.T, c *cli, args ...string) (*exec.Cmd, *syncBuffer, chan struct{}, chan error) {
+	t.Helper()
 	root, _ := filepath.Abs("../..")
 	cmd := exec.Command(face0Bin, append(args, "--home", c.home, "--out", c.out, "--json")...)
 	cmd.Dir = root
@@ -247,12 +260,52 @@ func startRun(t *testing.T, c *cli, args ...string) (*exec.Cmd, *syncBuffer, cha
 		}
 		done <- cmd.Wait()
 	}()
-	select {
-	case <-started:
-	case err := <-done:
-		t.Fatalf("face0 run ended before running anything: %v\n%s", err, stderr.String())
+	return cmd, stderr, started, done
+}
+
+// queueLengths is the server's running and pending prompt counts.
+func (s *testServer) queueLengths(t *testing.T) (running, pending int) {
+	t.Helper()
+	var q struct {
+		Running []json.RawMessage `json:"queue_running"`
+		Pending []json.RawMessage `json:"queue_pending"`
 	}
-	return cmd, stderr, done
+	if err := json.Unmarshal([]byte(s.get(t, "/queue")), &q); err != nil {
+		t.Fatal(err)
+	}
+	return len(q.Running), len(q.Pending)
+}
+
+// Ctrl-C on a run that waits in the server's queue takes it off the queue
+// (nothing would report its end otherwise) and exits 130.
+func TestInterruptQueuedRunOnServer(t *testing.T) {
+	c := newCLI(t)
+	withTestpack(t, c.home)
+	srv := startServer(t, c.home)
+	wf := sleepWorkflow(t, 120000)
+	first, _, firstDone := startRun(t, c, "run", wf)
+	second, stderr, _, done := launchRun(t, c, "run", wf, "--set", "nap.value=2")
+	for deadline := time.Now().Add(time.Minute); ; time.Sleep(20 * time.Millisecond) {
+		if _, pending := srv.queueLengths(t); pending == 1 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("the second run never waited in the server's queue\n%s", stderr.String())
+		}
+	}
+	second.Process.Signal(os.Interrupt)
+	<-done
+	if code := second.ProcessState.ExitCode(); code != 130 || !strings.Contains(stderr.String(), "taken off the server's queue") {
+		t.Errorf("queued run: exit %d after SIGINT, want 130 once it is off the queue\n%s", code, stderr.String())
+	}
+	if running, pending := srv.queueLengths(t); running != 1 || pending != 0 {
+		t.Errorf("after interrupting the queued run the server runs %d and has %d pending; want 1 and 0", running, pending)
+	}
+	first.Process.Signal(os.Interrupt)
+	<-firstDone
+	if code := first.ProcessState.ExitCode(); code != 130 {
+		t.Errorf("running run: exit %d after SIGINT, want 130", code)
+	}
 }
 
 // Ctrl-C stops a run with exit status 130, here and on a server (which
