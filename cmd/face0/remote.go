@@ -265,7 +265,8 @@ func (r *remoteRun) run(ctx context.Context) (*remoteResult, error) {
 
 	// The websocket first, so that no message of the run is missed.
 	msgs := make(chan []byte, 256)
-	var conn *websocket.Conn
+	stop := make(chan struct{})
+	defer close(stop)
 	wsURL := "ws" + strings.TrimPrefix(r.base, "http") + "/ws?clientId=" + url.QueryEscape(clientID)
 	hdr := http.Header{}
 	if r.token != "" {
@@ -286,8 +287,13 @@ func (r *remoteRun) run(ctx context.Context) (*remoteResult, error) {
 				if err != nil {
 					return // closed: the loop follows the run through /history
 				}
-				if kind == websocket.TextMessage {
-					msgs <- b
+				if kind != websocket.TextMessage {
+					continue // previews
+				}
+				select {
+				case msgs <- b:
+				case <-stop:
+					return
 				}
 			}
 		}()
