@@ -4,6 +4,11 @@ SHELL := /bin/bash
 GO ?= go
 BIN := bin/face0
 FACE0_HOME ?= $(HOME)/.local/share/face0
+# make serve PORT=9000 (or LISTEN=0.0.0.0:9000 with FACE0_TOKEN set) picks the address.
+PORT ?= 8188
+LISTEN ?= 127.0.0.1:$(PORT)
+# make evaluate-tiny writes here; REPORT=docs/tiny-model refreshes the committed report.
+REPORT ?= evaluation
 
 .PHONY: all build setup setup-test test soak vet serve run-example example-plugin proto bench bench-go fuzz editor reproduce-tiny evaluate-tiny
 
@@ -28,16 +33,16 @@ build:
 # third-party plugin into face0's plugins folder, the example inputs and a demo
 # photo into its input folder (never replacing a user's file), the shipped
 # tiny Face0 model (models/face0-synthfaces, linked so that it stays the
-# repository's) and the random-weight test model "tiny".
+# repository's) and the random-weight test model "tiny". make serve does it too.
 FACE0_CACHE ?= $(HOME)/.cache/face0
-example-plugin: build
+example-plugin: setup build
 	$(GO) build -o $(FACE0_HOME)/plugins/imagefx ./examples/plugins/imagefx
 	@mkdir -p $(FACE0_HOME)/input && cp -n examples/inputs/* $(FACE0_CACHE)/face-api/demo/sample1.jpg $(FACE0_HOME)/input/
 	@test -f $(FACE0_HOME)/models/tiny/face0.json || $(BIN) models make-tiny $(FACE0_HOME)/models/tiny
 	@mkdir -p $(FACE0_HOME)/models && ln -sfn $(CURDIR)/models/face0-synthfaces $(FACE0_HOME)/models/face0-synthfaces
 
 serve: setup build example-plugin
-	$(BIN) serve --home $(FACE0_HOME) --default-workflow examples/workflows/face0-default.json
+	$(BIN) serve --home $(FACE0_HOME) --listen $(LISTEN) --default-workflow examples/workflows/face0-default.json
 
 run-example: setup build example-plugin
 	$(BIN) run examples/workflows/imagefx.json --home $(FACE0_HOME) --input examples/inputs --out out
@@ -66,9 +71,10 @@ reproduce-tiny:
 	scripts/reproduce-tiny.sh
 
 # evaluate-tiny regenerates Tables 1 and 2, the grid and the strips of the
-# shipped model in docs/tiny-model (a few minutes).
+# shipped model into $(REPORT) (a few minutes); make evaluate-tiny
+# REPORT=docs/tiny-model replaces the committed report.
 evaluate-tiny: build
-	$(BIN) evaluate --home $(FACE0_HOME) --models models --model face0-synthfaces --report docs/tiny-model
+	$(BIN) evaluate --home $(FACE0_HOME) --models models --model face0-synthfaces --report $(REPORT)
 
 # bench measures the engine end to end (face0 bench --help); bench-go runs the
 # Go benchmarks of the engine and plugin packages.

@@ -57,7 +57,29 @@ type inputInfo struct {
 	def      any // the schema's default, decoded with UseNumber; nil if none
 	hasDef   bool
 	position int
+	hint     string // x-face0-hint: appended to the message when the value is refused
+	rules    []inputRule
 }
+
+// inputRule is one of an input's x-face0-rules, a constraint between inputs
+// that JSON Schema cannot state on one value: when the node's literal
+// inputs (an object, defaults filled) match When, this input's value must
+// match Then, or the workflow is refused with Message. For example
+// Face0Sampler's eta: when scheduler is not ddim, eta must be 0.
+//
+//	"x-face0-rules": [{"when": {"required": ["scheduler"], "properties": {"scheduler": {"not": {"const": "ddim"}}}},
+//	                   "then": {"const": 0}, "message": "only the ddim scheduler takes eta; set eta to 0"}]
+type inputRule struct {
+	when, then *jsonschema.Schema
+	message    string
+}
+
+// Vendor keywords of an input's schema that validation reads (the editor
+// reads others, such as x-face0-widget).
+const (
+	HintKeyword  = "x-face0-hint"
+	RulesKeyword = "x-face0-rules"
+)
 
 // NewCatalog compiles the specs. A spec that is broken (an invalid schema, a
 // duplicate port) is returned as an error naming the pack and node; the other
@@ -125,6 +147,14 @@ func (c *Catalog) compile(d NodeDef) (*nodeInfo, error) {
 						ii.hasDef = true
 					}
 				}
+				if h, ok := raw[HintKeyword]; ok {
+					_ = json.Unmarshal(h, &ii.hint)
+				}
+				if r, ok := raw[RulesKeyword]; ok {
+					if ii.rules, err = compileRules(url, r); err != nil {
+						return nil, fmt.Errorf("input %q: %s: %v", in.Name, RulesKeyword, err)
+					}
+				}
 			}
 		}
 		info.inputs[in.Name] = ii
@@ -139,6 +169,45 @@ func (c *Catalog) compile(d NodeDef) (*nodeInfo, error) {
 		info.outputs[out.Name] = i
 	}
 	return info, nil
+}
+
+func compileRules(base string, raw json.RawMessage) ([]inputRule, error) {
+	var list []struct {
+		When    json.RawMessage `json:"when"`
+		Then    json.RawMessage `json:"then"`
+		Message string          `json:"message"`
+	}
+	if err := json.Unmarshal(raw, &list); err != nil {
+		return nil, err
+	}
+	var out []inputRule
+	for i, r := range list {
+		if r.Message == "" || len(r.When) == 0 || len(r.Then) == 0 {
+			return nil, fmt.Errorf("rule %d needs when, then and message", i)
+		}
+		var rule inputRule
+		for _, part := range []struct {
+			name string
+			doc  json.RawMessage
+			dst  **jsonschema.Schema
+		}{{"when", r.When, &rule.when}, {"then", r.Then, &rule.then}} {
+			doc, err := jsonschema.UnmarshalJSON(bytes.NewReader(part.doc))
+			if err != nil {
+				return nil, fmt.Errorf("rule %d: %s: %v", i, part.name, err)
+			}
+			comp := jsonschema.NewCompiler()
+			u := fmt.Sprintf("%s/rule/%d/%s", base, i, part.name)
+			if err := comp.AddResource(u, doc); err != nil {
+				return nil, fmt.Errorf("rule %d: %s: %v", i, part.name, err)
+			}
+			if *part.dst, err = comp.Compile(u); err != nil {
+				return nil, fmt.Errorf("rule %d: %s: %v", i, part.name, err)
+			}
+		}
+		rule.message = r.Message
+		out = append(out, rule)
+	}
+	return out, nil
 }
 
 // Lookup returns a node type's definition.

@@ -213,6 +213,22 @@ func (c *Catalog) Compile(w *workflow.Workflow, outputs []string) (*Plan, error)
 			}
 		}
 	}
+	// Constraints between a node's inputs, now that its literals are known.
+	for _, pn := range all {
+		for _, in := range pn.info.def.Spec.Inputs {
+			ii := pn.info.inputs[in.Name]
+			v, ok := pn.litJSON[in.Name]
+			if !ok || len(ii.rules) == 0 {
+				continue
+			}
+			for _, r := range ii.rules {
+				if r.when.Validate(pn.litJSON) == nil && r.then.Validate(v) != nil {
+					add(Problem{Node: pn.id, NodeType: pn.info.def.Spec.Type, Input: in.Name, Kind: KindInvalidLiteral,
+						Message: fmt.Sprintf("%s is %s: %s", in.Name, describe(v), r.message)})
+				}
+			}
+		}
+	}
 	// Types of links, now that literals (which set type parameters) are known.
 	for _, pn := range all {
 		for name, l := range pn.links {
@@ -291,7 +307,11 @@ func (c *Catalog) Compile(w *workflow.Workflow, outputs []string) (*Plan, error)
 func (c *Catalog) setLiteral(pn *planNode, in *pb.PortSpec, ii *inputInfo, v any, prob func(string, string, string, ...any)) {
 	if ii.schema != nil {
 		if err := ii.schema.Validate(v); err != nil {
-			prob(in.Name, KindInvalidLiteral, "%s", schemaMessage(err, v))
+			msg := schemaMessage(err, v)
+			if ii.hint != "" {
+				msg += "; " + ii.hint
+			}
+			prob(in.Name, KindInvalidLiteral, "%s", msg)
 			return
 		}
 	} else if msg := basicLiteralCheck(port.Type(in.Type), v); msg != "" {
@@ -392,6 +412,10 @@ func kindMessage(k jsonschema.ErrorKind) string {
 		return fmt.Sprintf("must be less than %s, got %s", num(k.Want), num(k.Got))
 	case *kind.ExclusiveMinimum:
 		return fmt.Sprintf("must be greater than %s, got %s", num(k.Want), num(k.Got))
+	case *kind.Enum:
+		if len(k.Want) == 0 {
+			return "there is nothing to choose from yet"
+		}
 	case *kind.MaxLength:
 		return fmt.Sprintf("is %d characters long, the maximum is %d (maxLength)", k.Got, k.Want)
 	}

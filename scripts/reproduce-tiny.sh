@@ -9,9 +9,10 @@
 #
 # The text encoder is first pretrained contrastively on the dataset's
 # caption-image pairs (TEXT_PRETRAIN steps), then frozen; it tokenises with
-# CLIP's BPE vocabulary from
-# ../shared/clip (beside the repository); without it the training falls back
-# to a small byte-level vocabulary and the model differs from the shipped one.
+# CLIP's BPE vocabulary, which ships inside face0 (ml/clip/clipvocab). These
+# are face0 train's defaults; the flags below spell the recipe out. It
+# rewrites the committed model and report: OUT= and REPORT= put them
+# elsewhere.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 

@@ -30,7 +30,7 @@ func cmdSynthfaces(args []string) error {
 	}
 	pos, err := parseInterleaved(fs, args)
 	if err != nil {
-		return exitCode(2)
+		return err
 	}
 	if len(pos) != 1 {
 		fs.Usage()

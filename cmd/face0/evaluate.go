@@ -1,16 +1,13 @@
 package main
 
 import (
-	"context"
 	"encoding/json"
 	"flag"
 	"fmt"
 	"image"
 	"image/png"
 	"os"
-	"os/signal"
 	"path/filepath"
-	"syscall"
 
 	"github.com/face0/face0/evaluate"
 	"github.com/face0/face0/internal/app"
@@ -52,13 +49,13 @@ func cmdEvaluate(args []string) error {
 	}
 	pos, err := parseInterleaved(fs, args)
 	if err != nil {
-		return exitCode(2)
+		return err
 	}
 	if len(pos) != 0 || *modelName == "" {
 		fs.Usage()
 		return exitCode(2)
 	}
-	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	ctx, caught, stop := signalContext()
 	defer stop()
 	a, err := app.Open(ctx, app.Options{
 		Home: c.home, InputDir: c.input, OutputDir: c.out, PluginsDir: c.plugins, CacheDir: c.cacheDir, ModelsDir: *models,
@@ -77,25 +74,32 @@ func cmdEvaluate(args []string) error {
 		Progress: func(done, total int) { fmt.Fprintf(os.Stderr, "evaluate: %d/%d identities\n", done, total) },
 	}
 	rep, err := evaluate.Run(ctx, o)
-	if err != nil {
+	if err == nil {
+		var interp, random []image.Image
+		if interp, random, err = evaluate.Strips(ctx, evaluate.StripOptions{Options: o}); err == nil {
+			return writeReport(*dir, rep, interp, random, max(*seeds, *bestOf))
+		}
+	}
+	if sig := caught(); sig != nil {
+		return stoppedBy(sig, "evaluation interrupted; nothing was written")
+	}
+	return err
+}
+
+// writeReport writes the evaluation's table, report and images into dir.
+func writeReport(dir string, rep *evaluate.Report, interp, random []image.Image, batch int) error {
+	if err := os.MkdirAll(dir, 0o755); err != nil {
 		return err
 	}
-	interp, random, err := evaluate.Strips(ctx, evaluate.StripOptions{Options: o})
-	if err != nil {
-		return err
-	}
-	if err := os.MkdirAll(*dir, 0o755); err != nil {
-		return err
-	}
-	md := rep.Markdown() + fmt.Sprintf("\nMedian time per generated image: %.3f s (whole workflow runs, %d-image batches, this machine).\n", rep.SecondsPerImage, max(*seeds, *bestOf))
-	if err := os.WriteFile(filepath.Join(*dir, "table.md"), []byte(md), 0o644); err != nil {
+	md := rep.Markdown() + fmt.Sprintf("\nMedian time per generated image: %.3f s (whole workflow runs, %d-image batches, this machine).\n", rep.SecondsPerImage, batch)
+	if err := os.WriteFile(filepath.Join(dir, "table.md"), []byte(md), 0o644); err != nil {
 		return err
 	}
 	js, err := json.MarshalIndent(rep, "", "  ")
 	if err != nil {
 		return err
 	}
-	if err := os.WriteFile(filepath.Join(*dir, "report.json"), js, 0o644); err != nil {
+	if err := os.WriteFile(filepath.Join(dir, "report.json"), js, 0o644); err != nil {
 		return err
 	}
 	for name, img := range map[string]image.Image{
@@ -103,12 +107,12 @@ func cmdEvaluate(args []string) error {
 		"interpolate.png": evaluate.Strip(interp, 64),
 		"random.png":      evaluate.Strip(random, 64),
 	} {
-		if err := writeImage(filepath.Join(*dir, name), img); err != nil {
+		if err := writeImage(filepath.Join(dir, name), img); err != nil {
 			return err
 		}
 	}
 	fmt.Print(md)
-	fmt.Fprintf(os.Stderr, "evaluate: wrote %s (%.0f s)\n", *dir, rep.Seconds)
+	fmt.Fprintf(os.Stderr, "evaluate: wrote %s (%.0f s)\n", dir, rep.Seconds)
 	return nil
 }
 

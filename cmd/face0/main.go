@@ -3,6 +3,7 @@
 package main
 
 import (
+	"errors"
 	"fmt"
 	"os"
 	"sort"
@@ -36,17 +37,20 @@ func builtinNames() []string {
 const usage = `face0 — typed, crash-isolated workflows for face-conditioned image generation
 
 Usage:
-  face0 run WORKFLOW.json|IMAGE.png [--set NODE.INPUT=VALUE ...] [--out DIR] [--input DIR] [--no-cache]
+  face0 run WORKFLOW.json|IMAGE.png [--set NODE.INPUT=VALUE ...] [--out DIR] [--input DIR] [--no-cache] [--local]
+                                       (on the home's running server when there is one)
   face0 nodes [--json]
   face0 serve [--listen 127.0.0.1:8188] [--token TOKEN]   (web API and editor)
-  face0 train DATASET --out MODEL_DIR [--steps N --batch B --lr X --resume]
+  face0 models list|check DIR|make-tiny DIR
+  face0 train DATASET [--out MODEL_DIR] [--steps N --batch B --lr X --resume]
   face0 synthfaces DIR [--train N --heldout M --per-identity K --seed S]
   face0 evaluate --model NAME [--report DIR]   (Tables 1 and 2 on synthfaces' held-out faces)
   face0 bench [--runs N] [--cpuprofile FILE]   (engine speed, end to end, as ratios)
   face0 version
+  face0 help [COMMAND]                 (a command's flags)
 
 Folders live under $FACE0_HOME (default ~/.local/share/face0): input/, output/,
-temp/, cache/, plugins/ (third-party plugin binaries).
+temp/, cache/, models/ ($FACE0_MODELS), plugins/ (third-party plugin binaries).
 `
 
 func main() {
@@ -75,25 +79,23 @@ func main() {
 	case "plugin":
 		cmdPlugin(os.Args[2:])
 	case "version", "--version":
-		fmt.Println("face0", config.Version)
+		err = noArgs("version", os.Args[2:])
+		if err == nil {
+			fmt.Println("face0", config.Version)
+		}
 	case "help", "-h", "--help":
-		fmt.Print(usage)
+		err = cmdHelp(os.Args[2:])
 	default:
-		fmt.Fprintf(os.Stderr, "face0: unknown command %q\n\n%s", os.Args[1], usage)
-		os.Exit(2)
+		err = unknownCommand(os.Args[1])
 	}
 	if err != nil {
-		fmt.Fprintln(os.Stderr, "face0:", err)
-		if code, ok := err.(exitCode); ok {
-			os.Exit(int(code))
+		var e *exitError
+		if !errors.As(err, &e) || e.msg != "" {
+			fmt.Fprintln(os.Stderr, "face0:", err)
 		}
-		os.Exit(1)
+		os.Exit(exitStatus(err))
 	}
 }
-
-type exitCode int
-
-func (e exitCode) Error() string { return fmt.Sprintf("exit %d", int(e)) }
 
 // cmdPlugin serves a built-in pack; the host starts it, people do not.
 func cmdPlugin(args []string) {

@@ -50,10 +50,17 @@ func newCLI(t *testing.T) *cli {
 	return &cli{home: home, out: t.TempDir()}
 }
 
+// run runs face0 in the repository root with the test's folders.
 func (c *cli) run(t *testing.T, args ...string) (stdout, stderr string, code int) {
 	t.Helper()
 	root, _ := filepath.Abs("../..")
-	full := append(args, "--home", c.home, "--input", filepath.Join(root, "examples", "inputs"), "--out", c.out)
+	return c.raw(t, append(args, "--home", c.home, "--input", filepath.Join(root, "examples", "inputs"), "--out", c.out)...)
+}
+
+// raw runs face0 in the repository root with exactly these arguments.
+func (c *cli) raw(t *testing.T, full ...string) (stdout, stderr string, code int) {
+	t.Helper()
+	root, _ := filepath.Abs("../..")
 	cmd := exec.Command(face0Bin, full...)
 	cmd.Dir = root
 	var o, e bytes.Buffer

@@ -30,7 +30,7 @@ func cmdModels(args []string) error {
 	seed := fs.Uint64("seed", 1, "make-tiny: weight seed")
 	pos, err := parseInterleaved(fs, args[1:])
 	if err != nil {
-		return exitCode(2)
+		return err
 	}
 	switch {
 	case args[0] == "list" && len(pos) == 0:

@@ -10,7 +10,6 @@ import (
 
 	"golang.org/x/term"
 
-	"github.com/face0/face0/engine"
 	"github.com/face0/face0/engine/events"
 )
 
@@ -69,7 +68,7 @@ type bars struct {
 	pending bool
 }
 
-func newBars(w io.Writer, p *engine.Plan) *bars {
+func newBars(w io.Writer) *bars {
 	return &bars{w: w, lines: map[string]string{}}
 }
 

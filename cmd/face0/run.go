@@ -6,14 +6,14 @@ import (
 	"errors"
 	"flag"
 	"fmt"
+	"net/http"
 	"os"
-	"os/signal"
 	"path/filepath"
 	"strings"
-	"syscall"
 	"time"
 
 	"github.com/face0/face0/engine"
+	"github.com/face0/face0/engine/cache"
 	"github.com/face0/face0/engine/events"
 	"github.com/face0/face0/engine/workflow"
 	"github.com/face0/face0/internal/app"
@@ -56,11 +56,16 @@ func (c *commonFlags) open(ctx context.Context) (*app.App, error) {
 }
 
 // parseInterleaved lets flags come before or after positional arguments.
+// Its error is the exit: 0 after -h (the flag package printed the usage),
+// 2 for a bad flag (it printed the problem and the usage).
 func parseInterleaved(fs *flag.FlagSet, args []string) ([]string, error) {
 	var pos []string
 	for {
 		if err := fs.Parse(args); err != nil {
-			return nil, err
+			if errors.Is(err, flag.ErrHelp) {
+				return nil, exitCode(0)
+			}
+			return nil, exitCode(2)
 		}
 		if fs.NArg() == 0 {
 			return pos, nil
@@ -79,13 +84,24 @@ func cmdRun(args []string) error {
 	outputs := fs.String("outputs", "", "comma-separated node ids to compute (default: the output nodes)")
 	plain := fs.Bool("plain", false, "plain log lines even on a terminal")
 	jsonEvents := fs.Bool("json", false, "print every event as a JSON line on stdout")
+	local := fs.Bool("local", false, "run here even when a face0 server runs on this home (it holds the cache: add --no-cache or --cache DIR)")
+	token := fs.String("token", os.Getenv("FACE0_TOKEN"), "the running server's token, if it needs one (default $FACE0_TOKEN)")
 	fs.Usage = func() {
-		fmt.Fprintln(os.Stderr, "usage: face0 run WORKFLOW.json|IMAGE.png [flags]")
+		fmt.Fprint(os.Stderr, `usage: face0 run WORKFLOW.json|IMAGE.png [flags]
+
+Runs a workflow (or the workflow saved in a PNG). When a face0 server runs on
+the same home (face0 serve, make serve), the workflow runs on that server, as
+a ComfyUI script's would: inputs named in the workflow are uploaded from
+--input if the server reads another folder, progress streams from it, and the
+saved images are fetched into --out. --local, --no-cache, --cache and
+--plugins run it in this process instead.
+
+`)
 		fs.PrintDefaults()
 	}
 	pos, err := parseInterleaved(fs, args)
 	if err != nil {
-		return exitCode(2)
+		return err
 	}
 	if len(pos) != 1 {
 		fs.Usage()
@@ -98,47 +114,113 @@ func cmdRun(args []string) error {
 	if err := applySets(wf, sets); err != nil {
 		return err
 	}
-
-	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
-	defer stop()
-	a, err := c.open(ctx)
-	if err != nil {
-		return err
-	}
-	defer a.Close()
-
 	var want []string
 	if *outputs != "" {
 		want = strings.Split(*outputs, ",")
 	}
+
+	ctx, caught, stop := signalContext()
+	defer stop()
+	sink, closeSink := runSink(*jsonEvents, *plain)
+	defer closeSink()
+
+	var server *serverRecord
+	if !*local && !c.noCache && c.cacheDir == "" && c.plugins == "" {
+		rec, ok, err := liveServer(ctx, c.home, *token)
+		switch {
+		case ok && errors.Is(err, errNeedsToken):
+			return fmt.Errorf("a face0 server runs on %s (%s, pid %d) and needs its token: set FACE0_TOKEN or pass --token; or run here with --local --no-cache", c.home, rec.URL, rec.PID)
+		case ok:
+			server = &rec
+		}
+	}
+	if server != nil {
+		err := runOnServer(ctx, *server, *token, wf, want, c, sink, closeSink)
+		if sig := caught(); sig != nil && err != nil {
+			return stoppedBy(sig, err.Error())
+		}
+		return err
+	}
+
+	a, err := c.open(ctx)
+	if err != nil {
+		if errors.Is(err, cache.ErrLocked) {
+			return lockedHint(err, c.home)
+		}
+		if sig := caught(); sig != nil {
+			return stoppedBy(sig, "interrupted")
+		}
+		return err
+	}
+	defer a.Close()
 	plan, err := a.Catalog.Compile(wf, want)
 	if err != nil {
 		return err
 	}
-	var sink events.Sink
-	switch {
-	case *jsonEvents:
-		enc := json.NewEncoder(os.Stdout)
-		sink = events.SinkFunc(func(e events.Event) { _ = enc.Encode(e) })
-	case !*plain && isTerminal(os.Stderr):
-		r := newBars(os.Stderr, plan)
-		defer r.close()
-		sink = r
-	default:
-		sink = newLogLines(os.Stderr)
-	}
 	promptID := fmt.Sprintf("run-%d", time.Now().UnixNano())
 	res, err := a.Engine.Run(ctx, plan, engine.RunOptions{PromptID: promptID, Sink: sink})
-	if r, ok := sink.(*bars); ok {
-		r.close()
-	}
+	closeSink()
 	if res != nil {
 		printOutputs(res, a.Dirs.Output)
+	}
+	if sig := caught(); sig != nil && err != nil {
+		return stoppedBy(sig, "interrupted")
 	}
 	if errors.Is(err, engine.ErrInterrupted) {
 		return errors.New("interrupted")
 	}
 	return err
+}
+
+// runSink is where a run's events go: JSON lines on stdout (--json),
+// progress bars on a terminal, else plain log lines. close finishes the
+// bars (idempotent).
+func runSink(jsonEvents, plain bool) (events.Sink, func()) {
+	switch {
+	case jsonEvents:
+		enc := json.NewEncoder(os.Stdout)
+		return events.SinkFunc(func(e events.Event) { _ = enc.Encode(e) }), func() {}
+	case !plain && isTerminal(os.Stderr):
+		b := newBars(os.Stderr)
+		return b, b.close
+	}
+	return newLogLines(os.Stderr), func() {}
+}
+
+// runOnServer runs the workflow on the home's server and prints the saved
+// files as a local run does.
+func runOnServer(ctx context.Context, rec serverRecord, token string, wf *workflow.Workflow, want []string, c commonFlags, sink events.Sink, closeSink func()) error {
+	abs := func(p, def string) string {
+		if p == "" {
+			p = filepath.Join(c.home, def)
+		}
+		if a, err := filepath.Abs(p); err == nil {
+			return a
+		}
+		return p
+	}
+	fmt.Fprintf(os.Stderr, "face0: running on the server at %s (pid %d, the same home); --local runs here instead\n", rec.URL, rec.PID)
+	r := &remoteRun{base: rec.URL, token: token, wf: wf, server: rec, input: abs(c.input, "input"), out: abs(c.out, "output"),
+		outputs: want, sink: sink, log: os.Stderr, hc: &http.Client{}}
+	res, err := r.run(ctx)
+	closeSink()
+	if res != nil {
+		for _, f := range res.files {
+			fmt.Println(f)
+		}
+	}
+	return err
+}
+
+// lockedHint explains a cache held by another process: by the home's
+// server when one runs (face0 run submits to it unless told --local), and
+// how to run anyway.
+func lockedHint(err error, home string) error {
+	who := "another face0 process"
+	if rec, ok, _ := liveServer(context.Background(), home, ""); ok {
+		who = fmt.Sprintf("the face0 server at %s (pid %d)", rec.URL, rec.PID)
+	}
+	return fmt.Errorf("%w\n%s holds this home's cache. Leave out --local to run on that server, or run here with --no-cache (nothing cached) or --cache DIR (a cache of its own)", err, who)
 }
 
 func printOutputs(res *engine.Result, outDir string) {
@@ -197,11 +279,20 @@ func cmdNodes(args []string) error {
 	var c commonFlags
 	c.register(fs)
 	asJSON := fs.Bool("json", false, "print the node specs as JSON")
-	if _, err := parseInterleaved(fs, args); err != nil {
+	fs.Usage = func() {
+		fmt.Fprintln(os.Stderr, "usage: face0 nodes [--json] [folder flags]")
+		fs.PrintDefaults()
+	}
+	pos, err := parseInterleaved(fs, args)
+	if err != nil {
+		return err
+	}
+	if len(pos) > 0 {
+		fmt.Fprintf(os.Stderr, "face0 nodes: unexpected argument %q (it lists every node type; `face0 nodes --json | jq` picks one)\n", pos[0])
 		return exitCode(2)
 	}
 	c.noCache = true
-	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	ctx, _, stop := signalContext() // a hung plugin start must not make Ctrl-C wait
 	defer stop()
 	a, err := c.open(ctx)
 	if err != nil {

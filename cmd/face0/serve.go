@@ -41,7 +41,10 @@ func cmdServe(args []string) error {
 		fmt.Fprintln(os.Stderr, "usage: face0 serve [--listen 127.0.0.1:8188] [--token TOKEN] [folder flags]")
 		flags.PrintDefaults()
 	}
-	if pos, err := parseInterleaved(flags, args); err != nil || len(pos) > 0 {
+	if pos, err := parseInterleaved(flags, args); err != nil {
+		return err
+	} else if len(pos) > 0 {
+		fmt.Fprintf(os.Stderr, "face0 serve: unexpected argument %q\n", pos[0])
 		flags.Usage()
 		return exitCode(2)
 	}
@@ -91,6 +94,14 @@ func cmdServe(args []string) error {
 		return fmt.Errorf("listen on %s: %w (is another server using the port? pick one with --listen)", *listen, err)
 	}
 	hs := &http.Server{Handler: srv.Handler(), ReadHeaderTimeout: 10 * time.Second}
+	// `face0 run` on this home finds the server here and submits to it.
+	removeRecord, err := writeServerRecord(c.home, serverRecord{PID: os.Getpid(), URL: localURL(ln.Addr()), Token: *token != "",
+		Input: a.Dirs.Input, Output: a.Dirs.Output, Version: config.Version, Started: time.Now().UTC()})
+	if err != nil {
+		fmt.Fprintf(os.Stderr, "face0: warning: could not write %s (face0 run will not find this server): %v\n", filepath.Join(c.home, ServerFile), err)
+	} else {
+		defer removeRecord()
+	}
 	fmt.Fprintf(os.Stderr, "face0: serving on http://%s (%d node types)\n", ln.Addr(), len(a.Catalog.Nodes()))
 	errc := make(chan error, 1)
 	go func() { errc <- hs.Serve(ln) }()

@@ -1,15 +1,12 @@
 package main
 
 import (
-	"context"
 	"errors"
 	"flag"
 	"fmt"
 	"io"
 	"os"
-	"os/signal"
 	"path/filepath"
-	"syscall"
 	"time"
 
 	"github.com/face0/face0/internal/config"
@@ -29,14 +26,27 @@ face projection trained). The run's state (encoded
 dataset, checkpoints, losses.csv, loss.png) lives in --run (default:
 .train/<name> beside MODEL_DIR). Ctrl-C writes a checkpoint; --resume
 continues from it.
+
+From scratch the defaults are the shipped tiny model's recipe (make
+reproduce-tiny) at fewer steps: the text encoder pretrained on the captions
+first (--text-pretrain 500), faces embedded in a space EmbedFace gives at
+sampling time (--face auto: synthfaces-id-64 on a synthfaces dataset), CLIP's
+tokenizer (shipped with face0), batch 16, lr 1e-3. The default workflow
+(examples/workflows/face0-default.json) drives the result with a face and a
+prompt once its three model inputs name it.
 `
+
+// defaultTextPretrain is make reproduce-tiny's text pretraining: with it a
+// model trained from scratch follows its captions (without, it ignores
+// them); 500 steps take about 5 minutes on two cores.
+const defaultTextPretrain = 500
 
 func cmdTrain(args []string) error {
 	fs := flag.NewFlagSet("train", flag.ContinueOnError)
 	out := fs.String("out", filepath.Join(config.Models(), "trained"), "model folder to write")
 	run := fs.String("run", "", "run folder (default: .train/<name> beside --out)")
 	steps := fs.Int("steps", 500, "total optimizer steps")
-	batch := fs.Int("batch", 8, "examples per step")
+	batch := fs.Int("batch", 16, "examples per step")
 	lr := fs.Float64("lr", 0, "AdamW learning rate (default 1e-3 from scratch, 2e-5 with --base as the paper)")
 	baseDir := fs.String("base", "", "Stable Diffusion 1.x model to fine-tune, a diffusers folder (unet/, vae/, text_encoder/, tokenizer/ with .safetensors weights); default: the tiny transformer from scratch")
 	adapterOnly := fs.Bool("adapter-only", false, "with --base, freeze the UNet and train the face projection alone (for small GPUs)")
@@ -46,12 +56,12 @@ func cmdTrain(args []string) error {
 	every := fs.Int("checkpoint-every", 100, "steps between checkpoints")
 	seed := fs.Uint64("seed", 0, "weights, data order and noise")
 	preset := fs.String("preset", "tiny", "model size: tiny (width 64, 2 blocks) or small (width 128, 4 blocks)")
-	face := fs.String("face", data.FaceAuto, "face embeddings: auto, precomputed (metadata), detect (face-api's detector and 128-d descriptor) or synthfaces-id (the synthfaces identity embedder on the whole image)")
+	face := fs.String("face", data.FaceAuto, "face embeddings: auto (synthfaces-id for a synthfaces dataset, precomputed for other metadata embeddings, else detect: always a space EmbedFace gives at sampling time), precomputed (metadata), detect (face-api's detector and 128-d descriptor) or synthfaces-id (the synthfaces identity embedder on the whole image)")
 	noFace := fs.String("no-face", data.NoFaceZero, "images without a face: zero (keep, face tokens zeroed) or skip")
 	size := fs.Int("size", 0, "image side the dataset is fitted to (default 32 from scratch, the base VAE's sample_size with --base)")
 	factor := fs.Int("factor", 0, "space-to-depth factor of the latent from scratch (default 4: 32 px / 4 = 8x8 latents of 48 channels); ignored with --base")
-	vocab := fs.String("vocab", data.VocabAuto, "tokenizer of the frozen text encoder: auto (CLIP's from ../shared/clip when found), tiny, or a bpe_simple_vocab_16e6.txt.gz path")
-	textPretrain := fs.Int("text-pretrain", 0, "steps of contrastive (CLIP-style) pretraining of the text encoder on the dataset's caption-image pairs before it is frozen (0: keep its random weights); a model trained from scratch needs it to follow captions")
+	vocab := fs.String("vocab", data.VocabAuto, "tokenizer of the frozen text encoder: auto (CLIP's BPE vocabulary, shipped with face0), tiny (a small byte-level one), or a bpe_simple_vocab_16e6.txt.gz path")
+	textPretrain := fs.Int("text-pretrain", -1, fmt.Sprintf("steps of contrastive (CLIP-style) pretraining of the text encoder on the dataset's caption-image pairs before it is frozen; a model trained from scratch needs it to follow captions (default %d from scratch, as make reproduce-tiny; 0 with --base, whose encoder is pretrained; 0: keep random weights)", defaultTextPretrain))
 	plain := fs.Bool("plain", false, "plain log lines even on a terminal")
 	fs.Usage = func() {
 		fmt.Fprint(os.Stderr, trainUsage)
@@ -59,13 +69,19 @@ func cmdTrain(args []string) error {
 	}
 	pos, err := parseInterleaved(fs, args)
 	if err != nil {
-		return exitCode(2)
+		return err
 	}
 	if len(pos) != 1 {
 		fs.Usage()
 		return exitCode(2)
 	}
-	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	if *textPretrain < 0 {
+		*textPretrain = defaultTextPretrain
+		if *baseDir != "" && *baseDir != "none" {
+			*textPretrain = 0
+		}
+	}
+	ctx, caught, stop := signalContext()
 	defer stop()
 
 	p := newTrainProgress(os.Stderr, !*plain && isTerminal(os.Stderr))
@@ -82,7 +98,11 @@ func cmdTrain(args []string) error {
 	})
 	p.done()
 	if errors.Is(err, pipeline.ErrCancelled) {
-		return fmt.Errorf("%w\nrun the same command with --resume to continue", err)
+		msg := fmt.Sprintf("%v\nrun the same command with --resume to continue", err)
+		if sig := caught(); sig != nil {
+			return stoppedBy(sig, msg)
+		}
+		return errors.New(msg)
 	}
 	if err != nil {
 		return err

@@ -142,8 +142,8 @@ func (s *Store) openBolt() (*bolt.DB, error) {
 		}
 		return nil, err
 	case errors.Is(err, bolt.ErrTimeout):
-		return nil, fmt.Errorf("cache: %s is locked: another face0 process holds the cache (waited %v for it); "+
-			"wait for that process to finish or use a different cache directory", s.dir, s.cfg.lockTimeout)
+		return nil, lockedError{fmt.Sprintf("cache: %s is locked: another face0 process holds the cache (waited %v for it); "+
+			"wait for that process to finish or use a different cache directory", s.dir, s.cfg.lockTimeout)}
 	case errors.As(err, &pathErr), errors.As(err, &errno):
 		return nil, fmt.Errorf("cache: opening index %s: %w; check that the directory is writable, "+
 			"or delete the cache directory to start empty", s.dbPath, err)
@@ -464,3 +464,13 @@ func parseBlobName(sub, name string) (h [32]byte, ok bool) {
 	}
 	return h, true
 }
+
+// ErrLocked matches (errors.Is) Open's error when another process holds the
+// cache, so that a caller can say what to do instead (face0 run names the
+// server holding it, --no-cache and --cache).
+var ErrLocked = errors.New("cache is locked by another process")
+
+type lockedError struct{ msg string }
+
+func (e lockedError) Error() string        { return e.msg }
+func (e lockedError) Is(target error) bool { return target == ErrLocked }

@@ -672,6 +672,9 @@ func TestSecondOpenFailsClearly(t *testing.T) {
 		t.Fatal("second Open of a locked cache succeeded")
 	}
 	wantErrContaining(t, err, dir, "another face0 process holds the cache")
+	if !errors.Is(err, ErrLocked) {
+		t.Errorf("the locked cache's error is not ErrLocked: %v", err)
+	}
 	if d := time.Since(start); d > 2*time.Second {
 		t.Fatalf("second Open took %v; the lock timeout was 100ms", d)
 	}

@@ -27,17 +27,21 @@ func Pack(version string) sdk.Pack {
 		return []sdk.Option{sdk.Choices("model", modelChoices), sdk.WithFingerprint(modelFingerprint)}
 	}
 	return sdk.Pack{Name: "face0", Version: version, Nodes: []sdk.Node{
-		sdk.Func("EncodeText", encodeText, append(modelOpts(), sdk.Category("face0"), sdk.DisplayName("Encode Text"),
+		schemaPatch{Node: sdk.Func("EncodeText", encodeText, append(modelOpts(), sdk.Category("face0"), sdk.DisplayName("Encode Text"),
 			sdk.Describe("Tokenizes a prompt with the model's CLIP tokenizer (77 tokens) and runs its text encoder."))...),
+			dynamic: modelHint},
 		schemaPatch{Node: sdk.Func("Face0Sampler", face0Sample, append(modelOpts(), sdk.Category("face0"), sdk.DisplayName("Face0 Sampler"),
 			sdk.Describe("Denoises from seeded noise with the Face0 guidance: eps = w*eps_cond + (1-w)*eps_uncond, eps_cond = c*eps(text,face) + (1-c)*(a*eps(face) + (1-a)*eps(text)). The projected face replaces the last three context tokens; all needed branches run in one batched UNet call per step and zero-weight branches are skipped."),
 			sdk.TypeParam("face_embedding", "model", modelSpaces))...),
-			extra: map[string]map[string]any{"width": {"multipleOf": 8}, "height": {"multipleOf": 8}}},
-		sdk.Func("Decode", decode, append(modelOpts(), sdk.Category("face0"), sdk.DisplayName("Decode"),
+			extra:   map[string]map[string]any{"width": {"multipleOf": 8}, "height": {"multipleOf": 8}, "eta": etaRule},
+			dynamic: modelHint},
+		schemaPatch{Node: sdk.Func("Decode", decode, append(modelOpts(), sdk.Category("face0"), sdk.DisplayName("Decode"),
 			sdk.Describe("Runs the model's VAE decoder on a latent (divided by the latent scale, 0.18215 for SD 1.x) and gives RGB images."))...),
-		sdk.Func("RandomEmbedding", randomEmbedding, append(modelOpts(), sdk.Category("face0/embedding"), sdk.DisplayName("Random Embedding"),
+			dynamic: modelHint},
+		schemaPatch{Node: sdk.Func("RandomEmbedding", randomEmbedding, append(modelOpts(), sdk.Category("face0/embedding"), sdk.DisplayName("Random Embedding"),
 			sdk.Describe("Draws a face embedding from the model's embedding distribution (the Gaussian mixture shipped with the model, else a random unit vector): the same seed gives the same character every time."),
 			sdk.TypeParam("embedding", "model", modelSpaces))...),
+			dynamic: modelHint},
 		sdk.Func("Interpolate", interpolate, sdk.Category("face0/embedding"), sdk.DisplayName("Interpolate Embeddings"),
 			sdk.Describe("Mixes face embeddings: linear or spherical interpolation from a to b by t, or the weighted mean of up to four (several photos of one person), optionally with added noise. All inputs must be from one embedding space.")),
 	}}

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/binary"
+	"errors"
 	"fmt"
 	"image/png"
 	"math"
@@ -15,6 +16,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/face0/face0/engine"
 	"github.com/face0/face0/engine/events"
 	"github.com/face0/face0/engine/workflow"
 )
@@ -334,11 +336,28 @@ func TestSizeMustBeMultipleOf8(t *testing.T) {
 	}
 }
 
+// Switching a workflow with eta 1 (the default workflow) to euler is
+// refused when the workflow is checked, with what to change, not when the
+// sampler runs.
 func TestEtaOnlyForDDIM(t *testing.T) {
 	r := newRig(t, modelsDir)
-	_, _, err := r.run(context.Background(), t, samplerGraph(t, tinyModel, 5, map[string]any{"eta": 1.0, "scheduler": "euler"}), "sampler")
-	if err == nil || !strings.Contains(err.Error(), "only the ddim scheduler takes eta") {
-		t.Fatalf("eta with euler: %v", err)
+	_, err := r.catalog.Compile(samplerGraph(t, tinyModel, 5, map[string]any{"eta": 1.0, "scheduler": "euler"}), []string{"sampler"})
+	var ve *engine.ValidationError
+	if !errors.As(err, &ve) || ve.Problems[0].Input != "eta" || !strings.Contains(err.Error(), "only the ddim scheduler takes eta") || !strings.Contains(err.Error(), "set eta to 0") {
+		t.Fatalf("eta 1 with euler: %v; want a validation error on eta saying what to change", err)
+	}
+	if _, err := r.catalog.Compile(samplerGraph(t, tinyModel, 5, map[string]any{"eta": 0, "scheduler": "euler"}), []string{"sampler"}); err != nil {
+		t.Fatalf("eta 0 with euler: %v", err)
+	}
+}
+
+// A model that is not in the models folder is refused with where models
+// are looked for and how to add one.
+func TestMissingModelHint(t *testing.T) {
+	r := newRig(t, modelsDir)
+	_, err := r.catalog.Compile(samplerGraph(t, "face0-synthfaces", 5, nil), []string{"sampler"})
+	if err == nil || !strings.Contains(err.Error(), "models are the folders of "+modelsDir) || !strings.Contains(err.Error(), "make example-plugin") {
+		t.Fatalf("a model that is not there: %v", err)
 	}
 }
 

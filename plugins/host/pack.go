@@ -162,7 +162,11 @@ func (p *pack) launch() (*proc, error) {
 	// cancelled otherwise.
 	cmd := exec.CommandContext(p.ctx, p.src.Path, p.src.Args...)
 	// The plugin dies with the host, even if the host is killed with SIGKILL.
-	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
+	// Its own process group keeps the terminal's Ctrl-C and a SIGTERM sent to
+	// the host's group (systemd, timeout, kill -- -PGID) away from it: the
+	// host shuts its plugins down itself, instead of seeing each one die
+	// under it and reporting "plugin process exited" as an error.
+	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL, Setpgid: true}
 	cmd.Env = append(os.Environ(), "FACE0_PLUGIN_NAME="+p.src.Name, plugin.EnvUnixSocketDir+"="+sockets,
 		protocol.EnvCancelGrace+"="+p.dl.CancelGrace.String())
 	cmd.Env = append(cmd.Env, p.src.Env...)

@@ -196,15 +196,16 @@ func TestPrepareSidecarsAndProblems(t *testing.T) {
 	}
 }
 
-// Both vocabularies: CLIP's (when ../shared has it) and the tiny fallback
-// a fresh clone gets; the tiny one cuts long synthfaces captions.
+// The vocabularies: the tiny one, auto (CLIP's, shipped) and CLIP's file
+// from ../shared when it is there; the tiny one cuts long synthfaces
+// captions, CLIP's does not.
 func TestVocabularies(t *testing.T) {
 	orttest.Require(t)
 	dir := t.TempDir()
 	if _, err := synthfaces.Generate(dir, synthfaces.Options{Seed: 2, Train: 4, HeldOut: -1, PerIdentity: 4, Size: 32, Workers: 2}); err != nil {
 		t.Fatal(err)
 	}
-	vocabs := []string{VocabTiny}
+	vocabs := []string{VocabTiny, VocabAuto}
 	if d, err := assets.SharedDir(); err == nil {
 		vocabs = append(vocabs, filepath.Join(d, "clip", "bpe_simple_vocab_16e6.txt.gz"))
 	}
@@ -214,7 +215,7 @@ func TestVocabularies(t *testing.T) {
 			t.Fatalf("%s: %v", v, err)
 		}
 		t.Logf("vocabulary %s: %d examples, %d captions cut, %.1f ms/image", p.Info.Vocab, p.Len(), p.Info.Truncate, 1000*p.Info.Seconds/float64(p.Len()))
-		if p.Len() != 16 || p.Info.Space != "synthfaces-attr-64" {
+		if p.Len() != 16 || p.Info.Space != synthfaces.IDSpace {
 			t.Errorf("%s: %+v", v, p.Info)
 		}
 		if p.Info.Vocab == "clip" && p.Info.Truncate != 0 {

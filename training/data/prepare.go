@@ -1,6 +1,7 @@
 package data
 
 import (
+	"bytes"
 	"context"
 	"crypto/sha256"
 	"encoding/binary"
@@ -19,8 +20,8 @@ import (
 	"sync"
 	"time"
 
-	"github.com/face0/face0/internal/assets"
 	"github.com/face0/face0/ml/clip"
+	"github.com/face0/face0/ml/clip/clipvocab"
 	f0 "github.com/face0/face0/ml/face0"
 	"github.com/face0/face0/ml/onnx"
 	"github.com/face0/face0/ml/ort"
@@ -36,7 +37,11 @@ import (
 const (
 	FacePrecomputed = "precomputed" // a metadata field (synthfaces' identity_embedding)
 	FaceDetect      = "detect"      // face-api: largest face, Face0 crop, 128-d descriptor
-	FaceAuto        = "auto"        // precomputed when the records carry embeddings, else detect
+	// FaceAuto picks a source whose space an EmbedFace model gives at
+	// sampling time: synthfaces-id for a synthfaces dataset (whose metadata
+	// holds attribute codes), precomputed for other metadata embeddings,
+	// else detect.
+	FaceAuto = "auto"
 	// FaceSynthfaces embeds each whole image with synthfaces.Embed (space
 	// synthfaces-id-64), as the face pack's EmbedFace does with model
 	// synthfaces-id-64: the embedder of the shipped tiny model.
@@ -52,14 +57,14 @@ const (
 
 // Vocabulary choices for the frozen text encoder's tokenizer.
 const (
-	VocabAuto = "auto" // CLIP's BPE from ../shared/clip when found, else tiny
+	VocabAuto = "auto" // CLIP's BPE vocabulary, shipped in the binary (ml/clip/clipvocab)
 	VocabTiny = "tiny" // ml/sdmodel's small byte-level vocabulary
 )
 
 // Options configure Prepare. Zero fields take the defaults in brackets.
 type Options struct {
 	Latent Latent // [DefaultLatent: 32 px, factor 4]
-	Face   string // FaceAuto, FacePrecomputed, FaceDetect or FaceSynthfaces [auto]
+	Face   string // FaceAuto, FacePrecomputed, FaceDetect or FaceSynthfaces [auto: see autoFace]
 	NoFace string // NoFaceZero or NoFaceSkip [zero]
 	Scan   ScanOptions
 	// FaceAPIDir is face-api's model/ folder for the detect mode ["":
@@ -262,26 +267,74 @@ func (p *Prepared) Embeddings() [][]float32 {
 	return out
 }
 
-// vocabPath resolves the Vocab option to a BPE file ("" for the tiny one).
-func vocabPath(v string) (string, error) {
+// autoFace picks the face source for FaceAuto: one whose embeddings an
+// EmbedFace model reproduces from an image at sampling time, or the trained
+// model could not be driven by a face. A synthfaces dataset's metadata
+// carries attribute codes (synthfaces-attr-64), which no image embedder
+// gives, so its images are embedded with the synthfaces identity embedder
+// (EmbedFace's synthfaces-id-64, the shipped tiny model's); other
+// precomputed embeddings are the user's own, in their own space; without
+// any, faces are detected and described with face-api.
+func autoFace(l *Listing) (source, why string) {
+	for _, it := range l.Items {
+		if it.Embedding == nil {
+			continue
+		}
+		if it.Space == synthfaces.EmbeddingSpace {
+			return FaceSynthfaces, fmt.Sprintf("the metadata's %s embeddings are synthfaces attribute codes, which no EmbedFace model gives; the identity embedder's %s is what EmbedFace gives at sampling time", synthfaces.EmbeddingSpace, synthfaces.IDSpace)
+		}
+		return FacePrecomputed, fmt.Sprintf("the metadata's %q embeddings", it.Space)
+	}
+	return FaceDetect, "no precomputed embeddings: face-api finds and describes each image's largest face"
+}
+
+// vocabData resolves the Vocab option to the bytes of a BPE vocabulary file
+// (nil: the tiny one). auto is CLIP's, which ships inside the binary: a
+// model trained from scratch tokenises like the shipped one on any machine,
+// with or without ../shared beside the repository.
+func vocabData(v string) ([]byte, error) {
 	switch v {
 	case VocabTiny:
-		return "", nil
+		return nil, nil
 	case VocabAuto:
-		d, err := assets.SharedDir()
-		if err != nil {
-			return "", nil
-		}
-		p := filepath.Join(d, "clip", "bpe_simple_vocab_16e6.txt.gz")
-		if fileExists(p) {
-			return p, nil
-		}
-		return "", nil
+		return clipvocab.GZ, nil
 	}
 	if !fileExists(v) {
-		return "", fmt.Errorf("data: vocabulary %s not found", v)
+		return nil, fmt.Errorf("data: vocabulary %s not found (use auto for CLIP's, which face0 ships, or tiny)", v)
 	}
-	return v, nil
+	b, err := os.ReadFile(v)
+	if err != nil {
+		return nil, fmt.Errorf("data: %w", err)
+	}
+	return b, nil
+}
+
+// generateEncoder writes the seeded-random text encoder folder with the
+// vocabulary's tokenizer (nil: the tiny one).
+func generateEncoder(dir string, cfg sdmodel.Config, vocab []byte) error {
+	if vocab != nil {
+		tmp, err := os.MkdirTemp("", "face0-vocab-")
+		if err != nil {
+			return fmt.Errorf("data: %w", err)
+		}
+		defer os.RemoveAll(tmp)
+		cfg.BPEPath = filepath.Join(tmp, "bpe.txt.gz")
+		if err := os.WriteFile(cfg.BPEPath, vocab, 0o644); err != nil {
+			return fmt.Errorf("data: %w", err)
+		}
+	}
+	if err := sdmodel.Generate(dir, cfg); err != nil {
+		return fmt.Errorf("data: text encoder: %w", err)
+	}
+	if bytes.Equal(vocab, clipvocab.GZ) {
+		// CLIP's vocabulary is MIT-licensed; its licence travels with the
+		// tokenizer into every exported model.
+		lic := filepath.Join(dir, filepath.Dir(filepath.FromSlash(sdmodel.VocabFile)), "LICENSE-CLIP.txt")
+		if err := os.WriteFile(lic, clipvocab.License, 0o644); err != nil {
+			return fmt.Errorf("data: %w", err)
+		}
+	}
+	return nil
 }
 
 func fileExists(p string) bool {
@@ -290,7 +343,7 @@ func fileExists(p string) bool {
 }
 
 // key hashes everything the encoded examples depend on.
-func key(l *Listing, o Options, vocab string) (string, error) {
+func key(l *Listing, o Options, vocab []byte) (string, error) {
 	h := sha256.New()
 	enc := o.TextEncoder
 	fmt.Fprintf(h, "%s\x00%d\x00%d\x00%s\x00%s\x00%s\x00%s\x00", InfoFormat, o.Latent.Size, o.Latent.Factor, o.Face, o.NoFace, o.Scan.EmbeddingField, o.Scan.Space)
@@ -311,12 +364,8 @@ func key(l *Listing, o Options, vocab string) (string, error) {
 	if tp := o.TextPretrain; tp.Steps > 0 {
 		fmt.Fprintf(h, "textclip:%d\x00%d\x00%g\x00%d\x00%d\x00%g\x00%d\x00%g\x00", tp.Steps, tp.Batch, tp.LR, tp.Dim, tp.ImageHidden, tp.Temperature, tp.Seed, tp.HeldOut)
 	}
-	if vocab != "" {
-		b, err := os.ReadFile(vocab)
-		if err != nil {
-			return "", fmt.Errorf("data: %w", err)
-		}
-		h.Write(b)
+	if vocab != nil {
+		h.Write(vocab)
 	} else {
 		h.Write([]byte("tiny-vocab"))
 	}
@@ -382,15 +431,11 @@ func Prepare(ctx context.Context, datasetDir, cacheDir string, o Options) (*Prep
 		return nil, err
 	}
 	if o.Face == FaceAuto {
-		o.Face = FaceDetect
-		for _, it := range l.Items {
-			if it.Embedding != nil {
-				o.Face = FacePrecomputed
-				break
-			}
-		}
+		var why string
+		o.Face, why = autoFace(l)
+		o.Logf("face embeddings: %s (%s)", o.Face, why)
 	}
-	vocab, err := vocabPath(o.Vocab)
+	vocab, err := vocabData(o.Vocab)
 	if err != nil {
 		return nil, err
 	}
@@ -440,17 +485,15 @@ type item struct {
 	skip   string // why it was skipped ("": kept)
 }
 
-func encode(ctx context.Context, l *Listing, o Options, vocab, dir string) (*Prepared, error) {
+func encode(ctx context.Context, l *Listing, o Options, vocab []byte, dir string) (*Prepared, error) {
 	// The frozen text encoder and its tokenizer.
-	encCfg := o.TextEncoder
-	encCfg.BPEPath = vocab
 	encDir := filepath.Join(dir, EncoderDir)
 	if o.Base != nil {
 		if err := writeBaseEncoder(encDir, o.Base); err != nil {
 			return nil, err
 		}
-	} else if err := sdmodel.Generate(encDir, encCfg); err != nil {
-		return nil, fmt.Errorf("data: text encoder: %w", err)
+	} else if err := generateEncoder(encDir, o.TextEncoder, vocab); err != nil {
+		return nil, err
 	}
 	enc, err := sdmodel.Load(encDir)
 	if err != nil {
@@ -562,7 +605,7 @@ feed:
 	man := enc.Manifest
 	info.TextWidth, info.ContextLength, info.PadToken = man.TextWidth, man.ContextLength, man.PadToken
 	info.Vocab = "tiny"
-	if vocab != "" {
+	if vocab != nil {
 		info.Vocab = "clip"
 	}
 	if o.Base != nil {
@@ -583,7 +626,11 @@ feed:
 	if info.Truncate > 0 {
 		o.Logf("%d of %d distinct captions are longer than the %d text positions before the face tokens; their ends are cut (as at sampling time)", info.Truncate, len(captions), man.FaceTokenStart)
 	}
-	if o.TextPretrain.Steps > 0 {
+	switch tp := o.TextPretrain; {
+	case tp.Steps <= 0:
+	case tp.Batch <= 0 && len(kept) < MinTextPairs(tp.HeldOut):
+		o.Logf("WARNING: text encoder pretraining skipped: %d caption-image pairs are too few (it needs %d: a held-out batch of %d to measure on and more to train on); the text encoder keeps random weights, so the model will hardly follow its captions", len(kept), MinTextPairs(tp.HeldOut), MinTextBatch)
+	default:
 		if enc, info.TextPretrain, err = pretrainText(ctx, enc, l, kept, items, o); err != nil {
 			return nil, err
 		}

@@ -3,6 +3,7 @@ package data
 import (
 	"context"
 	"fmt"
+	"math"
 	"time"
 
 	"github.com/face0/face0/ml/clip"
@@ -27,6 +28,43 @@ func textEncoderConfig(man sdmodel.Manifest, t sdmodel.Config) textenc.Config {
 	return c
 }
 
+// Text pretraining batches: textclip's default, and the smallest batch
+// FitTextBatch falls back to (fewer negatives per caption teach little).
+const (
+	maxTextBatch = 128
+	MinTextBatch = 8
+)
+
+// FitTextBatch is the pretraining batch for n caption–image pairs when none
+// is given: textclip's 128, halved until a held-out share (heldOut, 0:
+// textclip's 10%) of the pairs fills one batch and the rest at least one more,
+// but not below MinTextBatch. A small dataset (a few hundred images) thus
+// pretrains with smaller batches instead of failing; below
+// MinTextPairs(heldOut) pairs there is too little to pretrain on.
+func FitTextBatch(n int, heldOut float64) int {
+	if heldOut <= 0 {
+		heldOut = textclip.Options{}.WithDefaults().HeldOut
+	}
+	b := maxTextBatch
+	for b > MinTextBatch {
+		held := int(math.Round(heldOut*float64(n))) / b * b
+		if held >= b && n-held >= b {
+			break
+		}
+		b /= 2
+	}
+	return b
+}
+
+// MinTextPairs is the fewest caption–image pairs text pretraining takes: a
+// held-out batch of MinTextBatch and one to train on.
+func MinTextPairs(heldOut float64) int {
+	if heldOut <= 0 {
+		heldOut = textclip.Options{}.WithDefaults().HeldOut
+	}
+	return int(math.Ceil((float64(MinTextBatch) - 0.5) / heldOut))
+}
+
 // pretrainText trains the text encoder of enc's folder contrastively on the
 // kept examples' caption–image pairs (the image side is the latent), writes
 // it over the folder's text_encoder/model.onnx and loads the folder again.
@@ -48,6 +86,9 @@ func pretrainText(ctx context.Context, enc *sdmodel.Model, l *Listing, kept []in
 	to := o.TextPretrain
 	if to.Seed == 0 {
 		to.Seed = o.TextEncoder.Seed
+	}
+	if to.Batch <= 0 {
+		to.Batch = FitTextBatch(len(pairs), to.HeldOut)
 	}
 	to = to.WithDefaults()
 	if to.Progress == nil {
