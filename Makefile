@@ -59,11 +59,11 @@ vet:
 	@test -z "$$(gofmt -l $$(git ls-files '*.go' | grep -v '\.pb\.go$$'))" || { gofmt -l $$(git ls-files '*.go' | grep -v '\.pb\.go$$'); echo "gofmt needed"; exit 1; }
 
 # soak runs the long reliability scenarios (kill -9 rounds, interrupts,
-# corruption sweeps: a few minutes; see docs/reliability.md). Their fast part
+# corruption sweeps, the training defaults: about half an hour; see docs/reliability.md). Their fast part
 # runs in `make test`. FACE0_SOAK_TIME (a Go duration) sets how long each
 # scenario runs.
 soak:
-	$(GO) test -tags soak -run Soak -count=1 -timeout 30m ./...
+	$(GO) test -tags soak -run Soak -count=1 -timeout 60m ./...
 
 # reproduce-tiny rebuilds the synthfaces dataset, retrains the shipped tiny
 # model from scratch and regenerates its evaluation (about 2 hours here).

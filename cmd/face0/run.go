@@ -148,7 +148,7 @@ saved images are fetched into --out. --local, --no-cache, --cache and
 			return lockedHint(err, c.home)
 		}
 		if sig := caught(); sig != nil {
-			return stoppedBy(sig, "interrupted")
+			return stoppedBy(sig, err.Error()) // "interrupted while starting the plugins"
 		}
 		return err
 	}
