@@ -443,3 +443,4 @@ func TestDiscover(t *testing.T) {
 		t.Errorf("missing root: %v, %v", got, err)
 	}
 }
+
