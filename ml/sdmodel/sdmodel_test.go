@@ -443,4 +443,3 @@ func TestDiscover(t *testing.T) {
 		t.Errorf("missing root: %v, %v", got, err)
 	}
 }
-
