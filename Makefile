@@ -5,12 +5,18 @@ GO ?= go
 BIN := bin/face0
 FACE0_HOME ?= $(HOME)/.local/share/face0
 
-.PHONY: all build setup setup-test test vet serve run-example example-plugin proto bench fuzz editor reproduce-tiny evaluate-tiny
+.PHONY: all build setup setup-test setup-gpu test vet serve run-example example-plugin proto bench fuzz editor reproduce-tiny evaluate-tiny
 
 all: build
 
 setup:
 	@scripts/setup.sh
+
+# setup-gpu (opt-in) installs onnxruntime 1.29.0 with its CUDA provider
+# (checksum-verified, from npm) and lists the CUDA 13 / cuDNN 9 libraries
+# this machine lacks; runs then choose the device (--device cuda).
+setup-gpu: setup
+	@scripts/setup-gpu.sh
 
 # setup-test adds what only the tests need: Chromium for the editor's browser test.
 setup-test: setup
