@@ -48,7 +48,7 @@ func TestPluginMemoryFlat(t *testing.T) {
 			t.Fatalf("the plugin process changed from %d to %d (it crashed?)", pid, p)
 		}
 		pid = p
-		free, _ := strconv.ParseInt(logRE.FindStringSubmatch(line)[7], 10, 64)
+		free, _ := strconv.ParseInt(logRE.FindStringSubmatch(line)[8], 10, 64)
 		v := statusKB(t, pid, "VmRSS")
 		rss, used = append(rss, v), append(used, v-free)
 	}
