@@ -254,11 +254,11 @@ type Checkpoint struct {
 // Open reads path's header, refuses anything but an SD 1.x checkpoint
 // (*KindError), and maps its keys. Close it.
 func Open(path string, o Options) (*Checkpoint, error) {
-	if err := notPickle(path); err != nil {
-		return nil, err
-	}
 	r, err := safetensors.OpenReader(path)
 	if err != nil {
+		if perr := notPickle(path); perr != nil {
+			return nil, perr
+		}
 		return nil, fmt.Errorf("ckpt: %w", err)
 	}
 	if kind, why := Detect(r); kind != SD1 {
@@ -273,8 +273,9 @@ func Open(path string, o Options) (*Checkpoint, error) {
 	return &Checkpoint{Path: path, Mapping: m, r: r}, nil
 }
 
-// notPickle refuses PyTorch's .ckpt/.pt files (a zip of pickles, or a bare
-// pickle) with what to do, before the safetensors reader calls them corrupt.
+// notPickle explains a file the safetensors reader refused when it is
+// PyTorch's .ckpt/.pt (a zip of pickles, or a bare pickle: protocol 2-5),
+// saying what to do rather than calling it corrupt.
 func notPickle(path string) error {
 	f, err := os.Open(path)
 	if err != nil {
@@ -283,7 +284,7 @@ func notPickle(path string) error {
 	defer f.Close()
 	var head [4]byte
 	n, _ := f.Read(head[:])
-	if n >= 2 && (string(head[:2]) == "PK" || head[0] == 0x80) {
+	if n >= 2 && (string(head[:2]) == "PK" || (head[0] == 0x80 && head[1] >= 2 && head[1] <= 5)) {
 		return fmt.Errorf("ckpt: %s is a PyTorch pickle checkpoint (.ckpt/.pt), not .safetensors; face0 does not load pickles (loading one can run code): convert it to .safetensors first, or download the .safetensors release of the model", path)
 	}
 	return nil
@@ -291,6 +292,9 @@ func notPickle(path string) error {
 
 // Close closes the file.
 func (c *Checkpoint) Close() error { return c.r.Close() }
+
+// Metadata is the file's __metadata__ (nil when absent).
+func (c *Checkpoint) Metadata() map[string]string { return c.r.Metadata() }
 
 // Names lists a network's tensor names, sorted.
 func (c *Checkpoint) Names(p Part) []string {
