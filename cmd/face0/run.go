@@ -79,6 +79,7 @@ func cmdRun(args []string) error {
 	outputs := fs.String("outputs", "", "comma-separated node ids to compute (default: the output nodes)")
 	plain := fs.Bool("plain", false, "plain log lines even on a terminal")
 	jsonEvents := fs.Bool("json", false, "print every event as a JSON line on stdout")
+	device := fs.String("device", "", "set the device input of every node that has one: cpu or cuda (GPU: make setup-gpu first)")
 	fs.Usage = func() {
 		fmt.Fprintln(os.Stderr, "usage: face0 run WORKFLOW.json|IMAGE.png [flags]")
 		fs.PrintDefaults()
@@ -110,6 +111,9 @@ func cmdRun(args []string) error {
 	var want []string
 	if *outputs != "" {
 		want = strings.Split(*outputs, ",")
+	}
+	if err := applyDevice(wf, a.Catalog, *device); err != nil {
+		return err
 	}
 	plan, err := a.Catalog.Compile(wf, want)
 	if err != nil {

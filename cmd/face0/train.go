@@ -38,7 +38,7 @@ func cmdTrain(args []string) error {
 	steps := fs.Int("steps", 500, "total optimizer steps")
 	batch := fs.Int("batch", 8, "examples per step")
 	lr := fs.Float64("lr", 0, "AdamW learning rate (default 1e-3 from scratch, 2e-5 with --base as the paper)")
-	baseDir := fs.String("base", "", "Stable Diffusion 1.x model to fine-tune, a diffusers folder (unet/, vae/, text_encoder/, tokenizer/ with .safetensors weights); default: the tiny transformer from scratch")
+	baseDir := fs.String("base", "", "Stable Diffusion 1.x model to fine-tune: a single-file .safetensors checkpoint, a folder face0 models import wrote, or a diffusers folder (unet/, vae/, text_encoder/, tokenizer/ with .safetensors weights); default: the tiny transformer from scratch")
 	adapterOnly := fs.Bool("adapter-only", false, "with --base, freeze the UNet and train the face projection alone (for small GPUs)")
 	textDrop := fs.Float64("text-drop", -1, "probability that a caption is replaced by the empty prompt while training, so the unconditional and face-only guidance branches are trained (0: never, the paper's setting for fine-tuning SD; default 0.1 from scratch, never with --base); a run resumes only with the value it started with")
 	lossWeight := fs.String("loss-weight", "", "per-timestep loss weight: v (ε-MSE over ᾱ_t, the v target's MSE; default for the presets' v-skip output) or eps (uniform, the paper's objective for fine-tuning)")
