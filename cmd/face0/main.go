@@ -42,6 +42,7 @@ Usage:
   face0 train DATASET --out MODEL_DIR [--steps N --batch B --lr X --resume]
   face0 synthfaces DIR [--train N --heldout M --per-identity K --seed S]
   face0 evaluate --model NAME [--report DIR]   (Tables 1 and 2 on synthfaces' held-out faces)
+  face0 models list|check|make-tiny|import|attach-projection   (model folders; import an SD 1.x checkpoint)
   face0 version
 
 Folders live under $FACE0_HOME (default ~/.local/share/face0): input/, output/,
