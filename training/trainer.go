@@ -24,14 +24,24 @@ import (
 // runs its ops sequentially: in GoMLX v0.26.0 its parallel op scheduling
 // deadlocks on small machines (op tasks hold every worker while waiting for
 // one for their own matmul split). Matmuls are still parallel.
-var Backend = sync.OnceValues(func() (backends.Backend, error) {
+var Backend = sync.OnceValues(func() (b backends.Backend, err error) {
 	c := os.Getenv(backends.ConfigEnvVar)
 	if c == "" || c == "go" {
 		c = "go:ops_sequential"
 	}
-	b, err := backends.NewWithConfig(c)
+	if err := backendProblem(c, backends.List()); err != nil {
+		return nil, fmt.Errorf("training: %w", err)
+	}
+	// GoMLX panics on some set-up failures; they are the user's machine's,
+	// not bugs, so they become errors with the way out.
+	defer func() {
+		if r := recover(); r != nil {
+			b, err = nil, fmt.Errorf("training: GoMLX backend %q: %v (see %s)", c, r, TrainingOnGPU)
+		}
+	}()
+	b, err = backends.NewWithConfig(c)
 	if err != nil {
-		return nil, fmt.Errorf("training: GoMLX backend %q: %w", c, err)
+		return nil, fmt.Errorf("training: GoMLX backend %q: %w (see %s)", c, err, TrainingOnGPU)
 	}
 	return b, nil
 })

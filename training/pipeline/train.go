@@ -148,6 +148,11 @@ func Run(ctx context.Context, o Options) (*Result, error) {
 	if o.Dataset == "" || o.Out == "" {
 		return nil, errors.New("train: need a dataset folder and an output model folder")
 	}
+	// The backend first: a GPU set-up that lacks a piece says so now, not
+	// after the dataset has been prepared.
+	if _, err := training.Backend(); err != nil {
+		return nil, err
+	}
 	var bm *base.Model
 	if o.Base != "" && o.Base != "none" {
 		var err error
