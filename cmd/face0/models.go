@@ -11,6 +11,7 @@ import (
 	"github.com/face0/face0/internal/config"
 	"github.com/face0/face0/ml/ckpt"
 	"github.com/face0/face0/ml/sdmodel"
+	"github.com/face0/face0/training"
 	"github.com/face0/face0/training/base"
 )
 
@@ -134,6 +135,7 @@ func importModel(src, models, name string, fp16 bool, emaFlag string) error {
 		return fmt.Errorf("--name %q: give a plain folder name", name)
 	}
 	dst := filepath.Join(models, name)
+	training.SoftMemoryLimit(0.9) // the UNet's float32 weights pass through the Go heap
 	start := time.Now()
 	info, err := base.Import(src, dst, base.ImportOptions{Name: name, FP16: fp16, EMA: ema, Logf: func(f string, a ...any) {
 		fmt.Fprintf(os.Stderr, f+"\n", a...)

@@ -12,6 +12,8 @@ import (
 	"math"
 	"os"
 	"path/filepath"
+	"runtime"
+	"runtime/debug"
 	"strconv"
 	"strings"
 	"time"
@@ -153,6 +155,7 @@ func Run(ctx context.Context, o Options) (*Result, error) {
 	if _, err := training.Backend(); err != nil {
 		return nil, err
 	}
+	training.SoftMemoryLimit(0.9)
 	var bm *base.Model
 	if o.Base != "" && o.Base != "none" {
 		var err error
@@ -444,6 +447,11 @@ func Run(ctx context.Context, o Options) (*Result, error) {
 	if o.Current {
 		w, which = tr.Weights(), "current"
 	}
+	// The weights are out: the trainer's state (weights, moments, EMA;
+	// 14 GB for SD 1.x) goes before the export needs room.
+	tr.Close()
+	runtime.GC()
+	debug.FreeOSMemory()
 	final := math.NaN()
 	if len(losses) > 0 {
 		final = smoothed
