@@ -93,6 +93,11 @@ type Options struct {
 	Model model.Config
 	// Current exports the current weights instead of the EMA.
 	Current bool
+	// EMADecay is the weights' EMA decay [0: training.Config's 0.9999;
+	// negative: no EMA, the current weights are exported]. Without it a
+	// full-size SD 1.x run holds one 3.4 GB copy less (weights, moments
+	// and gradients remain: about 14 GB on a CPU).
+	EMADecay float64
 
 	Prep data.Options
 
@@ -282,6 +287,12 @@ func Run(ctx context.Context, o Options) (*Result, error) {
 		}
 	}
 	cfg.AdapterOnly = o.AdapterOnly
+	switch {
+	case o.EMADecay < 0:
+		cfg.EMADecay = 0
+	case o.EMADecay > 0:
+		cfg.EMADecay = o.EMADecay
+	}
 	cfg.Model = mc
 	cfg.Seed, cfg.BatchSize, cfg.LR = o.Seed, o.Batch, o.LR
 	cfg.TextDropProb = o.TextDrop
