@@ -5,7 +5,7 @@ GO ?= go
 BIN := bin/face0
 FACE0_HOME ?= $(HOME)/.local/share/face0
 
-.PHONY: all build setup setup-test setup-gpu test vet serve run-example example-plugin proto bench fuzz editor reproduce-tiny evaluate-tiny
+.PHONY: all build setup setup-test setup-gpu fullsize device-check test vet serve run-example example-plugin proto bench fuzz editor reproduce-tiny evaluate-tiny
 
 all: build
 
@@ -67,6 +67,20 @@ reproduce-tiny:
 # shipped model in docs/tiny-model (a few minutes).
 evaluate-tiny: build
 	$(BIN) evaluate --home $(FACE0_HOME) --models models --model face0-synthfaces --report docs/tiny-model
+
+# fullsize proves Stable Diffusion 1.5's full-size path on this machine with
+# random weights: write a single-file checkpoint, import it, sample, fine-tune
+# 2 steps with --base, sample the export, check onnxruntime against GoMLX
+# (cmd/face0/fullsize_test.go; about 20 GB of disk and 16 GB of memory; the
+# table of peak RSS, disk and time per stage goes to FULLSIZE_REPORT).
+FULLSIZE_REPORT ?= fullsize-report.md
+fullsize: setup
+	FACE0_FULLSIZE_REPORT=$(abspath $(FULLSIZE_REPORT)) $(GO) test -tags fullsize -run 'TestFullSize$$' -count=1 -v -timeout 3h ./cmd/face0
+
+# device-check runs the GPU checks on a machine with an NVIDIA GPU (and says
+# what it would do, exiting 0, on one without).
+device-check: build
+	scripts/device-check.sh
 
 bench:
 	$(GO) test -run '^$$' -bench . -benchtime 2s ./engine/... ./plugins/...
