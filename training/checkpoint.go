@@ -1,15 +1,18 @@
 package training
 
 import (
+	"encoding/binary"
 	"encoding/json"
 	"errors"
 	"fmt"
+	"math"
 	"os"
 	"path/filepath"
 	"slices"
 	"sort"
 	"strconv"
 	"strings"
+	"unsafe"
 
 	"github.com/gomlx/gomlx/pkg/core/tensors"
 
@@ -79,7 +82,7 @@ func (t *Trainer) SaveCheckpoint() (string, error) {
 		if len(f.ts) == 0 {
 			continue
 		}
-		if err := writeStored(filepath.Join(tmp, f.name), f.ts, meta); err != nil {
+		if err := writeStored(filepath.Join(tmp, f.name), f.ts, meta, t.backend.HasSharedBuffers()); err != nil {
 			return "", fmt.Errorf("training: checkpoint: %w", err)
 		}
 	}
@@ -113,18 +116,48 @@ type stored struct {
 }
 
 // writeStored writes ts, sorted by name (the same tensors always give the
-// same bytes, as safetensors.Write), streaming.
-func writeStored(path string, ts []stored, meta map[string]string) error {
+// same bytes, as safetensors.Write), streaming. On a backend whose buffers
+// are host memory (the pure-Go one) each tensor's bytes are written
+// straight from its buffer; otherwise through one reused host buffer. No
+// per-tensor garbage is left: the Go heap would otherwise grow by the
+// checkpoint's size before the GC caught up.
+func writeStored(path string, ts []stored, meta map[string]string, shared bool) error {
 	ts = slices.Clone(ts)
 	slices.SortFunc(ts, func(a, b stored) int { return strings.Compare(a.name, b.name) })
 	hs := make([]safetensors.Header, len(ts))
 	for i, x := range ts {
 		hs[i] = safetensors.Header{Name: x.name, DType: safetensors.F32, Shape: x.shape}
 	}
+	var buf []byte
 	return safetensors.WriteStream(path, hs, func(i int) ([]byte, error) {
-		return safetensors.FromFloat32(ts[i].shape, tensors.MustCopyFlatData[float32](ts[i].t)).Data, nil
+		var out []byte
+		err := ts[i].t.ConstFlatData(func(flat any) {
+			f := flat.([]float32)
+			if shared && littleEndian {
+				// A view of the buffer itself: float32s are their little-endian bytes here.
+				out = unsafe.Slice((*byte)(unsafe.Pointer(unsafe.SliceData(f))), 4*len(f))
+				return
+			}
+			buf = slices.Grow(buf[:0], 4*len(f))[:4*len(f)]
+			for j, v := range f {
+				binary.LittleEndian.PutUint32(buf[4*j:], math.Float32bits(v))
+			}
+			out = buf
+		})
+		// On a device backend reading made a host copy that the tensor
+		// keeps; the bytes are in buf now, so let it go.
+		if ts[i].t.IsOnDevice(0) {
+			ts[i].t.FinalizeLocal()
+		}
+		return out, err
 	}, safetensors.WithMetadata(meta))
 }
+
+// littleEndian reports the host's byte order (safetensors is little-endian).
+var littleEndian = func() bool {
+	x := uint16(1)
+	return *(*byte)(unsafe.Pointer(&x)) == 1
+}()
 
 func writeSync(path string, data []byte) error {
 	f, err := os.Create(path)

@@ -524,6 +524,9 @@ func toWeights(specs []model.ParamSpec, idx []int, ts []*tensors.Tensor, into mo
 			s = specs[idx[k]]
 		}
 		into[s.Name] = &model.Tensor{Shape: slices.Clone(s.Shape), Data: tensors.MustCopyFlatData[float32](x)}
+		if x.IsOnDevice(0) {
+			x.FinalizeLocal() // a device backend's host copy (a no-op for shared buffers)
+		}
 	}
 	return into
 }
