@@ -54,25 +54,13 @@ type timing struct {
 	load, step, img  float64 // seconds: session loads, per UNet step, per image (text + steps + decode, / batch)
 }
 
-func TestDeviceCheck(t *testing.T) {
-	provider := envStr("DEVICE_CHECK_PROVIDER", "cuda")
-	arch := envStr("DEVICE_CHECK_ARCH", "sd15")
-	size, steps := envInt("DEVICE_CHECK_SIZE", 512), envInt("DEVICE_CHECK_STEPS", 20)
-	if err := ort.Init(); err != nil {
-		t.Fatalf("onnxruntime: %v", err)
-	}
-	v, _ := ort.RuntimeVersion()
-	t.Logf("onnxruntime %s from %s, provider %s", v, ort.LibraryPath(), provider)
-	if provider == "cuda" {
-		if missing, err := ort.MissingCUDALibraries(ort.LibraryPath()); err != nil || len(missing) > 0 {
-			t.Fatalf("the CUDA provider cannot load: %v %v", err, missing)
-		}
-	}
-	dir := envStr("DEVICE_CHECK_DIR", t.TempDir())
+// prepareModels writes the random full-size checkpoint and imports it as
+// fp32 and fp16 models into dir/models (kept when already there), which
+// needs no GPU: the XLA step and the end-to-end run use them even when
+// onnxruntime's CUDA provider cannot load.
+func prepareModels(t *testing.T, dir, arch string) string {
 	models := filepath.Join(dir, "models")
 	os.MkdirAll(models, 0o755)
-
-	// The random full-size model, as an fp32 and an fp16 import.
 	a := base.SD1()
 	if arch == "tiny" {
 		a = base.TinyCheckpointArch()
@@ -94,6 +82,33 @@ func TestDeviceCheck(t *testing.T) {
 		}
 	}
 	t.Logf("checkpoint and imports ready in %.0f s", time.Since(start).Seconds())
+	return models
+}
+
+// TestDevicePrepare makes the models (scripts/device-check.sh runs it first).
+func TestDevicePrepare(t *testing.T) {
+	prepareModels(t, envStr("DEVICE_CHECK_DIR", t.TempDir()), envStr("DEVICE_CHECK_ARCH", "sd15"))
+}
+
+func TestDeviceCheck(t *testing.T) {
+	provider := envStr("DEVICE_CHECK_PROVIDER", "cuda")
+	arch := envStr("DEVICE_CHECK_ARCH", "sd15")
+	size, steps := envInt("DEVICE_CHECK_SIZE", 512), envInt("DEVICE_CHECK_STEPS", 20)
+	if err := ort.Init(); err != nil {
+		t.Fatalf("onnxruntime: %v", err)
+	}
+	v, _ := ort.RuntimeVersion()
+	t.Logf("onnxruntime %s from %s, provider %s", v, ort.LibraryPath(), provider)
+	if provider == "cuda" {
+		missing, err := ort.MissingCUDALibraries(ort.LibraryPath())
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(missing) > 0 {
+			t.Fatalf("the CUDA provider cannot load: missing %s", strings.Join(missing, ", "))
+		}
+	}
+	models := prepareModels(t, envStr("DEVICE_CHECK_DIR", t.TempDir()), arch)
 
 	var rows []timing
 	shipped, _ := filepath.Abs("../../models/face0-synthfaces")
