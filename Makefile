@@ -10,12 +10,18 @@ LISTEN ?= 127.0.0.1:$(PORT)
 # make evaluate-tiny writes here; REPORT=docs/tiny-model refreshes the committed report.
 REPORT ?= evaluation
 
-.PHONY: all build setup setup-test test soak vet serve run-example example-plugin proto bench bench-go fuzz editor reproduce-tiny evaluate-tiny
+.PHONY: all build setup setup-test setup-gpu fullsize device-check test soak vet serve run-example example-plugin proto bench bench-go fuzz editor reproduce-tiny evaluate-tiny
 
 all: build
 
 setup:
 	@scripts/setup.sh
+
+# setup-gpu (opt-in) installs onnxruntime 1.29.0 with its CUDA provider
+# (checksum-verified, from npm) and lists the CUDA 13 / cuDNN 9 libraries
+# this machine lacks; runs then choose the device (--device cuda).
+setup-gpu: setup
+	@scripts/setup-gpu.sh
 
 # setup-test adds what only the tests need: Chromium for the editor's browser test.
 setup-test: setup
@@ -75,6 +81,20 @@ reproduce-tiny:
 # REPORT=docs/tiny-model replaces the committed report.
 evaluate-tiny: build
 	$(BIN) evaluate --home $(FACE0_HOME) --models models --model face0-synthfaces --report $(REPORT)
+
+# fullsize proves Stable Diffusion 1.5's full-size path on this machine with
+# random weights: write a single-file checkpoint, import it, sample, fine-tune
+# 2 steps with --base, sample the export, check onnxruntime against GoMLX
+# (cmd/face0/fullsize_test.go; about 20 GB of disk and 16 GB of memory; the
+# table of peak RSS, disk and time per stage goes to FULLSIZE_REPORT).
+FULLSIZE_REPORT ?= fullsize-report.md
+fullsize: setup
+	FACE0_FULLSIZE_REPORT=$(abspath $(FULLSIZE_REPORT)) $(GO) test -tags fullsize -run 'TestFullSize$$' -count=1 -v -timeout 3h ./cmd/face0
+
+# device-check runs the GPU checks on a machine with an NVIDIA GPU (and says
+# what it would do, exiting 0, on one without).
+device-check: build
+	scripts/device-check.sh
 
 # bench measures the engine end to end (face0 bench --help); bench-go runs the
 # Go benchmarks of the engine and plugin packages.

@@ -1,18 +1,22 @@
 package training
 
 import (
+	"encoding/binary"
 	"encoding/json"
 	"errors"
 	"fmt"
+	"math"
 	"os"
 	"path/filepath"
 	"slices"
 	"sort"
 	"strconv"
 	"strings"
+	"unsafe"
 
 	"github.com/gomlx/gomlx/pkg/core/tensors"
 
+	"github.com/face0/face0/ml/safetensors"
 	"github.com/face0/face0/training/model"
 	"github.com/face0/face0/training/sd"
 )
@@ -57,22 +61,30 @@ func (t *Trainer) SaveCheckpoint() (string, error) {
 		return "", fmt.Errorf("training: checkpoint: %w", err)
 	}
 	meta := map[string]string{"format": CheckpointFormat, "step": strconv.Itoa(t.state.Step)}
-	if err := t.Weights().Save(filepath.Join(tmp, WeightsFile), meta); err != nil {
-		return "", fmt.Errorf("training: checkpoint: %w", err)
+	// Each file streams one tensor at a time out of the backend: a
+	// full-size UNet's weights, EMA and moments are never copied whole.
+	var ws, es, os_ []stored
+	for i, s := range t.specs {
+		ws = append(ws, stored{s.Name, s.Shape, t.params[i]})
 	}
-	if len(t.ema) > 0 {
-		if err := toWeights(t.specs, t.trainable, t.ema, nil).Save(filepath.Join(tmp, EMAFile), meta); err != nil {
-			return "", fmt.Errorf("training: checkpoint: %w", err)
-		}
-	}
-	opt := model.Weights{}
 	for k, i := range t.trainable {
 		s := t.specs[i]
-		opt["exp_avg."+s.Name] = &model.Tensor{Shape: s.Shape, Data: tensors.MustCopyFlatData[float32](t.m[k])}
-		opt["exp_avg_sq."+s.Name] = &model.Tensor{Shape: s.Shape, Data: tensors.MustCopyFlatData[float32](t.v[k])}
+		if len(t.ema) > 0 {
+			es = append(es, stored{s.Name, s.Shape, t.ema[k]})
+		}
+		os_ = append(os_, stored{"exp_avg." + s.Name, s.Shape, t.m[k]}, stored{"exp_avg_sq." + s.Name, s.Shape, t.v[k]})
 	}
-	if err := opt.Save(filepath.Join(tmp, OptimizerFile), meta); err != nil {
-		return "", fmt.Errorf("training: checkpoint: %w", err)
+	files := []struct {
+		name string
+		ts   []stored
+	}{{WeightsFile, ws}, {EMAFile, es}, {OptimizerFile, os_}}
+	for _, f := range files {
+		if len(f.ts) == 0 {
+			continue
+		}
+		if err := writeStored(filepath.Join(tmp, f.name), f.ts, meta, t.backend.HasSharedBuffers()); err != nil {
+			return "", fmt.Errorf("training: checkpoint: %w", err)
+		}
 	}
 	st := checkpointState{Format: CheckpointFormat, State: t.state, DataLen: t.data.Len(), Backend: t.Backend(), Config: t.cfg}
 	js, err := json.MarshalIndent(st, "", "  ")
@@ -94,6 +106,58 @@ func (t *Trainer) SaveCheckpoint() (string, error) {
 	}
 	return dir, t.prune()
 }
+
+// stored is one tensor of a checkpoint file, read out of the backend when
+// its turn to be written comes.
+type stored struct {
+	name  string
+	shape []int
+	t     *tensors.Tensor
+}
+
+// writeStored writes ts, sorted by name (the same tensors always give the
+// same bytes, as safetensors.Write), streaming. On a backend whose buffers
+// are host memory (the pure-Go one) each tensor's bytes are written
+// straight from its buffer; otherwise through one reused host buffer. No
+// per-tensor garbage is left: the Go heap would otherwise grow by the
+// checkpoint's size before the GC caught up.
+func writeStored(path string, ts []stored, meta map[string]string, shared bool) error {
+	ts = slices.Clone(ts)
+	slices.SortFunc(ts, func(a, b stored) int { return strings.Compare(a.name, b.name) })
+	hs := make([]safetensors.Header, len(ts))
+	for i, x := range ts {
+		hs[i] = safetensors.Header{Name: x.name, DType: safetensors.F32, Shape: x.shape}
+	}
+	var buf []byte
+	return safetensors.WriteStream(path, hs, func(i int) ([]byte, error) {
+		var out []byte
+		err := ts[i].t.ConstFlatData(func(flat any) {
+			f := flat.([]float32)
+			if shared && littleEndian {
+				// A view of the buffer itself: float32s are their little-endian bytes here.
+				out = unsafe.Slice((*byte)(unsafe.Pointer(unsafe.SliceData(f))), 4*len(f))
+				return
+			}
+			buf = slices.Grow(buf[:0], 4*len(f))[:4*len(f)]
+			for j, v := range f {
+				binary.LittleEndian.PutUint32(buf[4*j:], math.Float32bits(v))
+			}
+			out = buf
+		})
+		// On a device backend reading made a host copy that the tensor
+		// keeps; the bytes are in buf now, so let it go.
+		if ts[i].t.IsOnDevice(0) {
+			ts[i].t.FinalizeLocal()
+		}
+		return out, err
+	}, safetensors.WithMetadata(meta))
+}
+
+// littleEndian reports the host's byte order (safetensors is little-endian).
+var littleEndian = func() bool {
+	x := uint16(1)
+	return *(*byte)(unsafe.Pointer(&x)) == 1
+}()
 
 func writeSync(path string, data []byte) error {
 	f, err := os.Create(path)
@@ -265,6 +329,7 @@ func ResumeFrom(cfg Config, data Dataset, dir string) (*Trainer, error) {
 	for _, s := range trainSpecs {
 		t.m = append(t.m, tensors.FromFlatDataAndDimensions(opt["exp_avg."+s.Name].Data, s.Shape...))
 		t.v = append(t.v, tensors.FromFlatDataAndDimensions(opt["exp_avg_sq."+s.Name].Data, s.Shape...))
+		opt["exp_avg."+s.Name].Data, opt["exp_avg_sq."+s.Name].Data = nil, nil // copied: let go
 	}
 	if cfg.EMADecay > 0 {
 		ema, err := model.LoadWeights(filepath.Join(dir, EMAFile), trainSpecs)
@@ -273,6 +338,7 @@ func ResumeFrom(cfg Config, data Dataset, dir string) (*Trainer, error) {
 		}
 		for _, s := range trainSpecs {
 			t.ema = append(t.ema, tensors.FromFlatDataAndDimensions(ema[s.Name].Data, s.Shape...))
+			ema[s.Name].Data = nil
 		}
 	}
 	t.state = st.State

@@ -232,17 +232,23 @@ func (c Config) denoise(w model.Lookup, sample, t, ctx *Node) *Node {
 // WriteONNX exports the trained networks into an SD-layout model folder:
 // dir/unet/model.onnx (the transformer, or SD's UNet; a UNet over 2 GB
 // keeps its weights in a side file) and dir/face0/projection.onnx.
+//
+// With a UNet, the UNet's weights are taken out of w (it keeps the
+// projection's).
 func (c Config) WriteONNX(dir string, w model.Weights) error {
 	if c.UNet == nil {
 		return c.Model.WriteONNX(dir, w)
 	}
+	// The UNet's weights move out of w into the export, which lets each
+	// go once it is in the graph: a full-size UNet is not held twice.
 	unet := model.Weights{}
 	for name, x := range w {
 		if rest, ok := strings.CutPrefix(name, model.DenoiserPrefix); ok {
 			unet[rest] = x
+			delete(w, name)
 		}
 	}
-	if err := sd.WriteONNX(dir, *c.UNet, unet); err != nil {
+	if err := sd.WriteONNXWith(dir, *c.UNet, unet, sd.ExportOptions{Consume: true}); err != nil {
 		return fmt.Errorf("training: export the UNet: %w", err)
 	}
 	g, err := c.Model.ExportProjection(w)

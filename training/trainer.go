@@ -12,7 +12,9 @@ import (
 
 	"github.com/gomlx/gomlx/backends"
 	_ "github.com/gomlx/gomlx/backends/simplego" // the pure-Go backend, GOMLX_BACKEND=go
-	. "github.com/gomlx/gomlx/pkg/core/graph"    //nolint:revive // GoMLX's idiom
+	"github.com/gomlx/gomlx/pkg/core/dtypes"
+	. "github.com/gomlx/gomlx/pkg/core/graph" //nolint:revive // GoMLX's idiom
+	"github.com/gomlx/gomlx/pkg/core/shapes"
 	"github.com/gomlx/gomlx/pkg/core/tensors"
 
 	"github.com/face0/face0/training/model"
@@ -24,14 +26,24 @@ import (
 // runs its ops sequentially: in GoMLX v0.26.0 its parallel op scheduling
 // deadlocks on small machines (op tasks hold every worker while waiting for
 // one for their own matmul split). Matmuls are still parallel.
-var Backend = sync.OnceValues(func() (backends.Backend, error) {
+var Backend = sync.OnceValues(func() (b backends.Backend, err error) {
 	c := os.Getenv(backends.ConfigEnvVar)
 	if c == "" || c == "go" {
 		c = "go:ops_sequential"
 	}
-	b, err := backends.NewWithConfig(c)
+	if err := backendProblem(c, backends.List()); err != nil {
+		return nil, fmt.Errorf("training: %w", err)
+	}
+	// GoMLX panics on some set-up failures; they are the user's machine's,
+	// not bugs, so they become errors with the way out.
+	defer func() {
+		if r := recover(); r != nil {
+			b, err = nil, fmt.Errorf("training: GoMLX backend %q: %v (see %s)", c, r, TrainingOnGPU)
+		}
+	}()
+	b, err = backends.NewWithConfig(c)
 	if err != nil {
-		return nil, fmt.Errorf("training: GoMLX backend %q: %w", c, err)
+		return nil, fmt.Errorf("training: GoMLX backend %q: %w (see %s)", c, err, TrainingOnGPU)
 	}
 	return b, nil
 })
@@ -87,6 +99,9 @@ type StepResult struct {
 }
 
 // New starts a run from init (nil: the config's seeded random weights).
+// New takes init: each tensor's data is released once it is copied in (a
+// full-size UNet is not held twice while the trainer starts); pass a Clone
+// to keep using it.
 func New(cfg Config, data Dataset, init model.Weights) (*Trainer, error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, err
@@ -104,16 +119,67 @@ func New(cfg Config, data Dataset, init model.Weights) (*Trainer, error) {
 	if err != nil {
 		return nil, err
 	}
-	t.params = toTensors(init, specs, nil)
-	for _, i := range t.trainable {
-		s := specs[i]
-		t.m = append(t.m, tensors.FromFlatDataAndDimensions(make([]float32, s.Size()), s.Shape...))
-		t.v = append(t.v, tensors.FromFlatDataAndDimensions(make([]float32, s.Size()), s.Shape...))
-		if cfg.EMADecay > 0 {
-			t.ema = append(t.ema, tensors.FromFlatDataAndDimensions(slices.Clone(init[s.Name].Data), s.Shape...))
+	ema := map[string]bool{}
+	if cfg.EMADecay > 0 {
+		for _, i := range t.trainable {
+			ema[specs[i].Name] = true
 		}
 	}
+	t.params = make([]*tensors.Tensor, len(specs))
+	for i, s := range specs {
+		t.params[i] = tensors.FromFlatDataAndDimensions(init[s.Name].Data, s.Shape...) // copies
+		if ema[s.Name] {
+			t.ema = append(t.ema, tensors.FromFlatDataAndDimensions(init[s.Name].Data, s.Shape...))
+		}
+		init[s.Name].Data = nil
+	}
+	for _, i := range t.trainable {
+		s := specs[i]
+		t.m = append(t.m, zeros(s.Shape))
+		t.v = append(t.v, zeros(s.Shape))
+	}
 	return t, nil
+}
+
+// zeros is a float32 tensor of zeros, allocated once (tensors.FromShape's
+// storage is zeroed).
+func zeros(shape []int) *tensors.Tensor {
+	return tensors.FromShape(shapes.Make(dtypes.Float32, shape...))
+}
+
+// Close frees the trainer's tensors (weights, optimizer state, EMA): a
+// full-size run's gigabytes, released before its export. The trainer
+// cannot be used afterwards.
+func (t *Trainer) Close() {
+	for _, ts := range [][]*tensors.Tensor{t.params, t.m, t.v, t.ema} {
+		for _, x := range ts {
+			if x != nil {
+				x.FinalizeAll()
+			}
+		}
+	}
+	t.params, t.m, t.v, t.ema = nil, nil, nil, nil
+}
+
+// donate hands x's buffer to the graph that replaces it (an updated
+// weight, moment or EMA): the backend may write the result into it, so a
+// step does not hold every state tensor twice. x is invalid afterwards.
+// Should the backend refuse, x is passed as it is (and copied).
+func (t *Trainer) donate(x *tensors.Tensor) any {
+	d, err := DonateTensorBuffer(x, t.backend, 0)
+	if err != nil {
+		return x
+	}
+	x.FinalizeAll() // its local copy, if any; the buffer now belongs to the graph
+	return d
+}
+
+func (t *Trainer) donateAll(ts []*tensors.Tensor) []any {
+	out := make([]any, len(ts))
+	for i, x := range ts {
+		out[i] = t.donate(x)
+	}
+	return out
 }
 
 func newTrainer(cfg Config, data Dataset, specs []model.ParamSpec) (*Trainer, error) {
@@ -141,6 +207,9 @@ func newTrainer(cfg Config, data Dataset, specs []model.ParamSpec) (*Trainer, er
 	return t, nil
 }
 
+// toTensors copies w's tensors of specs (all, or those at idx) into GoMLX
+// tensors, releasing each of w's as it goes (w is spent afterwards): a
+// resumed full-size run holds each state tensor once.
 func toTensors(w model.Weights, specs []model.ParamSpec, idx []int) []*tensors.Tensor {
 	if idx == nil {
 		idx = make([]int, len(specs))
@@ -151,7 +220,8 @@ func toTensors(w model.Weights, specs []model.ParamSpec, idx []int) []*tensors.T
 	out := make([]*tensors.Tensor, len(idx))
 	for k, i := range idx {
 		s := specs[i]
-		out[k] = tensors.FromFlatDataAndDimensions(slices.Clone(w[s.Name].Data), s.Shape...)
+		out[k] = tensors.FromFlatDataAndDimensions(w[s.Name].Data, s.Shape...) // copies
+		w[s.Name].Data = nil
 	}
 	return out
 }
@@ -325,7 +395,11 @@ func (t *Trainer) Step() (StepResult, error) {
 			return StepResult{}, err
 		}
 		h, bt := t.hyper(1), b.tensors(t.cfg.Model)
-		args := slices.Concat(anys(t.params), anys(t.m), anys(t.v), anys(t.ema), h, bt)
+		params := anys(t.params)
+		for _, i := range t.trainable {
+			params[i] = t.donate(t.params[i])
+		}
+		args := slices.Concat(params, t.donateAll(t.m), t.donateAll(t.v), t.donateAll(t.ema), h, bt)
 		out, err := t.fused.Exec(args...)
 		finalize(h...)
 		finalize(bt...)
@@ -347,7 +421,7 @@ func (t *Trainer) Step() (StepResult, error) {
 				return StepResult{}, err
 			}
 			bt := b.tensors(t.cfg.Model)
-			out, err := t.accum.Exec(slices.Concat(anys(t.params), anys(acc), bt)...)
+			out, err := t.accum.Exec(slices.Concat(anys(t.params), t.donateAll(acc), bt)...)
 			finalize(bt...)
 			if err != nil {
 				return StepResult{}, fmt.Errorf("training: step %d, micro-batch %d: %w", t.state.Step+1, micro, err)
@@ -356,7 +430,7 @@ func (t *Trainer) Step() (StepResult, error) {
 			replace(acc, out[1:])
 		}
 		h := t.hyper(1 / float64(accum))
-		out, err := t.apply.Exec(slices.Concat(anys(t.trainableParams()), anys(t.m), anys(t.v), anys(t.ema), anys(acc), h)...)
+		out, err := t.apply.Exec(slices.Concat(t.donateAll(t.trainableParams()), t.donateAll(t.m), t.donateAll(t.v), t.donateAll(t.ema), t.donateAll(acc), h)...)
 		finalize(h...)
 		for _, a := range acc {
 			a.FinalizeAll()
@@ -450,6 +524,9 @@ func toWeights(specs []model.ParamSpec, idx []int, ts []*tensors.Tensor, into mo
 			s = specs[idx[k]]
 		}
 		into[s.Name] = &model.Tensor{Shape: slices.Clone(s.Shape), Data: tensors.MustCopyFlatData[float32](x)}
+		if x.IsOnDevice(0) {
+			x.FinalizeLocal() // a device backend's host copy (a no-op for shared buffers)
+		}
 	}
 	return into
 }
@@ -460,9 +537,29 @@ func (t *Trainer) Weights() model.Weights { return toWeights(t.specs, nil, t.par
 // EMAWeights copies out the EMA weights (frozen weights as they are); without
 // an EMA, the current weights.
 func (t *Trainer) EMAWeights() model.Weights {
-	w := t.Weights()
-	if len(t.ema) > 0 {
-		toWeights(t.specs, t.trainable, t.ema, w)
+	if len(t.ema) == 0 {
+		return t.Weights()
 	}
-	return w
+	// Frozen weights as they are, the trainable ones from the EMA: each
+	// copied once.
+	trainable := make(map[int]bool, len(t.trainable))
+	for _, i := range t.trainable {
+		trainable[i] = true
+	}
+	var frozen []int
+	for i := range t.specs {
+		if !trainable[i] {
+			frozen = append(frozen, i)
+		}
+	}
+	w := toWeights(t.specs, frozen, pick(t.params, frozen), nil)
+	return toWeights(t.specs, t.trainable, t.ema, w)
+}
+
+func pick(ts []*tensors.Tensor, idx []int) []*tensors.Tensor {
+	out := make([]*tensors.Tensor, len(idx))
+	for k, i := range idx {
+		out[k] = ts[i]
+	}
+	return out
 }

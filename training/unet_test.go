@@ -54,7 +54,7 @@ func TestUNetTrains(t *testing.T) {
 	cfg.CheckpointEvery = 3
 	data := NewSynthetic(cfg.Model, 16, 3)
 	init := baseWeights(t, cfg)
-	tr, err := New(cfg, data, init)
+	tr, err := New(cfg, data, init.Clone())
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -128,7 +128,7 @@ func TestUNetTrains(t *testing.T) {
 	acfg := unetConfig(t)
 	acfg.AdapterOnly = true
 	acfg.CheckpointEvery = 0
-	ad, err := New(acfg, data, init)
+	ad, err := New(acfg, data, init.Clone())
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -41,10 +41,10 @@ Usage:
                                        (on the home's running server when there is one)
   face0 nodes [--json]
   face0 serve [--listen 127.0.0.1:8188] [--token TOKEN]   (web API and editor)
-  face0 models list|check DIR|make-tiny DIR
   face0 train DATASET [--out MODEL_DIR] [--steps N --batch B --lr X --resume]
   face0 synthfaces DIR [--train N --heldout M --per-identity K --seed S]
   face0 evaluate --model NAME [--report DIR]   (Tables 1 and 2 on synthfaces' held-out faces)
+  face0 models list|check|make-tiny|import|attach-projection   (model folders; import an SD 1.x checkpoint)
   face0 bench [--runs N] [--cpuprofile FILE]   (engine speed, end to end, as ratios)
   face0 version
   face0 help [COMMAND]                 (a command's flags)

@@ -537,3 +537,36 @@ func (r *remoteRun) download(ctx context.Context, name, subfolder, dst string) e
 	}
 	return os.Rename(tmp, dst)
 }
+
+// nodeInputs lists each node type's inputs as the server's /object_info
+// has them (ComfyUI's shape: class -> input -> required/optional -> name),
+// so that --device is set by what the server runs, not by this binary.
+func (r *remoteRun) nodeInputs(ctx context.Context) (func(string) ([]string, bool), error) {
+	resp, err := r.request(ctx, http.MethodGet, "/object_info", nil, "")
+	if err != nil {
+		return nil, fmt.Errorf("the server's node list: %w", err)
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		return nil, apiError("the server's node list", resp)
+	}
+	var info map[string]struct {
+		Input map[string]map[string]json.RawMessage `json:"input"`
+	}
+	if err := json.NewDecoder(resp.Body).Decode(&info); err != nil {
+		return nil, fmt.Errorf("the server's node list: %w", err)
+	}
+	return func(nodeType string) ([]string, bool) {
+		c, ok := info[nodeType]
+		if !ok {
+			return nil, false
+		}
+		var names []string
+		for _, group := range c.Input {
+			for name := range group {
+				names = append(names, name)
+			}
+		}
+		return names, true
+	}, nil
+}

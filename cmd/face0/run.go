@@ -86,6 +86,7 @@ func cmdRun(args []string) error {
 	jsonEvents := fs.Bool("json", false, "print every event as a JSON line on stdout")
 	local := fs.Bool("local", false, "run here even when a face0 server runs on this home (it holds the cache: add --no-cache or --cache DIR)")
 	token := fs.String("token", os.Getenv("FACE0_TOKEN"), "the running server's token, if it needs one (default $FACE0_TOKEN)")
+	device := fs.String("device", "", "set the device input of every node that has one: cpu or cuda (GPU: make setup-gpu first)")
 	fs.Usage = func() {
 		fmt.Fprint(os.Stderr, `usage: face0 run WORKFLOW.json|IMAGE.png [flags]
 
@@ -135,7 +136,7 @@ saved images are fetched into --out. --local, --no-cache, --cache and
 		}
 	}
 	if server != nil {
-		err := runOnServer(ctx, *server, *token, wf, want, c, sink, closeSink)
+		err := runOnServer(ctx, *server, *token, wf, want, *device, c, sink, closeSink)
 		if sig := caught(); sig != nil && err != nil {
 			return stoppedBy(sig, err.Error())
 		}
@@ -153,6 +154,9 @@ saved images are fetched into --out. --local, --no-cache, --cache and
 		return err
 	}
 	defer a.Close()
+	if err := applyDevice(wf, catalogInputs(a.Catalog), *device); err != nil {
+		return err
+	}
 	plan, err := a.Catalog.Compile(wf, want)
 	if err != nil {
 		return err
@@ -189,7 +193,7 @@ func runSink(jsonEvents, plain bool) (events.Sink, func()) {
 
 // runOnServer runs the workflow on the home's server and prints the saved
 // files as a local run does.
-func runOnServer(ctx context.Context, rec serverRecord, token string, wf *workflow.Workflow, want []string, c commonFlags, sink events.Sink, closeSink func()) error {
+func runOnServer(ctx context.Context, rec serverRecord, token string, wf *workflow.Workflow, want []string, device string, c commonFlags, sink events.Sink, closeSink func()) error {
 	abs := func(p, def string) string {
 		if p == "" {
 			p = filepath.Join(c.home, def)
@@ -202,6 +206,15 @@ func runOnServer(ctx context.Context, rec serverRecord, token string, wf *workfl
 	fmt.Fprintf(os.Stderr, "face0: running on the server at %s (pid %d, the same home); --local runs here instead\n", rec.URL, rec.PID)
 	r := &remoteRun{base: rec.URL, token: token, wf: wf, server: rec, input: abs(c.input, "input"), out: abs(c.out, "output"),
 		outputs: want, sink: sink, log: os.Stderr, hc: &http.Client{}}
+	if device != "" {
+		inputs, err := r.nodeInputs(ctx)
+		if err != nil {
+			return err
+		}
+		if err := applyDevice(wf, inputs, device); err != nil {
+			return err
+		}
+	}
 	res, err := r.run(ctx)
 	closeSink()
 	if res != nil {

@@ -15,6 +15,8 @@ import (
 	"math"
 	"strings"
 
+	"github.com/x448/float16"
+
 	"github.com/face0/face0/ml/onnx/onnxpb"
 )
 
@@ -38,6 +40,9 @@ const (
 	Int32 DType = 6
 	Int64 DType = 7
 	Bool  DType = 9
+	// Float16 is IEEE binary16, for half-precision weights and compute
+	// (InitializerHalf; ScalarOf makes constants that match it).
+	Float16 DType = 10
 )
 
 func (d DType) String() string {
@@ -54,6 +59,8 @@ func (d DType) String() string {
 		return "int64"
 	case Bool:
 		return "bool"
+	case Float16:
+		return "float16"
 	case 0:
 		return "undefined"
 	}
@@ -280,6 +287,29 @@ func (g *Graph) addFloat(name string, data []float32, shape []int) Value {
 	return Value{Name: name, DType: Float}
 }
 
+// InitializerHalf adds a weight stored as float16 (each value rounded to
+// the nearest binary16), for half-precision graphs: half the bytes of
+// Initializer, and the type fp16 kernels read.
+func (g *Graph) InitializerHalf(name string, data []float32, shape ...int) Value {
+	if !g.claim(name) {
+		return Value{}
+	}
+	return g.addHalf(name, data, shape)
+}
+
+// addHalf adds a float16 initializer whose name is already claimed.
+func (g *Graph) addHalf(name string, data []float32, shape []int) Value {
+	if !g.checkLen(name, len(data), shape) {
+		return Value{}
+	}
+	raw := make([]byte, 2*len(data))
+	for i, f := range data {
+		binary.LittleEndian.PutUint16(raw[2*i:], float16.Fromfloat32(f).Bits())
+	}
+	g.inits = append(g.inits, &onnxpb.TensorProto{Name: name, DataType: int32(Float16), Dims: dims64(shape), RawData: raw})
+	return Value{Name: name, DType: Float16}
+}
+
 // InitializerInt64 adds an int64 constant tensor.
 func (g *Graph) InitializerInt64(name string, data []int64, shape ...int) Value {
 	if !g.claim(name) {
@@ -307,6 +337,16 @@ func (g *Graph) Const(data []float32, shape ...int) Value {
 
 // Scalar adds a rank-0 float32 constant, for broadcasting arithmetic.
 func (g *Graph) Scalar(v float32) Value { return g.Const([]float32{v}) }
+
+// ScalarOf adds a rank-0 constant of element type dt (Float16, else
+// float32): ONNX does not promote types, so a constant that meets a
+// float16 tensor must be float16 itself.
+func (g *Graph) ScalarOf(dt DType, v float32) Value {
+	if dt == Float16 {
+		return g.addHalf(g.fresh("const"), []float32{v}, nil)
+	}
+	return g.Scalar(v)
+}
 
 // Ints adds a 1-D int64 constant: the shape, axes, starts... inputs that
 // opset 13+ ops take as tensors rather than attributes.

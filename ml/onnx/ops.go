@@ -80,13 +80,13 @@ func (g *Graph) SiLU(x Value) Value { return g.Mul(x, g.Sigmoid(x)) }
 
 // Gelu is the exact GELU, 0.5·x·(1+erf(x/√2)); opset 17 has no Gelu op.
 func (g *Graph) Gelu(x Value) Value {
-	e := g.Erf(g.Mul(x, g.Scalar(float32(1/math.Sqrt2))))
-	return g.Mul(g.Mul(x, g.Scalar(0.5)), g.Add(e, g.Scalar(1)))
+	e := g.Erf(g.Mul(x, g.ScalarOf(x.DType, float32(1/math.Sqrt2))))
+	return g.Mul(g.Mul(x, g.ScalarOf(x.DType, 0.5)), g.Add(e, g.ScalarOf(x.DType, 1)))
 }
 
 // QuickGelu is x·sigmoid(1.702x), the activation of CLIP's text encoder.
 func (g *Graph) QuickGelu(x Value) Value {
-	return g.Mul(x, g.Sigmoid(g.Mul(x, g.Scalar(1.702))))
+	return g.Mul(x, g.Sigmoid(g.Mul(x, g.ScalarOf(x.DType, 1.702))))
 }
 
 // Softmax normalises along axis (negative counts from the end).
@@ -241,7 +241,7 @@ func (g *Graph) GroupNorm(x Value, groups int, scale, bias Value, eps float32) V
 	mean := g.ReduceMean(r, true, 2)
 	d := g.Sub(r, mean)
 	variance := g.ReduceMean(g.Mul(d, d), true, 2)
-	n := g.Div(d, g.Sqrt(g.Add(variance, g.Scalar(eps))))
+	n := g.Div(d, g.Sqrt(g.Add(variance, g.ScalarOf(x.DType, eps))))
 	n = g.ReshapeV(n, g.Shape(x))
 	// [C] -> [C,1,1] so it broadcasts over H and W.
 	s := g.Unsqueeze(scale, 1, 2)
@@ -271,7 +271,7 @@ func (g *Graph) Attention(q, k, v Value, heads, dim int, mask Value) Value {
 	vh := g.Transpose(g.Reshape(v, 0, 0, h, dh), 0, 2, 1, 3) // [B,h,S,dh]
 	// Scaling q before the product (rather than the scores after it) keeps
 	// the product's magnitude down, as the reference implementations do.
-	qh = g.Mul(qh, g.Scalar(float32(1/math.Sqrt(float64(dh)))))
+	qh = g.Mul(qh, g.ScalarOf(q.DType, float32(1/math.Sqrt(float64(dh)))))
 	s := g.MatMul(qh, kh)
 	if mask.Valid() {
 		s = g.Add(s, mask)

@@ -25,11 +25,22 @@ const Version = "1.24.1"
 const LibEnv = "FACE0_ORT_LIB"
 
 // LibraryPath is the onnxruntime shared library this process uses:
-// $FACE0_ORT_LIB if set, else the copy scripts/setup.sh installs.
+// $FACE0_ORT_LIB if set; else the GPU build scripts/setup-gpu.sh installs
+// (make setup-gpu, an opt-in: it runs the CPU device as well, and a
+// session asks for CUDA only when its device is cuda); else the CPU copy
+// scripts/setup.sh installs.
 func LibraryPath() string {
 	if p := os.Getenv(LibEnv); p != "" {
 		return p
 	}
+	if st, err := os.Stat(GPULibrary()); err == nil && !st.IsDir() {
+		return GPULibrary()
+	}
+	return CPULibrary()
+}
+
+// CPULibrary is where scripts/setup.sh installs the CPU build.
+func CPULibrary() string {
 	return filepath.Join(assets.CacheDir(), "onnxruntime-"+Version, "libonnxruntime.so."+Version)
 }
 
@@ -59,7 +70,7 @@ func Init() error {
 		}
 		ortgo.SetSharedLibraryPath(lib)
 		if err := ortgo.InitializeEnvironment(ortgo.WithLogLevelError()); err != nil {
-			initErr = fmt.Errorf("ort: initialise onnxruntime from %s: %w (is it version %s for this platform?)", lib, err, Version)
+			initErr = fmt.Errorf("ort: initialise onnxruntime from %s: %w (is it version %s, or the GPU build %s, for this platform?)", lib, err, Version, GPUVersion)
 		}
 	})
 	return initErr
@@ -77,8 +88,9 @@ func RuntimeVersion() (string, error) {
 type Options struct {
 	// Provider is the execution provider: "" or "cpu" (default), "cuda" or
 	// "tensorrt". GPU providers need an onnxruntime build that has them
-	// (point FACE0_ORT_LIB at it); the CPU library setup.sh installs has none,
-	// and asking for one is an error rather than a silent CPU fallback.
+	// (make setup-gpu installs one; FACE0_ORT_LIB may point at another);
+	// the CPU library setup.sh installs has none, and asking for one is an
+	// error that says what is missing rather than a silent CPU fallback.
 	Provider string
 	// DeviceID selects the GPU for cuda/tensorrt.
 	DeviceID int
@@ -117,6 +129,9 @@ func (o Options) sessionOptions() (*ortgo.SessionOptions, error) {
 	switch o.provider() {
 	case "cpu":
 	case "cuda":
+		if err := cudaCheck(LibraryPath()); err != nil {
+			return fail(err)
+		}
 		co, err := ortgo.NewCUDAProviderOptions()
 		if err != nil {
 			return fail(noProvider("cuda", err))
@@ -147,6 +162,6 @@ func (o Options) sessionOptions() (*ortgo.SessionOptions, error) {
 }
 
 func noProvider(name string, err error) error {
-	return fmt.Errorf("ort: the %s execution provider is not available in %s: %v (install an onnxruntime %s build with %s support and set %s to it, or use the cpu provider)",
-		name, LibraryPath(), err, Version, name, LibEnv)
+	return fmt.Errorf("ort: the %s execution provider is not available in %s: %v (install the GPU build with `make setup-gpu`, or set %s to an onnxruntime build with %s support, or use the cpu device)",
+		name, LibraryPath(), err, LibEnv, name)
 }

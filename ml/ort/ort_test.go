@@ -267,3 +267,55 @@ func TestConcurrentRun(t *testing.T) {
 		t.Error(err)
 	}
 }
+
+// TestCUDAMissingLibraries: asking for the cuda device on a machine
+// without CUDA names each missing library and what it belongs to, before
+// onnxruntime is asked (it would name only the first). It needs the GPU
+// build (make setup-gpu, or FACE0_ORT_LIB pointing at its libonnxruntime.so)
+// and skips without it, and on a machine where every library is there.
+func TestCUDAMissingLibraries(t *testing.T) {
+	orttest.Require(t)
+	missing, err := ort.MissingCUDALibraries(ort.LibraryPath())
+	if err != nil {
+		// A CPU build: the error says how to get the GPU build.
+		if !strings.Contains(err.Error(), "make setup-gpu") {
+			t.Fatalf("CPU build: %v", err)
+		}
+		_, lerr := ort.Load(testModel(t, t.TempDir()), ort.Options{Provider: "cuda"})
+		if lerr == nil || !strings.Contains(lerr.Error(), "make setup-gpu") {
+			t.Fatalf("cuda on the CPU build: %v", lerr)
+		}
+		t.Skipf("the CPU build is installed (%s); the rest needs the GPU build", ort.LibraryPath())
+	}
+	if len(missing) == 0 {
+		t.Skip("every CUDA library is present: this machine can run the cuda device")
+	}
+	_, err = ort.Load(testModel(t, t.TempDir()), ort.Options{Provider: "cuda"})
+	if err == nil {
+		t.Fatal("a cuda session loaded although libraries are missing")
+	}
+	for _, m := range missing {
+		if !strings.Contains(err.Error(), m) {
+			t.Errorf("the error does not name %s: %v", m, err)
+		}
+	}
+	t.Logf("%v", err)
+}
+
+// TestFindLibrary: the loader search honours LD_LIBRARY_PATH.
+func TestFindLibrary(t *testing.T) {
+	dir := t.TempDir()
+	if err := os.WriteFile(filepath.Join(dir, "libfake_face0.so.7"), []byte("x"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if ort.FindLibrary("libfake_face0.so.7") {
+		t.Fatal("found a library that is nowhere")
+	}
+	t.Setenv("LD_LIBRARY_PATH", "/nonexistent:"+dir)
+	if !ort.FindLibrary("libfake_face0.so.7") {
+		t.Fatal("LD_LIBRARY_PATH not searched")
+	}
+	if !ort.FindLibrary("libc.so.6") {
+		t.Error("libc.so.6 not found in the system folders")
+	}
+}

@@ -112,21 +112,47 @@ func Parse(name string, data []byte) (*File, error) {
 	if hlen > uint64(len(data)-8) {
 		return nil, fail("header length %d runs past the end of the %d-byte file; the file is truncated", hlen, len(data))
 	}
-	header := data[8 : 8+hlen]
 	body := data[8+hlen:]
+	idx, err := index(name, data[8:8+hlen], uint64(len(body)))
+	if err != nil {
+		return nil, err
+	}
+	f := &File{path: name, tensors: make(map[string]Tensor, len(idx.spans)), metadata: idx.meta}
+	for _, s := range idx.spans {
+		f.tensors[s.name] = Tensor{DType: s.dtype, Shape: s.shape, Data: body[s.begin:s.end:s.end]}
+		f.names = append(f.names, s.name)
+	}
+	return f, nil
+}
+
+// span is one indexed tensor: where its bytes lie in the data section.
+type span struct {
+	name       string
+	dtype      DType
+	shape      []int
+	begin, end uint64
+}
+
+// indexed is a validated header: the tensors in data order and the metadata.
+type indexed struct {
+	spans []span
+	meta  map[string]string
+}
+
+// index validates a header against a data section of bodyLen bytes: every
+// tensor's dtype, shape and offsets, and that the tensors tile the data
+// exactly. Parse and OpenReader share it, so a file read whole and one read
+// tensor by tensor are held to the same rules.
+func index(name string, header []byte, bodyLen uint64) (*indexed, error) {
+	fail := func(format string, args ...any) error {
+		return fmt.Errorf("safetensors: %s: %s", name, fmt.Sprintf(format, args...))
+	}
 	if h := bytes.TrimSpace(header); len(h) == 0 || h[0] != '{' {
 		return nil, fail("header does not start with a JSON object")
 	}
-
 	entries, meta, err := decodeHeader(header)
 	if err != nil {
 		return nil, fail("%v", err)
-	}
-
-	f := &File{path: name, tensors: make(map[string]Tensor, len(entries)), metadata: meta}
-	type span struct {
-		name       string
-		begin, end uint64
 	}
 	spans := make([]span, 0, len(entries))
 	for _, e := range entries {
@@ -138,9 +164,9 @@ func Parse(name string, data []byte) (*File, error) {
 			return nil, fail("tensor %q: data_offsets must be [begin, end], got %d numbers", e.name, len(e.DataOffsets))
 		}
 		begin, end := e.DataOffsets[0], e.DataOffsets[1]
-		if begin > end || end > uint64(len(body)) {
+		if begin > end || end > bodyLen {
 			return nil, fail("tensor %q: data_offsets [%d, %d] are outside the %d data bytes; the file is truncated or corrupt",
-				e.name, begin, end, len(body))
+				e.name, begin, end, bodyLen)
 		}
 		n := uint64(1)
 		for _, d := range e.Shape {
@@ -148,7 +174,7 @@ func Parse(name string, data []byte) (*File, error) {
 				return nil, fail("tensor %q has negative dimension in shape %v", e.name, e.Shape)
 			}
 			// Overflow guard: a product beyond the body length is already an error.
-			if d != 0 && n > uint64(len(body))/uint64(d)+1 {
+			if d != 0 && n > bodyLen/uint64(d)+1 {
 				return nil, fail("tensor %q: shape %v is far larger than the file", e.name, e.Shape)
 			}
 			n *= uint64(d)
@@ -161,8 +187,7 @@ func Parse(name string, data []byte) (*File, error) {
 		for i, d := range e.Shape {
 			shape[i] = int(d)
 		}
-		f.tensors[e.name] = Tensor{DType: e.DType, Shape: shape, Data: body[begin:end:end]}
-		spans = append(spans, span{e.name, begin, end})
+		spans = append(spans, span{e.name, e.DType, shape, begin, end})
 	}
 
 	// The format requires the data to be indexed entirely, without holes or
@@ -183,12 +208,11 @@ func Parse(name string, data []byte) (*File, error) {
 			return nil, fail("tensor %q starts at data offset %d but the previous tensor ends at %d: the data has a hole", s.name, s.begin, pos)
 		}
 		pos = s.end
-		f.names = append(f.names, s.name)
 	}
-	if pos != uint64(len(body)) {
-		return nil, fail("tensors cover %d data bytes but the file holds %d after the header", pos, len(body))
+	if pos != bodyLen {
+		return nil, fail("tensors cover %d data bytes but the file holds %d after the header", pos, bodyLen)
 	}
-	return f, nil
+	return &indexed{spans: spans, meta: meta}, nil
 }
 
 type entry struct {

@@ -51,6 +51,12 @@ const (
 type Manifest struct {
 	Format string `json:"format"`
 	Name   string `json:"name"`
+	// Projection is ProjectionUntrained for a model without a trained
+	// face projection (an SD 1.x checkpoint just imported): it samples
+	// from text alone, its embedding fields are empty, and the sampler
+	// refuses a face until one is attached. Empty (every older manifest)
+	// or ProjectionTrained: face0/projection.onnx is there and trained.
+	Projection string `json:"projection,omitempty"`
 	// Embedding is the face embedding space the projection was trained on;
 	// the sampler refuses embeddings from another space.
 	Embedding struct {
@@ -80,6 +86,15 @@ type Manifest struct {
 		A float64 `json:"a"`
 	} `json:"guidance"`
 }
+
+// Values of Manifest.Projection.
+const (
+	ProjectionTrained   = "trained"
+	ProjectionUntrained = "untrained"
+)
+
+// HasFace reports whether the model has a trained face projection.
+func (m Manifest) HasFace() bool { return m.Projection != ProjectionUntrained }
 
 // SchedulerConfig is the subset of diffusers' scheduler_config.json the
 // samplers use.

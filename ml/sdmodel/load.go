@@ -58,8 +58,16 @@ func Load(dir string) (*Model, error) {
 		return nil, fmt.Errorf("sdmodel: %s is not a model folder (it does not exist or is a file)", dir)
 	}
 	m := &Model{Dir: abs}
+	if _, err := os.Stat(m.Path(ManifestFile)); err == nil {
+		if err := m.readManifest(); err != nil {
+			return nil, err
+		}
+	}
 	var missing []string
 	for _, f := range []string{ManifestFile, TextEncoderFile, UNetFile, VAEDecoderFile, ProjectionFile, VocabFile, MergesFile, SchedulerFile} {
+		if f == ProjectionFile && !m.Manifest.HasFace() {
+			continue // an imported base model: no projection yet
+		}
 		if _, err := os.Stat(m.Path(f)); err != nil {
 			missing = append(missing, f)
 		}
@@ -67,9 +75,6 @@ func Load(dir string) (*Model, error) {
 	if len(missing) > 0 {
 		return nil, fmt.Errorf("sdmodel: %s: missing %s (a Face0 model folder needs %s, %s, %s, %s, %s, %s, %s and %s)",
 			abs, strings.Join(missing, ", "), ManifestFile, TextEncoderFile, UNetFile, VAEDecoderFile, ProjectionFile, VocabFile, MergesFile, SchedulerFile)
-	}
-	if err := m.readManifest(); err != nil {
-		return nil, err
 	}
 	if err := m.readScheduler(); err != nil {
 		return nil, err
@@ -84,6 +89,9 @@ func Load(dir string) (*Model, error) {
 		{VAEDecoderFile, &m.VAEDecoder, m.checkVAE},
 		{ProjectionFile, &m.Projection, m.checkProjection},
 	} {
+		if c.file == ProjectionFile && !m.Manifest.HasFace() {
+			continue
+		}
 		info, err := onnx.Inspect(m.Path(c.file))
 		if err != nil {
 			return nil, fmt.Errorf("sdmodel: %w", err)
@@ -118,8 +126,10 @@ func (m *Model) readManifest() error {
 		}
 	}
 	bad(mf.Format != ManifestFormat, "format is %q, want %q", mf.Format, ManifestFormat)
-	bad(mf.Embedding.Space == "", "embedding.space is empty")
-	bad(mf.Embedding.Dim <= 0, "embedding.dim is %d", mf.Embedding.Dim)
+	bad(mf.Projection != "" && mf.Projection != ProjectionTrained && mf.Projection != ProjectionUntrained,
+		"projection is %q, want %q or %q", mf.Projection, ProjectionTrained, ProjectionUntrained)
+	bad(mf.HasFace() && mf.Embedding.Space == "", "embedding.space is empty")
+	bad(mf.HasFace() && mf.Embedding.Dim <= 0, "embedding.dim is %d", mf.Embedding.Dim)
 	bad(mf.FaceTokens != 3, "face_tokens is %d; Face0 replaces 3 context tokens", mf.FaceTokens)
 	bad(mf.TextWidth <= 0, "text_width is %d", mf.TextWidth)
 	bad(mf.ContextLength < mf.FaceTokens, "context_length %d is shorter than face_tokens", mf.ContextLength)

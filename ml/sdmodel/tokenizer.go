@@ -63,6 +63,12 @@ func clipVocabulary(path string) (vocabulary, error) {
 	if err != nil {
 		return vocabulary{}, fmt.Errorf("sdmodel: read CLIP vocabulary: %w", err)
 	}
+	return parseCLIPVocabulary(path, raw)
+}
+
+// parseCLIPVocabulary builds the vocabulary from the BPE file's bytes
+// (gzipped or not); name is for errors.
+func parseCLIPVocabulary(path string, raw []byte) (vocabulary, error) {
 	if bytes.HasPrefix(raw, []byte{0x1f, 0x8b}) {
 		zr, err := gzip.NewReader(bytes.NewReader(raw))
 		if err != nil {

@@ -190,7 +190,7 @@ func BenchmarkBatchedVsSequential(b *testing.B) {
 			if err != nil {
 				b.Fatal(err)
 			}
-			unet, release, err := m.session(sdmodel.UNetFile)
+			unet, release, err := m.session(sdmodel.UNetFile, "cpu")
 			if err != nil {
 				b.Fatal(err)
 			}

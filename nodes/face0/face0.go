@@ -50,8 +50,9 @@ func Pack(version string) sdk.Pack {
 // --- EncodeText ---
 
 type encodeIn struct {
-	Model string `face0:"model" doc:"a model folder in the models directory"`
-	Text  string `face0:"text,multiline,maxlen=100000,default=" doc:"the prompt; at most 74 tokens survive, the last three positions carry the face"`
+	Model  string `face0:"model" doc:"a model folder in the models directory"`
+	Text   string `face0:"text,multiline,maxlen=100000,default=" doc:"the prompt; at most 74 tokens survive, the last three positions carry the face"`
+	Device string `face0:"device,enum=cpu|cuda,default=cpu" doc:"where onnxruntime runs the model: cpu, or cuda (needs make setup-gpu, an NVIDIA GPU, CUDA 13 and cuDNN 9); face0 run --device sets it on every node"`
 }
 
 type encodeOut struct {
@@ -66,7 +67,7 @@ func encodeText(ctx *sdk.Context, in encodeIn) (encodeOut, error) {
 	if n := m.promptTooLong(in.Text); n > 0 {
 		ctx.Warnf("the prompt is %d tokens too long: the last %d context positions carry the face, so its end is cut", n, m.Manifest.FaceTokens)
 	}
-	hidden, err := m.encode(ctx, in.Text)
+	hidden, err := m.encode(ctx, in.Text, in.Device)
 	if err != nil {
 		return encodeOut{}, err
 	}
@@ -91,6 +92,7 @@ type samplerIn struct {
 	A         float64        `face0:"a,min=-10,max=10,step=0.05,default=0" doc:"share of face-only in the remaining 1-c (the rest is text-only)"`
 	Eta       float64        `face0:"eta,min=0,max=1,step=0.05,default=0" doc:"ddim only: 0 is the deterministic DDIM of the paper; 1 draws fresh noise at each step like DDPM (seeded per sample), which hides a small model's errors better"`
 	Noise     float64        `face0:"embedding_noise,min=0,max=10,step=0.01,default=0" doc:"Gaussian noise added to the face embedding, relative to its length (about 0.05-0.2 adds variety); sample i draws with seed+i"`
+	Device    string         `face0:"device,enum=cpu|cuda,default=cpu" doc:"where onnxruntime runs the model: cpu, or cuda (needs make setup-gpu, an NVIDIA GPU, CUDA 13 and cuDNN 9); face0 run --device sets it on every node"`
 }
 
 type samplerOut struct {
@@ -125,8 +127,8 @@ func face0Sample(ctx *sdk.Context, in samplerIn) (samplerOut, error) {
 	}
 	// Tests and curious users read this line: which guidance branches ran
 	// and how large each UNet batch was, without timing anything.
-	ctx.Logf("face0 sampler: %d UNet calls, batch %d, branches %v, %v in the UNet of %v, pid %d, go heap free %d KiB",
-		stats.Calls, stats.Batch, stats.Branches, stats.UNet.Round(time.Microsecond), time.Since(start).Round(time.Microsecond), os.Getpid(), goHeapFree()>>10)
+	ctx.Logf("face0 sampler: %d UNet calls, batch %d, branches %v, %v in the UNet of %v, device %s, pid %d, go heap free %d KiB",
+		stats.Calls, stats.Batch, stats.Branches, stats.UNet.Round(time.Microsecond), time.Since(start).Round(time.Microsecond), deviceName(in.Device), os.Getpid(), goHeapFree()>>10)
 	return samplerOut{Latent: sdk.Tensor{Data: x, Shape: []int64{int64(j.batch), int64(j.channels), int64(j.h), int64(j.w)}}}, nil
 }
 
@@ -135,6 +137,7 @@ func face0Sample(ctx *sdk.Context, in samplerIn) (samplerOut, error) {
 type decodeIn struct {
 	Model  string     `face0:"model" doc:"the model the latent was sampled with"`
 	Latent sdk.Tensor `face0:"latent,type=LATENT"`
+	Device string     `face0:"device,enum=cpu|cuda,default=cpu" doc:"where onnxruntime runs the VAE decoder: cpu, or cuda (needs make setup-gpu, an NVIDIA GPU, CUDA 13 and cuDNN 9); face0 run --device sets it on every node"`
 }
 
 type decodeOut struct {
@@ -146,7 +149,7 @@ func decode(ctx *sdk.Context, in decodeIn) (decodeOut, error) {
 	if err != nil {
 		return decodeOut{}, err
 	}
-	imgs, err := m.decode(ctx, in.Latent)
+	imgs, err := m.decode(ctx, in.Latent, in.Device)
 	if err != nil {
 		return decodeOut{}, err
 	}
@@ -168,6 +171,9 @@ type randomOut struct {
 func randomEmbedding(ctx *sdk.Context, in randomIn) (randomOut, error) {
 	m, err := getModel(ctx.Dirs, in.Model)
 	if err != nil {
+		return randomOut{}, err
+	}
+	if err := m.needFace("RandomEmbedding"); err != nil {
 		return randomOut{}, err
 	}
 	mix, err := m.mixture()
@@ -272,10 +278,24 @@ func spaceName(s string) string {
 	return s
 }
 
-// provider is the onnxruntime execution provider the pack's sessions use:
-// $FACE0_ORT_PROVIDER (cpu, cuda, tensorrt), CPU by default.
-func provider() ort.Options {
-	return ort.Options{Provider: os.Getenv("FACE0_ORT_PROVIDER")}
+// provider is the onnxruntime execution provider a node's device input
+// selects ("" and "cpu": CPU; "cuda"). $FACE0_ORT_PROVIDER, the pack's
+// older process-wide switch, still moves the CPU default elsewhere.
+func provider(device string) ort.Options {
+	if device == "" || device == "cpu" {
+		if env := os.Getenv("FACE0_ORT_PROVIDER"); env != "" {
+			return ort.Options{Provider: env}
+		}
+	}
+	return ort.Options{Provider: device}
+}
+
+// deviceName is the device a run used, for its log line.
+func deviceName(device string) string {
+	if p := provider(device).Provider; p != "" {
+		return p
+	}
+	return "cpu"
 }
 
 // goHeapFree is the memory the Go heap holds free for reuse without having

@@ -207,7 +207,7 @@ func samplerLog(rec *events.Recorder) string {
 	return ""
 }
 
-var logRE = regexp.MustCompile(`(\d+) UNet calls, batch (\d+), branches \[([^\]]*)\], (\S+) in the UNet of (\S+), pid (\d+), go heap free (\d+) KiB`)
+var logRE = regexp.MustCompile(`(\d+) UNet calls, batch (\d+), branches \[([^\]]*)\], (\S+) in the UNet of (\S+), device (\S+), pid (\d+), go heap free (\d+) KiB`)
 
 // parseLog reads the sampler's debug line: calls, batch rows, branches, pid.
 func parseLog(t testing.TB, line string) (calls, batch int, branches string, pid int) {
@@ -218,7 +218,7 @@ func parseLog(t testing.TB, line string) (calls, batch int, branches string, pid
 	}
 	calls, _ = strconv.Atoi(m[1])
 	batch, _ = strconv.Atoi(m[2])
-	pid, _ = strconv.Atoi(m[6])
+	pid, _ = strconv.Atoi(m[7])
 	return calls, batch, m[3], pid
 }
 

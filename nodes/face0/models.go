@@ -33,6 +33,11 @@ const MixtureFile = "face0/embedding_mixture.json"
 // $FACE0_MODELS, else $FACE0_HOME/models (config.Home).
 const ModelsEnv = config.ModelsEnv
 
+// NoProjectionSpace is the embedding space the pack declares for a model
+// without a trained projection: no face embedder produces it, so the
+// editor and the validator refuse a face link to such a model.
+const NoProjectionSpace = "untrained-projection"
+
 // seenModels is the models folder of the latest request from the host,
 // which is the truth once known.
 var seenModels atomic.Pointer[string]
@@ -70,7 +75,14 @@ func modelSpaces() map[string]string {
 	root := modelsRoot()
 	out := map[string]string{}
 	for _, n := range modelChoices() {
-		if m, err := readManifest(filepath.Join(root, n)); err == nil && m.Embedding.Space != "" {
+		m, err := readManifest(filepath.Join(root, n))
+		switch {
+		case err != nil:
+		case !m.HasFace():
+			// No embedder's space matches: linking a face embedding to
+			// this model is refused before the run, naming why.
+			out[n] = NoProjectionSpace
+		case m.Embedding.Space != "":
 			out[n] = m.Embedding.Space
 		}
 	}
@@ -230,13 +242,24 @@ func modelFingerprint(_ context.Context, dirs *pb.Dirs, in map[string]*pb.Value)
 	return []byte(stamp), nil
 }
 
-// session acquires a component's onnxruntime session from the shared cache.
-func (m *model) session(file string) (*ort.Session, func(), error) {
-	s, release, err := ort.Shared().Acquire(m.Path(file), provider())
+// session acquires a component's onnxruntime session on device from the
+// shared cache.
+func (m *model) session(file, device string) (*ort.Session, func(), error) {
+	s, release, err := ort.Shared().Acquire(m.Path(file), provider(device))
 	if err != nil {
 		return nil, nil, fmt.Errorf("model %q: %w", m.name, err)
 	}
 	return s, release, nil
+}
+
+// needFace refuses a face for a model without a trained projection (an SD
+// 1.x checkpoint just imported), saying how to get one.
+func (m *model) needFace(what string) error {
+	if m.Manifest.HasFace() {
+		return nil
+	}
+	return fmt.Errorf("model %q has no trained face projection (%s says projection %q: it is a Stable Diffusion checkpoint imported as it is), so %s cannot use a face: sample without a face embedding, or train a projection for it (face0 train DATASET --base %s --adapter-only) and attach it (face0 models attach-projection)",
+		m.name, sdmodel.ManifestFile, m.Manifest.Projection, what, m.Dir)
 }
 
 // mixture loads the model's embedding distribution once; nil when the model

@@ -17,7 +17,7 @@ import (
 
 // encode runs the tokenizer and the text encoder on one prompt and returns
 // the last hidden state, [ContextLength × TextWidth] values.
-func (m *model) encode(ctx context.Context, text string) ([]float32, error) {
+func (m *model) encode(ctx context.Context, text, device string) ([]float32, error) {
 	man := m.Manifest
 	ids := m.Tokenizer.Tokenize(text, clip.WithContextLength(man.ContextLength), clip.WithPadToken(int32(man.PadToken)))
 	n := int64(len(ids))
@@ -31,7 +31,7 @@ func (m *model) encode(ctx context.Context, text string) ([]float32, error) {
 	} else {
 		in = ort.I32(ids, 1, n)
 	}
-	s, release, err := m.session(sdmodel.TextEncoderFile)
+	s, release, err := m.session(sdmodel.TextEncoderFile, device)
 	if err != nil {
 		return nil, err
 	}
@@ -57,13 +57,13 @@ func (m *model) promptTooLong(text string) int {
 
 // emptyPrompt is the encoding of "", which the unconditioned and face-only
 // branches use; it depends only on the model, so it is computed once.
-func (m *model) emptyPrompt(ctx context.Context) ([]float32, error) {
+func (m *model) emptyPrompt(ctx context.Context, device string) ([]float32, error) {
 	m.emptyMu.Lock()
 	defer m.emptyMu.Unlock()
 	if m.empty != nil {
 		return m.empty, nil
 	}
-	e, err := m.encode(ctx, "")
+	e, err := m.encode(ctx, "", device)
 	if err != nil {
 		return nil, err
 	}
@@ -76,7 +76,7 @@ func (m *model) emptyPrompt(ctx context.Context) ([]float32, error) {
 // face is typically reused across many runs (other seeds, prompts, weights),
 // and skipping the call also keeps the projection's onnxruntime threads
 // from spinning beside the UNet's.
-func (m *model) project(ctx context.Context, emb []float32, n int) ([]float32, error) {
+func (m *model) project(ctx context.Context, emb []float32, n int, device string) ([]float32, error) {
 	key := string(unsafeBytes(emb))
 	m.projMu.Lock()
 	for _, e := range m.projCache {
@@ -86,7 +86,7 @@ func (m *model) project(ctx context.Context, emb []float32, n int) ([]float32, e
 		}
 	}
 	m.projMu.Unlock()
-	tokens, err := m.runProjection(ctx, emb, n)
+	tokens, err := m.runProjection(ctx, emb, n, device)
 	if err != nil {
 		return nil, err
 	}
@@ -112,8 +112,8 @@ func unsafeBytes(v []float32) []byte {
 	return unsafe.Slice((*byte)(unsafe.Pointer(&v[0])), len(v)*4)
 }
 
-func (m *model) runProjection(ctx context.Context, emb []float32, n int) ([]float32, error) {
-	s, release, err := m.session(sdmodel.ProjectionFile)
+func (m *model) runProjection(ctx context.Context, emb []float32, n int, device string) ([]float32, error) {
+	s, release, err := m.session(sdmodel.ProjectionFile, device)
 	if err != nil {
 		return nil, err
 	}
@@ -151,6 +151,9 @@ func (m *model) faceTokens(ctx *sdk.Context, in samplerIn, batch int) ([]float32
 	if in.Face == nil {
 		return nil, nil
 	}
+	if err := m.needFace("Face0Sampler"); err != nil {
+		return nil, err
+	}
 	man := m.Manifest
 	if sp := in.Face.Space; sp != "" && sp != man.Embedding.Space {
 		return nil, fmt.Errorf("input \"face_embedding\" is in embedding space %q but model %q was trained on %q: embed the face with the matching model", sp, m.name, man.Embedding.Space)
@@ -159,7 +162,7 @@ func (m *model) faceTokens(ctx *sdk.Context, in samplerIn, batch int) ([]float32
 		return nil, fmt.Errorf("input \"face_embedding\" has %d values but model %q takes %d-d embeddings (space %q)", got, m.name, man.Embedding.Dim, man.Embedding.Space)
 	}
 	if in.Noise <= 0 {
-		return m.project(ctx, in.Face.Vector, 1)
+		return m.project(ctx, in.Face.Vector, 1, in.Device)
 	}
 	// Each sample draws its own noise from seed+i, so a sample does not
 	// depend on the batch around it, like its latent.
@@ -168,7 +171,7 @@ func (m *model) faceTokens(ctx *sdk.Context, in samplerIn, batch int) ([]float32
 	for b := range batch {
 		emb = append(emb, f0.AddNoise(in.Face.Vector, std, uint64(in.Seed)+uint64(b))...)
 	}
-	return m.project(ctx, emb, batch)
+	return m.project(ctx, emb, batch, in.Device)
 }
 
 // branchPlan is the guidance's batch layout. Without a face, the face
@@ -252,7 +255,7 @@ func (m *model) newJob(ctx *sdk.Context, in samplerIn) (*job, func(), error) {
 		cond.Negative = in.Negative.Data
 	}
 	if in.Negative == nil || plan.Has(f0.Face) {
-		if cond.Empty, err = m.emptyPrompt(ctx); err != nil {
+		if cond.Empty, err = m.emptyPrompt(ctx, in.Device); err != nil {
 			return nil, nil, err
 		}
 	}
@@ -263,7 +266,7 @@ func (m *model) newJob(ctx *sdk.Context, in samplerIn) (*job, func(), error) {
 	if err != nil {
 		return nil, nil, err
 	}
-	unet, release, err := m.session(sdmodel.UNetFile)
+	unet, release, err := m.session(sdmodel.UNetFile, in.Device)
 	if err != nil {
 		return nil, nil, err
 	}
@@ -275,7 +278,7 @@ func (m *model) newJob(ctx *sdk.Context, in samplerIn) (*job, func(), error) {
 }
 
 // decode runs the VAE decoder on a latent batch.
-func (m *model) decode(ctx context.Context, lat sdk.Tensor) ([]image.Image, error) {
+func (m *model) decode(ctx context.Context, lat sdk.Tensor, device string) ([]image.Image, error) {
 	man := m.Manifest
 	if len(lat.Shape) != 4 || lat.Shape[1] != int64(man.LatentChannels) {
 		return nil, fmt.Errorf("input \"latent\": shape %v does not fit model %q, whose VAE decoder takes [batch, %d, height, width]", lat.Shape, m.name, man.LatentChannels)
@@ -290,7 +293,7 @@ func (m *model) decode(ctx context.Context, lat sdk.Tensor) ([]image.Image, erro
 	for i, v := range lat.Data {
 		z[i] = v * inv
 	}
-	s, release, err := m.session(sdmodel.VAEDecoderFile)
+	s, release, err := m.session(sdmodel.VAEDecoderFile, device)
 	if err != nil {
 		return nil, err
 	}

@@ -1,20 +1,31 @@
-// Package base opens a Stable Diffusion 1.x model in diffusers' folder
-// layout as the starting point of Face0 fine-tuning (paper, Sec. 2.3): its
-// UNet is trained, its VAE and CLIP text encoder stay frozen and prepare the
-// dataset, and its tokenizer and scheduler go into the exported model.
+// Package base opens a Stable Diffusion 1.x model as the starting point of
+// Face0 fine-tuning (paper, Sec. 2.3): its UNet is trained, its VAE and
+// CLIP text encoder stay frozen and prepare the dataset, and its tokenizer
+// and scheduler go into the exported model. It also turns such a model
+// into a face0 model folder (Import) and attaches a trained projection to
+// one (AttachProjection).
 //
-// The layout is the one diffusers' save_pretrained writes (and the hubs
-// serve):
+// Open takes three kinds of base:
 //
-//	unet/config.json, unet/diffusion_pytorch_model.safetensors
-//	vae/config.json, vae/diffusion_pytorch_model.safetensors
-//	text_encoder/config.json, text_encoder/model.safetensors
-//	tokenizer/vocab.json, tokenizer/merges.txt
-//	scheduler/scheduler_config.json          (optional)
+//   - a diffusers folder, as save_pretrained writes it (and the hubs serve):
 //
-// Open reads the configs only; the weights are read when asked for, each
-// checked against its config so that a missing, extra or mis-shaped tensor
-// fails with its name.
+//     unet/config.json, unet/diffusion_pytorch_model.safetensors
+//     vae/config.json, vae/diffusion_pytorch_model.safetensors
+//     text_encoder/config.json, text_encoder/model.safetensors
+//     tokenizer/vocab.json, tokenizer/merges.txt
+//     scheduler/scheduler_config.json          (optional)
+//
+//   - a single-file checkpoint in the original layout (the .safetensors
+//     ComfyUI keeps in models/checkpoints), read through ml/ckpt;
+//
+//   - a face0 model folder that Import wrote: its ONNX files hold the
+//     weights, and unet/, text_encoder/, vae_decoder/ and vae_encoder/
+//     hold diffusers' config.json beside them.
+//
+// Open reads configs and headers only and checks every tensor's name and
+// shape that it can without reading the weights; the weights are read when
+// asked for, each checked against its config, so that a missing, extra or
+// mis-shaped tensor fails with its name.
 package base
 
 import (
@@ -48,29 +59,75 @@ const (
 	defaultContextLen = 77
 )
 
+// Kinds of base, as Model.Kind names them.
+const (
+	KindDiffusers  = "diffusers folder"
+	KindCheckpoint = "single-file checkpoint"
+	KindModel      = "face0 model folder"
+)
+
 // Model is an opened base model: its configs and where its weights are.
 type Model struct {
-	Dir       string
-	UNet      sd.Config
-	VAE       vae.Config
-	Text      textenc.Config
+	// Dir is the folder, or the checkpoint file, the base was opened from.
+	Dir  string
+	Kind string
+	UNet sd.Config
+	VAE  vae.Config
+	Text textenc.Config
+	// Tokenizer is CLIP's tokenizer as the base has it.
 	Tokenizer *clip.Tokenizer
 	// EndToken is the tokenizer's <|endoftext|> id, which SD pads with.
 	EndToken int
-	// HasScheduler says whether scheduler/scheduler_config.json exists.
+	// HasScheduler says whether the base has a scheduler_config.json
+	// (at SchedulerConfig).
 	HasScheduler bool
+
+	src source
 }
 
-// Open reads dir's configs and tokenizer and checks that the three weight
-// files exist and that the networks fit together (the UNet's
-// cross_attention_dim is the text encoder's width; its input and output
-// channels are the VAE's latent channels).
-func Open(dir string) (*Model, error) {
-	abs, err := filepath.Abs(dir)
+// source is where a kind of base keeps its weights and tokenizer.
+type source interface {
+	unet(m *Model) (model.Weights, error) // diffusers' names, unprefixed
+	vae(m *Model) (model.Weights, error)
+	text(m *Model) (model.Weights, error)
+	// writeTokenizer writes tokenizer/vocab.json and merges.txt into dir.
+	writeTokenizer(m *Model, dir string) error
+	// files are what the frozen parts (VAE, text encoder, tokenizer) are
+	// read from, for cache keys.
+	files(m *Model) []string
+}
+
+// Open opens a base of any of the three kinds (see the package comment).
+func Open(path string) (*Model, error) {
+	abs, err := filepath.Abs(path)
 	if err != nil {
 		return nil, err
 	}
-	m := &Model{Dir: abs}
+	st, err := os.Stat(abs)
+	if errors.Is(err, os.ErrNotExist) {
+		return nil, fmt.Errorf("base model: %s is missing (give a diffusers SD 1.x folder, a single-file .safetensors checkpoint, or a folder face0 models import wrote)", abs)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("base model: %w", err)
+	}
+	switch {
+	case !st.IsDir():
+		return openCheckpoint(abs, CheckpointOptions{})
+	case fileExists(filepath.Join(abs, sdmodel.ManifestFile)):
+		return openModelFolder(abs)
+	}
+	return openDiffusers(abs)
+}
+
+func fileExists(p string) bool {
+	st, err := os.Stat(p)
+	return err == nil && !st.IsDir()
+}
+
+// openDiffusers reads dir's configs and tokenizer and checks that the three
+// weight files exist and that the networks fit together.
+func openDiffusers(abs string) (*Model, error) {
+	m := &Model{Dir: abs, Kind: KindDiffusers, src: diffusersSource{}}
 	for _, c := range []struct {
 		file string
 		into any
@@ -86,13 +143,28 @@ func Open(dir string) (*Model, error) {
 		}
 	}
 	if len(missing) > 0 {
-		return nil, fmt.Errorf("base model %s: missing %v (a diffusers SD 1.x folder has unet/, vae/, text_encoder/ and tokenizer/; .bin weights must be converted to .safetensors)", abs, missing)
+		return nil, fmt.Errorf("base model %s: missing %v (a diffusers SD 1.x folder has unet/, vae/, text_encoder/ and tokenizer/; .bin weights must be converted to .safetensors; a single-file checkpoint is given by its .safetensors path)", abs, missing)
 	}
+	if err := m.fit(); err != nil {
+		return nil, err
+	}
+	if err := m.loadTokenizer(m.Dir); err != nil {
+		return nil, err
+	}
+	m.HasScheduler = fileExists(m.Path(SchedulerConfig))
+	return m, nil
+}
+
+// fit validates the configs and checks that the networks fit together (the
+// UNet's cross_attention_dim is the text encoder's width; its input and
+// output channels are the VAE's latent channels).
+func (m *Model) fit() error {
+	abs := m.Dir
 	if err := m.UNet.Validate(); err != nil {
-		return nil, fmt.Errorf("base model %s: %s: %w", abs, UNetConfig, err)
+		return fmt.Errorf("base model %s: UNet: %w", abs, err)
 	}
 	if err := m.VAE.Validate(); err != nil {
-		return nil, fmt.Errorf("base model %s: %s: %w", abs, VAEConfig, err)
+		return fmt.Errorf("base model %s: VAE: %w", abs, err)
 	}
 	if m.Text.LayerNormEps == 0 {
 		m.Text.LayerNormEps = 1e-5
@@ -101,37 +173,41 @@ func Open(dir string) (*Model, error) {
 		m.Text.HiddenAct = textenc.QuickGELU
 	}
 	if err := m.Text.Validate(); err != nil {
-		return nil, fmt.Errorf("base model %s: %s: %w", abs, TextConfig, err)
+		return fmt.Errorf("base model %s: text encoder: %w", abs, err)
 	}
 	switch {
 	case m.UNet.CrossAttentionDim != m.Text.HiddenSize:
-		return nil, fmt.Errorf("base model %s: the UNet's cross_attention_dim %d is not the text encoder's hidden_size %d", abs, m.UNet.CrossAttentionDim, m.Text.HiddenSize)
+		return fmt.Errorf("base model %s: the UNet's cross_attention_dim %d is not the text encoder's hidden_size %d", abs, m.UNet.CrossAttentionDim, m.Text.HiddenSize)
 	case m.UNet.InChannels != m.VAE.LatentChannels || m.UNet.OutChannels != m.VAE.LatentChannels:
-		return nil, fmt.Errorf("base model %s: the UNet takes %d and gives %d channels, the VAE's latent has %d", abs, m.UNet.InChannels, m.UNet.OutChannels, m.VAE.LatentChannels)
+		return fmt.Errorf("base model %s: the UNet takes %d and gives %d channels, the VAE's latent has %d", abs, m.UNet.InChannels, m.UNet.OutChannels, m.VAE.LatentChannels)
 	case m.VAE.ScalingFactor <= 0:
-		return nil, fmt.Errorf("base model %s: %s has no scaling_factor (SD 1.x's is 0.18215)", abs, VAEConfig)
+		return fmt.Errorf("base model %s: the VAE config has no scaling_factor (SD 1.x's is 0.18215)", abs)
+	case m.Text.MaxPositionEmbeddings < defaultContextLen:
+		return fmt.Errorf("base model %s: the text encoder has %d positions, SD's context needs %d", abs, m.Text.MaxPositionEmbeddings, defaultContextLen)
 	}
-	if m.Tokenizer, err = clip.LoadDir(m.Path(TokenizerDir)); err != nil {
-		return nil, fmt.Errorf("base model %s: tokenizer: %w", abs, err)
+	return nil
+}
+
+// loadTokenizer reads dir/tokenizer and its end token, checked against
+// the text encoder's vocabulary.
+func (m *Model) loadTokenizer(dir string) error {
+	var err error
+	if m.Tokenizer, err = clip.LoadDir(filepath.Join(dir, TokenizerDir)); err != nil {
+		return fmt.Errorf("base model %s: tokenizer: %w", m.Dir, err)
 	}
 	var vocab map[string]int
-	if err := readJSON(m.Path(TokenizerVocab), &vocab); err != nil {
-		return nil, err
+	if err := readJSON(filepath.Join(dir, filepath.FromSlash(TokenizerVocab)), &vocab); err != nil {
+		return err
 	}
 	end, ok := vocab[endOfTextToken]
 	if !ok {
-		return nil, fmt.Errorf("base model %s: %s has no %s token", abs, TokenizerVocab, endOfTextToken)
+		return fmt.Errorf("base model %s: %s has no %s token", m.Dir, TokenizerVocab, endOfTextToken)
 	}
 	if end >= m.Text.VocabSize {
-		return nil, fmt.Errorf("base model %s: the tokenizer's end token %d is outside the text encoder's vocab_size %d", abs, end, m.Text.VocabSize)
+		return fmt.Errorf("base model %s: the tokenizer's end token %d is outside the text encoder's vocab_size %d", m.Dir, end, m.Text.VocabSize)
 	}
 	m.EndToken = end
-	if m.Text.MaxPositionEmbeddings < defaultContextLen {
-		return nil, fmt.Errorf("base model %s: the text encoder has %d positions, SD's context needs %d", abs, m.Text.MaxPositionEmbeddings, defaultContextLen)
-	}
-	_, err = os.Stat(m.Path(SchedulerConfig))
-	m.HasScheduler = err == nil
-	return m, nil
+	return nil
 }
 
 // Path is a file of the folder, by its slash-separated name.
@@ -143,7 +219,7 @@ func (m *Model) ContextLength() int { return defaultContextLen }
 // UNetWeights reads the UNet's weights, checked against its config, named
 // as the trainer names them (model.DenoiserPrefix + diffusers' name).
 func (m *Model) UNetWeights() (model.Weights, error) {
-	u, err := sd.LoadWeights(m.Path(UNetWeights), m.UNet, "")
+	u, err := m.src.unet(m)
 	if err != nil {
 		return nil, err
 	}
@@ -154,14 +230,63 @@ func (m *Model) UNetWeights() (model.Weights, error) {
 	return w, nil
 }
 
+// RawUNetWeights reads the UNet's weights under diffusers' names, without
+// the trainer's prefix.
+func (m *Model) RawUNetWeights() (model.Weights, error) { return m.src.unet(m) }
+
 // VAEWeights reads the VAE's weights, checked against its config.
-func (m *Model) VAEWeights() (model.Weights, error) {
+func (m *Model) VAEWeights() (model.Weights, error) { return m.src.vae(m) }
+
+// TextWeights reads the text encoder's weights, checked against its config.
+func (m *Model) TextWeights() (model.Weights, error) { return m.src.text(m) }
+
+// WriteTokenizer writes the base's tokenizer (tokenizer/vocab.json and
+// merges.txt) into dir.
+func (m *Model) WriteTokenizer(dir string) error { return m.src.writeTokenizer(m, dir) }
+
+// Files are the files the base's frozen parts (VAE, text encoder,
+// tokenizer) are read from: a prepared dataset is valid while they are
+// unchanged.
+func (m *Model) Files() []string { return m.src.files(m) }
+
+// diffusersSource reads a diffusers folder's safetensors files.
+type diffusersSource struct{}
+
+func (diffusersSource) unet(m *Model) (model.Weights, error) {
+	return sd.LoadWeights(m.Path(UNetWeights), m.UNet, "")
+}
+
+func (diffusersSource) vae(m *Model) (model.Weights, error) {
 	return vae.LoadWeights(m.Path(VAEWeights), m.VAE, "")
 }
 
-// TextWeights reads the text encoder's weights, checked against its config.
-func (m *Model) TextWeights() (model.Weights, error) {
+func (diffusersSource) text(m *Model) (model.Weights, error) {
 	return textenc.LoadWeights(m.Path(TextWeights), m.Text, "")
+}
+
+func (diffusersSource) writeTokenizer(m *Model, dir string) error {
+	return copyTokenizer(m.Dir, dir)
+}
+
+func (diffusersSource) files(m *Model) []string {
+	return []string{m.Path(VAEConfig), m.Path(VAEWeights), m.Path(TextConfig), m.Path(TextWeights), m.Path(TokenizerVocab), m.Path(TokenizerMerges)}
+}
+
+// copyTokenizer copies from/tokenizer/{vocab.json,merges.txt} to dir/tokenizer/.
+func copyTokenizer(from, dir string) error {
+	if err := os.MkdirAll(filepath.Join(dir, TokenizerDir), 0o755); err != nil {
+		return err
+	}
+	for _, f := range []string{TokenizerVocab, TokenizerMerges} {
+		b, err := os.ReadFile(filepath.Join(from, filepath.FromSlash(f)))
+		if err != nil {
+			return fmt.Errorf("base model: tokenizer: %w", err)
+		}
+		if err := os.WriteFile(filepath.Join(dir, filepath.FromSlash(f)), b, 0o644); err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 func readJSON(path string, v any) error {

@@ -41,14 +41,8 @@ func writeBaseEncoder(dir string, m *base.Model) error {
 	if err := textenc.WriteONNX(dir, m.Text, w); err != nil {
 		return fmt.Errorf("data: base text encoder: %w", err)
 	}
-	for _, f := range []string{sdmodel.VocabFile, sdmodel.MergesFile} {
-		b, err := os.ReadFile(m.Path(f))
-		if err != nil {
-			return fmt.Errorf("data: base tokenizer: %w", err)
-		}
-		if err := os.WriteFile(filepath.Join(dir, filepath.FromSlash(f)), b, 0o644); err != nil {
-			return err
-		}
+	if err := m.WriteTokenizer(dir); err != nil {
+		return fmt.Errorf("data: base tokenizer: %w", err)
 	}
 	mp := filepath.Join(dir, sdmodel.ManifestFile)
 	raw, err := os.ReadFile(mp)

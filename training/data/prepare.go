@@ -353,8 +353,8 @@ func key(l *Listing, o Options, vocab []byte) (string, error) {
 	fmt.Fprintf(h, "%d\x00%d\x00%d\x00%d\x00%d\x00", enc.Seed, enc.TextWidth, enc.TextLayers, enc.TextHeads, enc.ContextLength)
 	if m := o.Base; m != nil {
 		fmt.Fprintf(h, "base:%s\x00", m.Dir)
-		for _, f := range []string{base.VAEConfig, base.VAEWeights, base.TextConfig, base.TextWeights, base.TokenizerVocab, base.TokenizerMerges} {
-			fi, err := os.Stat(m.Path(f))
+		for _, f := range m.Files() {
+			fi, err := os.Stat(f)
 			if err != nil {
 				return "", fmt.Errorf("data: %w", err)
 			}

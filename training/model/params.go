@@ -247,10 +247,13 @@ func (w Weights) Save(path string, metadata map[string]string) error {
 // ReadWeights reads every tensor of a safetensors file as float32, without
 // checking it against a config.
 func ReadWeights(path string) (Weights, map[string]string, error) {
-	f, err := safetensors.Open(path)
+	// Tensor by tensor: a full-size checkpoint's file is not held beside
+	// its values.
+	f, err := safetensors.OpenReader(path)
 	if err != nil {
 		return nil, nil, err
 	}
+	defer f.Close()
 	w := make(Weights, len(f.Names()))
 	for _, name := range f.Names() {
 		data, shape, err := f.Float32(name)

@@ -126,3 +126,44 @@ func TestRunFromBase(t *testing.T) {
 }
 
 func textclipSteps(n int) textclip.Options { return textclip.Options{Steps: n} }
+
+// TestRunFromImportedBase fine-tunes a folder `face0 models import` wrote
+// from a single-file checkpoint, and a single file directly: both are
+// bases, and the exported model samples (every component runs).
+func TestRunFromImportedBase(t *testing.T) {
+	orttest.Require(t)
+	root := t.TempDir()
+	file := filepath.Join(root, "tiny.safetensors")
+	if err := base.WriteCheckpoint(file, base.TinyCheckpointArch(), 3, base.WriteCheckpointOptions{FP16: true, EMA: true}); err != nil {
+		t.Fatal(err)
+	}
+	imported := filepath.Join(root, "models", "imported")
+	if _, err := base.Import(file, imported, base.ImportOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	ds := tinyDataset(t)
+	for _, b := range []string{imported, file} {
+		out := filepath.Join(root, "models", "tuned-"+filepath.Base(b))
+		res, err := Run(context.Background(), Options{Dataset: ds, Out: out, Base: b, Steps: 2, Batch: 2, CheckpointEvery: 100})
+		if err != nil {
+			t.Fatalf("base %s: %v", b, err)
+		}
+		if res.Prepared.Base != b || res.Prepared.TextWidth != 32 {
+			t.Errorf("prepared %+v", res.Prepared)
+		}
+		m, err := sdmodel.Load(out)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !m.Manifest.HasFace() || m.Manifest.PadToken != 49407 {
+			t.Errorf("manifest %+v", m.Manifest)
+		}
+		ids := m.Tokenizer.Tokenize("a photo", clip.WithPadToken(int32(m.Manifest.PadToken)))
+		hidden := runONNX(t, m, sdmodel.TextEncoderFile, map[string]ort.Tensor{sdmodel.InInputIDs: ort.I32(ids, 1, 77)}, sdmodel.OutLastHidden, 1, 77, 32)
+		runONNX(t, m, sdmodel.UNetFile, map[string]ort.Tensor{
+			sdmodel.InSample:   ort.F32(make([]float32, 4*64), 1, 4, 8, 8),
+			sdmodel.InTimestep: ort.F32([]float32{500}, 1),
+			sdmodel.InContext:  ort.F32(hidden, 1, 77, 32),
+		}, sdmodel.OutNoise, 1, 4, 8, 8)
+	}
+}

@@ -4,8 +4,10 @@ import (
 	"fmt"
 	"math"
 
+	"github.com/gomlx/gomlx/backends"
 	"github.com/gomlx/gomlx/pkg/core/dtypes"
 	. "github.com/gomlx/gomlx/pkg/core/graph" //nolint:revive // GoMLX's idiom: graph code reads as math
+	"github.com/gomlx/gomlx/pkg/core/tensors"
 
 	"github.com/face0/face0/training/layers"
 	"github.com/face0/face0/training/model"
@@ -182,4 +184,37 @@ func Forward(c Config, w model.Lookup, sample, timestep, ctx *Node, opts Options
 	h = layers.SiLU(f.groupNorm("conv_norm_out", h, c.NormEps))
 	h = f.conv3("conv_out", h, 1)
 	return TransposeAllAxes(h, 0, 3, 1, 2)
+}
+
+// Predict runs Forward once on be with weights w (diffusers' names):
+// sample [B,InChannels,H,W], timestep [B], context [B,L,CrossAttentionDim]
+// → ε [B,OutChannels,H,W]. It is the reference an exported UNet is
+// checked against (parity tests, the full-size run).
+func Predict(be backends.Backend, c Config, w model.Weights, sample []float32, B, H, W int, timestep, ctx []float32, L int, opts Options) (out []float32, err error) {
+	specs := Specs(c)
+	if err := Check(c, w); err != nil {
+		return nil, err
+	}
+	args := make([]any, 0, len(specs)+3)
+	for _, s := range specs {
+		args = append(args, tensors.FromFlatDataAndDimensions(w[s.Name].Data, s.Shape...))
+	}
+	args = append(args,
+		tensors.FromFlatDataAndDimensions(sample, B, c.InChannels, H, W),
+		tensors.FromFlatDataAndDimensions(timestep, B),
+		tensors.FromFlatDataAndDimensions(ctx, B, L, c.CrossAttentionDim))
+	P := len(specs)
+	defer func() {
+		if r := recover(); r != nil {
+			out, err = nil, fmt.Errorf("sd: forward: %v", r)
+		}
+	}()
+	res := MustExecOnceN(be, func(x []*Node) []*Node {
+		y := Forward(c, model.LookupFrom(specs, x[:P]), x[P], x[P+1], x[P+2], opts)
+		model.Release(y.Graph())
+		return []*Node{y}
+	}, args...)
+	out = tensors.MustCopyFlatData[float32](res[0])
+	res[0].FinalizeAll()
+	return out, nil
 }

@@ -70,14 +70,40 @@ func (e exporter) transformer(t transformer, x, ctx onnx.Value) onnx.Value {
 // float32[batch,C,height,width]. Height and width are dynamic (multiples of
 // c.Downscale()).
 func Export(c Config, w model.Weights) (*onnx.Graph, error) {
+	return ExportWith(c, w, ExportOptions{})
+}
+
+// ExportOptions choose how ExportWith writes the UNet.
+type ExportOptions struct {
+	// Half stores the weights in float16 and computes in float16 (the
+	// interface stays float32; norms and the timestep features run in
+	// float32): the usual way SD runs on GPUs, at half the memory and
+	// file size. Its outputs match float32's to fp16 rounding.
+	Half bool
+	// Consume empties w as the weights go into the graph, so that a
+	// full-size UNet (3.4 GB in float32) is not held twice.
+	Consume bool
+}
+
+// PrecisionMeta is the metadata key ExportWith records the weights'
+// precision under ("float32" or "float16").
+const PrecisionMeta = "face0.precision"
+
+// ExportWith is Export with options.
+func ExportWith(c Config, w model.Weights, o ExportOptions) (*onnx.Graph, error) {
 	if err := Check(c, w); err != nil {
 		return nil, err
 	}
 	g := onnx.NewGraph("unet")
-	e := exporter{layers.Exporter{G: g, W: w, Pkg: "sd"}, c}
+	e := exporter{layers.Exporter{G: g, W: w, Pkg: "sd", Half: o.Half, Consume: o.Consume}, c}
 	x := g.Input(sdmodel.InSample, onnx.Float, "batch", c.InChannels, "height", "width")
 	t := g.Input(sdmodel.InTimestep, onnx.Float, "batch")
 	ctx := g.Input(sdmodel.InContext, onnx.Float, "batch", "sequence", c.CrossAttentionDim)
+	g.SetMeta(PrecisionMeta, "float32")
+	if o.Half {
+		g.SetMeta(PrecisionMeta, "float16")
+		ctx = g.Cast(ctx, onnx.Float16) // once, not in each of the 16 cross-attentions
+	}
 
 	batch := g.Slice(g.Shape(x), []int64{0}, []int64{1}, []int64{0})
 	t = g.Node("Expand", []onnx.Value{t, batch})
@@ -121,6 +147,9 @@ func Export(c Config, w model.Weights) (*onnx.Graph, error) {
 		}
 	}
 	h = e.Conv("conv_out", g.SiLU(e.groupNorm("conv_norm_out", h, c.NormEps)), 1, 1)
+	if h.DType == onnx.Float16 {
+		h = g.Cast(h, onnx.Float)
+	}
 	g.Output(sdmodel.OutNoise, h, "batch", c.OutChannels, "height", "width")
 	return g, g.Err()
 }
@@ -128,9 +157,26 @@ func Export(c Config, w model.Weights) (*onnx.Graph, error) {
 // WriteONNX exports the UNet to dir/unet/model.onnx (ml/sdmodel's file
 // name); opts go to onnx's Save (large weights go to a side file).
 func WriteONNX(dir string, c Config, w model.Weights, opts ...onnx.SaveOption) error {
-	g, err := Export(c, w)
+	return WriteONNXWith(dir, c, w, ExportOptions{}, opts...)
+}
+
+// WriteONNXWith is WriteONNX with export options.
+func WriteONNXWith(dir string, c Config, w model.Weights, o ExportOptions, opts ...onnx.SaveOption) error {
+	g, err := ExportWith(c, w, o)
 	if err != nil {
 		return err
 	}
 	return layers.Save(g, filepath.Join(dir, sdmodel.UNetFile), "sd", opts...)
+}
+
+// ReadONNX reads the UNet's weights back from a model Export wrote
+// (float16 ones converted), checked against c: the way a model folder
+// becomes a base for training again.
+func ReadONNX(path string, c Config) (model.Weights, error) {
+	if err := c.Validate(); err != nil {
+		return nil, err
+	}
+	// Every rank-2 weight of the UNet is a linear one, which Export
+	// stores transposed.
+	return layers.ReadONNX(path, Specs(c), func(s model.ParamSpec) bool { return len(s.Shape) == 2 }, "sd: the UNet's weights")
 }

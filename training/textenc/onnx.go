@@ -2,6 +2,7 @@ package textenc
 
 import (
 	"path/filepath"
+	"strings"
 
 	"github.com/face0/face0/ml/onnx"
 	"github.com/face0/face0/ml/sdmodel"
@@ -85,4 +86,17 @@ func WriteONNX(dir string, c Config, w model.Weights, opts ...onnx.SaveOption) e
 		return err
 	}
 	return layers.Save(g, filepath.Join(dir, sdmodel.TextEncoderFile), "textenc", opts...)
+}
+
+// ReadONNX reads the text encoder's weights back from a model Export wrote,
+// checked against c.
+func ReadONNX(path string, c Config) (model.Weights, error) {
+	if err := c.Validate(); err != nil {
+		return nil, err
+	}
+	// Linear weights are stored transposed; the two embedding tables are not.
+	linear := func(s model.ParamSpec) bool {
+		return len(s.Shape) == 2 && !strings.HasPrefix(s.Name, Prefix+"embeddings.")
+	}
+	return layers.ReadONNX(path, Specs(c), linear, "textenc: the text encoder's weights")
 }

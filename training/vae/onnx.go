@@ -1,6 +1,7 @@
 package vae
 
 import (
+	"maps"
 	"path/filepath"
 
 	"github.com/face0/face0/ml/onnx"
@@ -144,4 +145,26 @@ func WriteONNX(dir string, c Config, w model.Weights, opts ...onnx.SaveOption) e
 		}
 	}
 	return nil
+}
+
+// ReadONNX reads the VAE's weights back from the decoder and encoder
+// WriteONNX wrote into dir (vae_decoder/model.onnx, vae_encoder/model.onnx),
+// checked against c.
+func ReadONNX(dir string, c Config) (model.Weights, error) {
+	if err := c.Validate(); err != nil {
+		return nil, err
+	}
+	linear := func(s model.ParamSpec) bool { return len(s.Shape) == 2 } // the attention's projections
+	w := model.Weights{}
+	for _, part := range []struct {
+		file  string
+		specs []model.ParamSpec
+	}{{sdmodel.VAEDecoderFile, DecoderSpecs(c)}, {EncoderFile, EncoderSpecs(c)}} {
+		pw, err := layers.ReadONNX(filepath.Join(dir, filepath.FromSlash(part.file)), part.specs, linear, "vae: the VAE's weights")
+		if err != nil {
+			return nil, err
+		}
+		maps.Copy(w, pw)
+	}
+	return w, nil
 }
