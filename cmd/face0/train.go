@@ -36,7 +36,6 @@ tokenizer (shipped with face0), batch 16, lr 1e-3. The default workflow
 prompt once its three model inputs name it.
 `
 
-
 func cmdTrain(args []string) error {
 	fs := flag.NewFlagSet("train", flag.ContinueOnError)
 	out := fs.String("out", filepath.Join(config.Models(), "trained"), "model folder to write")
