@@ -33,7 +33,7 @@ DIR/grid.png, DIR/interpolate.png and DIR/random.png.
 
 The fine-tuned models go into WORK/models beside a link to the evaluated
 model, and are reused by later runs with the same settings. The whole
-protocol takes about an hour on two cores; --identities, --seeds, --settings
+protocol took 37 minutes on two shared cores; --identities, --seeds, --settings
 and --no-finetune make it smaller.
 
 `
