@@ -140,6 +140,9 @@ func (p *Plan) NodeIDs() []string {
 func (c *Catalog) Compile(w *workflow.Workflow, outputs []string) (*Plan, error) {
 	var probs []Problem
 	add := func(p Problem) { probs = append(probs, p) }
+	orig := w
+	w, dropped, modeProbs := c.applyModes(w)
+	probs = append(probs, modeProbs...)
 	nodes := map[string]*planNode{}
 	var all []*planNode
 	for i := range w.Nodes {
@@ -187,7 +190,11 @@ func (c *Catalog) Compile(w *workflow.Workflow, outputs []string) (*Plan, error)
 				if ii.hasDef {
 					c.setLiteral(pn, in, ii, ii.def, prob)
 				} else if !in.Optional {
-					prob(in.Name, KindMissingInput, "required input %q (%s) is missing", in.Name, in.Type)
+					msg := fmt.Sprintf("required input %q (%s) is missing", in.Name, in.Type)
+					if why := dropped[n.ID+"\x00"+in.Name]; why != "" {
+						msg += ": " + why
+					}
+					prob(in.Name, KindMissingInput, "%s", msg)
 				}
 			case v.Link != nil:
 				src, ok := nodes[v.Link.Node]
@@ -253,6 +260,8 @@ func (c *Catalog) Compile(w *workflow.Workflow, outputs []string) (*Plan, error)
 		for _, id := range outputs {
 			if pn, ok := nodes[id]; ok {
 				wanted = append(wanted, pn)
+			} else if o := orig.Node(id); o != nil && o.Mode != "" {
+				add(Problem{Kind: KindUnknownOutputID, Message: fmt.Sprintf("requested output node %q is %s; it does not run", id, o.Mode)})
 			} else if w.Node(id) == nil {
 				add(Problem{Kind: KindUnknownOutputID, Message: fmt.Sprintf("requested output node %q is not in the workflow", id)})
 			}
@@ -271,11 +280,13 @@ func (c *Catalog) Compile(w *workflow.Workflow, outputs []string) (*Plan, error)
 			}
 		}
 	}
-	if len(w.Nodes) == 0 {
+	if len(orig.Nodes) == 0 {
 		add(Problem{Kind: KindNoOutputs, Message: "the workflow has no nodes"})
+	} else if len(w.Nodes) == 0 {
+		add(Problem{Kind: KindNoOutputs, Message: "every node of the workflow is muted or bypassed"})
 	}
 	if len(probs) > 0 {
-		sortProblems(probs, w)
+		sortProblems(probs, orig)
 		return nil, &ValidationError{Problems: probs}
 	}
 	// Keep only what the wanted nodes need, in topological order.
@@ -294,7 +305,7 @@ func (c *Catalog) Compile(w *workflow.Workflow, outputs []string) (*Plan, error)
 		n.wanted = true
 		mark(n)
 	}
-	plan := &Plan{Workflow: w, nodes: map[string]*planNode{}, catalog: c}
+	plan := &Plan{Workflow: orig, nodes: map[string]*planNode{}, catalog: c}
 	for _, n := range order {
 		if need[n] {
 			plan.order = append(plan.order, n)

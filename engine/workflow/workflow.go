@@ -45,12 +45,24 @@ type Workflow struct {
 
 // Node is one node of the graph.
 type Node struct {
-	ID     string           `json:"id"`
-	Type   string           `json:"type"`
-	Title  string           `json:"title,omitempty"`
+	ID    string `json:"id"`
+	Type  string `json:"type"`
+	Title string `json:"title,omitempty"`
+	// Mode is empty for a node that runs, ModeMuted or ModeBypassed
+	// (ComfyUI's "never" and "bypass" modes).
+	Mode   string           `json:"mode,omitempty"`
 	Inputs map[string]Input `json:"inputs,omitempty"`
 	UI     json.RawMessage  `json:"ui,omitempty"`
 }
+
+// Node modes. A muted node does not run: links from it are dropped, so the
+// inputs they fed take their defaults (or are missing). A bypassed node does
+// not run either: a link from one of its outputs is taken from the input it
+// was given of the same type, as if the node were not there.
+const (
+	ModeMuted    = "muted"
+	ModeBypassed = "bypassed"
+)
 
 // Input is either a literal value or a link to another node's output.
 type Input struct {
