@@ -14,6 +14,7 @@ import (
 	"net/http"
 	"net/url"
 	"regexp"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -43,7 +44,8 @@ func (s *Server) routes() http.Handler {
 			w.Header().Set("Content-Type", "application/json")
 			_, _ = w.Write(s.cfg.defaultWF)
 		},
-		"GET /face0/types": func(w http.ResponseWriter, r *http.Request) { writeJSON(w, http.StatusOK, s.catalog().Types()) },
+		"GET /face0/types":        func(w http.ResponseWriter, r *http.Request) { writeJSON(w, http.StatusOK, s.catalog().Types()) },
+		"POST /face0/queue/front": s.postQueueFront,
 	}
 	for pattern, h := range api {
 		method, path, _ := strings.Cut(pattern, " ")
@@ -366,6 +368,43 @@ func (s *Server) postQueue(w http.ResponseWriter, r *http.Request) {
 		s.broadcastStatus()
 	}
 	writeJSON(w, http.StatusOK, map[string]any{"deleted": nonNil(removed)})
+}
+
+// postQueueFront moves a pending prompt to the front of the queue:
+// {"prompt_id": id}. ComfyUI takes "front" only when a prompt is queued;
+// the editor's queue panel moves one that waits already.
+func (s *Server) postQueueFront(w http.ResponseWriter, r *http.Request) {
+	var req struct {
+		PromptID string `json:"prompt_id"`
+	}
+	if !readJSON(w, r, 1<<16, &req) {
+		return
+	}
+	s.mu.Lock()
+	i := slices.IndexFunc(s.pending, func(p *queuedPrompt) bool { return p.ID == req.PromptID })
+	if i < 0 {
+		s.mu.Unlock()
+		writeError(w, http.StatusNotFound, "not_pending", fmt.Sprintf("prompt %q is not waiting in the queue (it may be running or done already)", req.PromptID), nil)
+		return
+	}
+	p := s.pending[i]
+	number := p.Number
+	if i > 0 {
+		number = s.pending[0].Number - 1
+	}
+	// Stored first: a restart keeps the new order, and a failed write
+	// leaves the old one in place everywhere.
+	if err := s.store.renumber(p.ID, number); err != nil {
+		s.mu.Unlock()
+		writeError(w, http.StatusInternalServerError, "queue_failed", "could not update the stored queue: "+err.Error(), nil)
+		return
+	}
+	p.Number = number
+	s.pending = append(s.pending[:i], s.pending[i+1:]...)
+	s.pending = append([]*queuedPrompt{p}, s.pending...)
+	s.mu.Unlock()
+	s.broadcastStatus()
+	writeJSON(w, http.StatusOK, map[string]any{"prompt_id": p.ID, "number": number})
 }
 
 // getHistory lists the history oldest first, as ComfyUI does: all of it, the

@@ -383,6 +383,10 @@ func (p *page) key(key string, mods int) {
 		code, vk = "Enter", 13
 	case key == "Escape":
 		code, vk = "Escape", 27
+	case key == "ArrowRight":
+		code, vk = "ArrowRight", 39
+	case key == "ArrowLeft":
+		code, vk = "ArrowLeft", 37
 	}
 	k := key
 	if mods&modShift != 0 && len(k) == 1 {

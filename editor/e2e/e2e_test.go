@@ -80,34 +80,91 @@ func (l *lockedBuffer) String() string {
 	return l.b.String()
 }
 
+// binaries builds face0, the example plugin and the engine's test pack once
+// per test binary.
+var binaries = sync.OnceValues(func() (map[string]string, error) {
+	root, err := filepath.Abs("../..")
+	if err != nil {
+		return nil, err
+	}
+	dir, err := os.MkdirTemp("", "face0-e2e-bin-")
+	if err != nil {
+		return nil, err
+	}
+	out := map[string]string{}
+	for name, pkg := range map[string]string{"face0": "./cmd/face0", "imagefx": "./examples/plugins/imagefx", "testpack": "./internal/testplugin/testpack"} {
+		out[name] = filepath.Join(dir, name)
+		cmd := exec.Command("go", "build", "-o", out[name], pkg)
+		cmd.Dir = root
+		if b, err := cmd.CombinedOutput(); err != nil {
+			return nil, fmt.Errorf("go build %s: %v\n%s", pkg, err, b)
+		}
+	}
+	return out, nil
+})
+
+// server is a running `face0 serve`.
+type server struct {
+	base, home string
+	stop       func()
+}
+
 // startServer builds face0 and the example plugin and runs `face0 serve` on a
 // free port; it returns the base URL.
 func startServer(t *testing.T, token string) (string, string) {
 	t.Helper()
-	root := moduleRoot(t)
-	bin := filepath.Join(t.TempDir(), "face0")
-	home := t.TempDir()
-	goBuild(t, root, bin, "./cmd/face0")
-	goBuild(t, root, filepath.Join(home, "plugins", "imagefx"), "./examples/plugins/imagefx")
+	s := startServerIn(t, token, t.TempDir(), false)
+	return s.base, s.home
+}
+
+// startServerIn runs `face0 serve` on home (with the engine's test pack too,
+// for its Sleep node, when testpack is set). stop ends it; so does the end
+// of the test.
+func startServerIn(t *testing.T, token, home string, testpack bool) *server {
+	t.Helper()
+	bins, err := binaries()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.MkdirAll(filepath.Join(home, "plugins"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	plugins := []string{"imagefx"}
+	if testpack {
+		plugins = append(plugins, "testpack")
+	}
+	for _, p := range plugins {
+		if err := os.Link(bins[p], filepath.Join(home, "plugins", p)); err != nil && !os.IsExist(err) {
+			if b, err := os.ReadFile(bins[p]); err != nil || os.WriteFile(filepath.Join(home, "plugins", p), b, 0o755) != nil {
+				t.Fatalf("install plugin %s: %v", p, err)
+			}
+		}
+	}
 	port := freePort(t)
 	addr := fmt.Sprintf("127.0.0.1:%d", port)
-	cmd := exec.Command(bin, "serve", "--home", home, "--listen", addr, "--token", token)
+	cmd := exec.Command(bins["face0"], "serve", "--home", home, "--listen", addr, "--token", token)
 	logs := &lockedBuffer{}
 	cmd.Stdout = logs
 	cmd.Stderr = logs
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
+	var once sync.Once
+	stop := func() {
+		once.Do(func() {
+			_ = cmd.Process.Signal(os.Interrupt)
+			done := make(chan struct{})
+			go func() { _ = cmd.Wait(); close(done) }()
+			select {
+			case <-done:
+			case <-time.After(10 * time.Second):
+				_ = cmd.Process.Kill()
+				<-done
+			}
+		})
+	}
 	t.Cleanup(func() {
-		_ = cmd.Process.Signal(os.Interrupt)
-		done := make(chan struct{})
-		go func() { _ = cmd.Wait(); close(done) }()
-		select {
-		case <-done:
-		case <-time.After(10 * time.Second):
-			_ = cmd.Process.Kill()
-			<-done
-		}
+		stop()
 		if t.Failed() {
 			t.Logf("face0 serve log:\n%s", logs.String())
 		}
@@ -129,7 +186,7 @@ func startServer(t *testing.T, token string) (string, string) {
 		}
 		time.Sleep(100 * time.Millisecond)
 	}
-	return base, home
+	return &server{base: base, home: home, stop: stop}
 }
 
 // editorURL is where the editor is served: by face0 serve itself when the

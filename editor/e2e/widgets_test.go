@@ -113,7 +113,7 @@ func TestEditorWidgets(t *testing.T) {
 	checks := map[string]string{
 		"a multi-line prompt":           node("text") + `.querySelector('textarea[name="text"]').value === "a portrait, studio light"`,
 		"a seed with a dice button":     node("sampler") + `.querySelector('.f0-seed input[name="seed"]').value === "1234"`,
-		"random-after-run checked":      node("sampler") + `.querySelector('input[name="seed.randomize"]').checked`,
+		"randomize after run":           node("sampler") + `.querySelector('select[name="seed.control"]').value === "randomize"`,
 		"a slider for face_weight":      node("sampler") + `.querySelector('input[type=range][name="face_weight"]').value === "0.8"`,
 		"a plain number for cfg":        node("sampler") + `.querySelector('input[type=number][name="cfg"]').step === "0.5"`,
 		"a checkbox for tiled":          node("sampler") + `.querySelector('input[type=checkbox][name="tiled"]').checked === false`,
