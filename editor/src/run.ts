@@ -205,7 +205,7 @@ function handle(m: Msg) {
 
 function handleRun(m: Msg) {
   const d = (m.data || {}) as Record<string, unknown>;
-  received.push({ type: m.type, node: d.node ?? d.node_id });
+  received.push({ type: m.type, node: d.node ?? d.node_id ?? d.nodes });
   if (received.length > 500) received.splice(0, received.length - 500);
   switch (m.type) {
     case "status": {
