@@ -213,7 +213,7 @@ func (c *Catalog) Compile(w *workflow.Workflow, outputs []string) (*Plan, error)
 				_ = outType
 			default:
 				if in.LinkOnly || !port.Type(in.Type).Literal() {
-					prob(in.Name, KindLinkOnly, "a %s input must be linked to another node's output, not written as a value", in.Type)
+					prob(in.Name, KindLinkOnly, "%s input must be linked to another node's output, not written as a value", port.A(port.Type(in.Type)))
 					continue
 				}
 				c.setLiteral(pn, in, ii, v.Value, prob)
