@@ -479,6 +479,7 @@ export function Editor({ specs, colors }: { specs: Record<string, NodeSpec>; col
         return r;
       },
       select: (ids: string[]) => setAll(nodesRef.current.map((n) => ({ ...n, selected: ids.includes(n.id) }))),
+      selected: () => nodesRef.current.filter((n) => n.selected).map((n) => n.id),
       history: hist.position,
       settled: hist.settled,
     };

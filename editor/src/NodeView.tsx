@@ -2,7 +2,7 @@
 // and widgets, the run state (progress, errors) and the images it produced.
 // Muted and bypassed nodes are drawn faded; a node of a type this server
 // lacks shows the sockets its file named.
-import { Handle, NodeResizeControl, type NodeProps, Position } from "@xyflow/react";
+import { Handle, NodeResizeControl, type NodeProps, Position, ResizeControlVariant } from "@xyflow/react";
 import { memo, useState } from "react";
 import { viewURL } from "./api";
 import { controlOf, typeColor, useEditor } from "./context";
@@ -110,7 +110,7 @@ function NodeViewImpl({ id, data, selected }: NodeProps<FNode>) {
       }}
     >
       {selected && !collapsed && (
-        <NodeResizeControl position="right" resizeDirection="horizontal" minWidth={180} className="f0-resize" style={{ background: "transparent", border: "none" }} />
+        <NodeResizeControl variant={ResizeControlVariant.Line} position="right" resizeDirection="horizontal" minWidth={180} className="f0-resize" />
       )}
       <div className="f0-title" title={spec?.description || data.nodeType} style={data.ui?.color ? { background: data.ui.color as string } : undefined}>
         <button
