@@ -201,7 +201,6 @@ func TestEditorCanvas(t *testing.T) {
 		t.Errorf("the group moved by %.0f,%.0f and the node in it by %.0f,%.0f", dx, dy, gAfter.X-gBefore.X, gAfter.Y-gBefore.Y)
 	}
 
-
 	// A reroute point on a link: drawn through it, the same link underneath.
 	var mid struct{ X, Y float64 }
 	p.mustEval(`(() => { const path = document.querySelector('.react-flow__edge[data-id="invert:IMAGE->save_invert:images"] .react-flow__edge-path');

@@ -234,12 +234,12 @@ func TestEditorComfyWorkflows(t *testing.T) {
 			}
 			// What shows on the canvas.
 			checks := map[string]string{
-				"the missing node marked":          fmt.Sprintf(`document.querySelector('.react-flow__node[data-id="%s"] .f0-node.unknown .f0-badge.bad').textContent === "missing: %s"`, tc.missing, tc.want[tc.missing].typ),
-				"the note":                         fmt.Sprintf(`[...document.querySelectorAll('.react-flow__node-note textarea')].some(t => t.value.includes(%q))`, tc.note),
-				"the group":                        `document.querySelector('.react-flow__node-group .f0-frame-title').textContent === "Input"`,
-				"the reroute points":               fmt.Sprintf(`document.querySelectorAll('.react-flow__node-reroute').length === %d`, len(tc.reroutes)),
-				"the links":                        fmt.Sprintf(`document.querySelectorAll('.react-flow__edge').length === %d`, tc.edges),
-				"the bypassed node":                fmt.Sprintf(`document.querySelector('.react-flow__node[data-id="%s"] .f0-node.bypassed')`, tc.inv),
+				"the missing node marked":           fmt.Sprintf(`document.querySelector('.react-flow__node[data-id="%s"] .f0-node.unknown .f0-badge.bad').textContent === "missing: %s"`, tc.missing, tc.want[tc.missing].typ),
+				"the note":                          fmt.Sprintf(`[...document.querySelectorAll('.react-flow__node-note textarea')].some(t => t.value.includes(%q))`, tc.note),
+				"the group":                         `document.querySelector('.react-flow__node-group .f0-frame-title').textContent === "Input"`,
+				"the reroute points":                fmt.Sprintf(`document.querySelectorAll('.react-flow__node-reroute').length === %d`, len(tc.reroutes)),
+				"the links":                         fmt.Sprintf(`document.querySelectorAll('.react-flow__edge').length === %d`, tc.edges),
+				"the bypassed node":                 fmt.Sprintf(`document.querySelector('.react-flow__node[data-id="%s"] .f0-node.bypassed')`, tc.inv),
 				"the seed's control after generate": `document.querySelector('select[name="seed.control"]').value === "increment"`,
 			}
 			for what, expr := range checks {
