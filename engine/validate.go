@@ -427,6 +427,19 @@ func kindMessage(k jsonschema.ErrorKind) string {
 		if len(k.Want) == 0 {
 			return "there is nothing to choose from yet"
 		}
+		// A long list (an input folder's images) is named in part.
+		const shown = 5
+		var names []string
+		for i, w := range k.Want {
+			if i == shown && len(k.Want) > shown+1 {
+				break
+			}
+			names = append(names, "'"+strings.Trim(describe(w), `"`)+"'")
+		}
+		if len(names) < len(k.Want) {
+			return fmt.Sprintf("must be one of %d choices: %s and %d more", len(k.Want), strings.Join(names, ", "), len(k.Want)-len(names))
+		}
+		return "must be one of " + strings.Join(names, ", ")
 	case *kind.MaxLength:
 		return fmt.Sprintf("is %d characters long, the maximum is %d (maxLength)", k.Got, k.Want)
 	}

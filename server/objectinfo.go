@@ -33,7 +33,7 @@ func buildObjectInfo(c *engine.Catalog) *objectInfo {
 func (s *Server) getObjectInfo(w http.ResponseWriter, r *http.Request) {
 	// As ComfyUI does, each request sees the plugins' current specs, unless
 	// they are slow to tell (see refresh.go).
-	s.refreshForRequest(r.Context())
+	s.refreshForRequest(r)
 	w.Header().Set("Content-Type", "application/json")
 	_, _ = w.Write(s.specs.Load().info.all)
 }
@@ -41,7 +41,7 @@ func (s *Server) getObjectInfo(w http.ResponseWriter, r *http.Request) {
 // getObjectInfoOne answers {} for an unknown class, as ComfyUI does.
 func (s *Server) getObjectInfoOne(w http.ResponseWriter, r *http.Request) {
 	cls := r.PathValue("cls")
-	s.refreshForRequest(r.Context())
+	s.refreshForRequest(r)
 	b, ok := s.specs.Load().info.byClass[cls]
 	if !ok {
 		writeJSON(w, http.StatusOK, map[string]any{})
@@ -146,6 +146,11 @@ func comfyInput(in *pb.PortSpec) ([]any, bool) {
 			head = choices
 		} else {
 			head = []any{}
+		}
+		// A choice of the input folder's files with an upload button
+		// (LoadImage's image), as ComfyUI marks it.
+		if w, _ := sch["x-face0-widget"].(string); w == "image" {
+			opts["image_upload"] = true
 		}
 	}
 	if in.Description != "" {

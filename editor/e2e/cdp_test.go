@@ -299,11 +299,15 @@ func (p *page) mustEval(expr string, out any) {
 // waitFor polls a JavaScript expression until it is truthy.
 func (p *page) waitFor(expr string, timeout time.Duration, what string) {
 	p.t.Helper()
-	deadline := time.Now().Add(timeout)
+	start := time.Now()
+	deadline := start.Add(timeout)
 	var lastErr error
 	for time.Now().Before(deadline) {
 		var ok bool
 		if lastErr = p.eval("!!("+expr+")", &ok); lastErr == nil && ok {
+			if d := time.Since(start); d > 2*time.Second {
+				p.t.Logf("waited %s for %s", d.Round(100*time.Millisecond), what)
+			}
 			return
 		}
 		time.Sleep(50 * time.Millisecond)

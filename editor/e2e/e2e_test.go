@@ -92,12 +92,23 @@ var binaries = sync.OnceValues(func() (map[string]string, error) {
 		return nil, err
 	}
 	out := map[string]string{}
-	for name, pkg := range map[string]string{"face0": "./cmd/face0", "imagefx": "./examples/plugins/imagefx", "testpack": "./internal/testplugin/testpack"} {
+	pkgs := map[string]string{"face0": "./cmd/face0", "imagefx": "./examples/plugins/imagefx", "testpack": "./internal/testplugin/testpack"}
+	errs := make(chan error, len(pkgs))
+	for name, pkg := range pkgs {
 		out[name] = filepath.Join(dir, name)
-		cmd := exec.Command("go", "build", "-o", out[name], pkg)
-		cmd.Dir = root
-		if b, err := cmd.CombinedOutput(); err != nil {
-			return nil, fmt.Errorf("go build %s: %v\n%s", pkg, err, b)
+		go func(bin, pkg string) {
+			cmd := exec.Command("go", "build", "-o", bin, pkg)
+			cmd.Dir = root
+			if b, err := cmd.CombinedOutput(); err != nil {
+				errs <- fmt.Errorf("go build %s: %v\n%s", pkg, err, b)
+				return
+			}
+			errs <- nil
+		}(out[name], pkg)
+	}
+	for range pkgs {
+		if err := <-errs; err != nil {
+			return nil, err
 		}
 	}
 	return out, nil
@@ -355,15 +366,30 @@ func TestEditor(t *testing.T) {
 		t.Fatalf("no blur output saved under %s", filepath.Join(home, "output"))
 	}
 
-	// A node that fails while running shows its error: type a missing file
-	// name into LoadImage and queue with Ctrl+Enter.
-	p.typeInto(`.react-flow__node[data-id="load"] input[name="image"]`, "missing.png")
+	// LoadImage's image is a list of the input folder's images; the upload
+	// is in it now.
+	p.waitFor(`[...document.querySelectorAll('.react-flow__node[data-id="load"] select[name="image"] option')].some(o => o.value === "smiley.png")`,
+		10*time.Second, "the uploaded image among LoadImage's choices")
+
+	// A node that fails while running shows its error: a file in the input
+	// folder that is not an image, chosen from LoadImage's list (R re-reads
+	// the lists), queued with Ctrl+Enter.
+	if err := os.WriteFile(filepath.Join(home, "input", "broken.png"), []byte("not an image"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	p.click(".react-flow__pane")
+	p.key("r", 0)
+	p.waitFor(`[...document.querySelectorAll('.react-flow__node[data-id="load"] select[name="image"] option')].some(o => o.value === "broken.png")`,
+		10*time.Second, "R to list the new file among LoadImage's choices")
+	p.mustEval(`(() => { const s = document.querySelector('.react-flow__node[data-id="load"] select[name="image"]');
+		Object.getOwnPropertyDescriptor(HTMLSelectElement.prototype, "value").set.call(s, "broken.png");
+		s.dispatchEvent(new Event("change", {bubbles: true})); return true; })()`, nil)
 	p.key("Enter", modCtrl)
 	p.waitFor(`document.querySelector('.react-flow__node[data-id="load"] .f0-error')`, 20*time.Second, "LoadImage's execution error")
 	var execErr string
 	p.mustEval(`document.querySelector('.react-flow__node[data-id="load"] .f0-error').textContent`, &execErr)
-	if !strings.Contains(execErr, "missing.png") {
-		t.Errorf("LoadImage's error %q does not name the missing file", execErr)
+	if !strings.Contains(execErr, "broken.png") {
+		t.Errorf("LoadImage's error %q does not name the broken file", execErr)
 	}
 	p.screenshot(filepath.Join(shots, "02c-execution-error.png"))
 

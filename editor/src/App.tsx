@@ -39,14 +39,24 @@ export function App() {
   // the graph: model choices change when a run writes a model, LoadImage's
   // when a file is uploaded.
   useEffect(() => {
-    const reload = () => {
-      api.objectInfo().then(
+    const reload = (fresh: boolean) => () => {
+      api.objectInfo(fresh).then(
         (info) => setSpecs(buildSpecs(info)),
         () => {},
       );
     };
-    window.addEventListener("face0:specs-stale", reload);
-    return () => window.removeEventListener("face0:specs-stale", reload);
+    const stale = reload(false);
+    const asked = reload(true);
+    window.addEventListener("face0:specs-stale", stale);
+    window.addEventListener("face0:specs-refresh", asked);
+    // Back from another window (a file manager, a terminal): files may
+    // have been added to the input or models folder.
+    window.addEventListener("focus", asked);
+    return () => {
+      window.removeEventListener("face0:specs-stale", stale);
+      window.removeEventListener("face0:specs-refresh", asked);
+      window.removeEventListener("focus", asked);
+    };
   }, []);
 
   if (error) {

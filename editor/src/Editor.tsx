@@ -440,7 +440,15 @@ export function Editor({ specs, colors }: { specs: Record<string, NodeSpec>; col
       const t = e.target as HTMLElement | null;
       const typing = !!t && (t.tagName === "INPUT" || t.tagName === "TEXTAREA" || t.tagName === "SELECT" || t.isContentEditable);
       const mod = e.ctrlKey || e.metaKey;
-      if (!mod) return;
+      if (!mod) {
+        // R re-reads the node specs: choices such as the input folder's
+        // images and the models, as ComfyUI's R does.
+        if (!typing && !e.altKey && e.key.toLowerCase() === "r") {
+          window.dispatchEvent(new Event("face0:specs-refresh"));
+          say("Refreshing node choices…");
+        }
+        return;
+      }
       const k = e.key.toLowerCase();
       const act = (f: () => void) => {
         e.preventDefault();

@@ -128,7 +128,9 @@ async function request<T>(method: string, path: string, body?: BodyInit, content
 }
 
 export const api = {
-  objectInfo: () => request<ObjectInfo>("GET", "object_info"),
+  /** objectInfo reads the node specs; fresh asks the server to ask its
+   *  plugins again first (new files in the input or models folder). */
+  objectInfo: (fresh = false) => request<ObjectInfo>("GET", fresh ? "object_info?refresh=1" : "object_info"),
   async types(): Promise<TypeInfo[]> {
     const data = await request<unknown>("GET", "face0/types");
     // Accept a list of {name, color} or a map name -> colour / info.
