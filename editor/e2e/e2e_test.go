@@ -359,6 +359,21 @@ func TestEditor(t *testing.T) {
 	}
 	p.screenshot(filepath.Join(shots, "02-after-run.png"))
 	p.screenshotElement(`.react-flow__node[data-id="invert"]`, filepath.Join(shots, "02b-invert-node.png"), 3)
+
+	// Queued again, every node comes from the cache; a node that changes
+	// (and what reads from it) is no longer marked cached.
+	p.click("#queue")
+	p.waitFor(`document.querySelectorAll('.f0-badge').length && [...document.querySelectorAll('.react-flow__node')].every(n => [...n.querySelectorAll('.f0-badge')].some(b => b.textContent === "cached"))`,
+		20*time.Second, "every node marked cached")
+	p.typeInto(`.react-flow__node[data-id="scale"] input[name="width"]`, "380")
+	p.key("Enter", 0)
+	var cachedNow []string
+	p.mustEval(`[...document.querySelectorAll('.react-flow__node')].filter(n => [...n.querySelectorAll('.f0-badge')].some(b => b.textContent === "cached")).map(n => n.dataset.id)`, &cachedNow)
+	if strings.Join(cachedNow, ",") != "load" {
+		t.Errorf("after changing ImageScale, nodes still marked cached: %v; want only load", cachedNow)
+	}
+	p.typeInto(`.react-flow__node[data-id="scale"] input[name="width"]`, "384")
+	p.key("Enter", 0)
 	var outName string
 	p.mustEval(`document.querySelector('.react-flow__node[data-id="save_blur"] img.f0-output').title`, &outName)
 	outputs, _ := filepath.Glob(filepath.Join(home, "output", "imagefx", "blur_*.png"))

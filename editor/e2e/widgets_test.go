@@ -110,6 +110,7 @@ func TestEditorWidgets(t *testing.T) {
 	p.waitFor(`document.querySelectorAll(".react-flow__node").length === 5`, 20*time.Second, "the fake default workflow")
 
 	node := func(id string) string { return `document.querySelector('.react-flow__node[data-id="` + id + `"]')` }
+	node2css := func(id string) string { return `.react-flow__node[data-id="` + id + `"]` }
 	checks := map[string]string{
 		"a multi-line prompt":           node("text") + `.querySelector('textarea[name="text"]').value === "a portrait, studio light"`,
 		"a seed with a dice button":     node("sampler") + `.querySelector('.f0-seed input[name="seed"]').value === "1234"`,
@@ -144,6 +145,22 @@ func TestEditorWidgets(t *testing.T) {
 		t.Errorf("an IMAGE -> STRING link (and a cycle) was accepted")
 	}
 
+	// A 16-digit seed fits its box (typed, before it is committed and
+	// clamped to this node's maximum).
+	p.typeInto(node2css("sampler")+` input[name="seed"]`, "9007199254740991")
+	var fits struct {
+		Value          string
+		Scroll, Client float64
+	}
+	p.mustEval(`(() => { const i = `+node("sampler")+`.querySelector('input[name="seed"]'); return {value: i.value, scroll: i.scrollWidth, client: i.clientWidth}; })()`, &fits)
+	if fits.Value != "9007199254740991" || fits.Scroll > fits.Client {
+		t.Errorf("the seed box shows %q in %.0f px and needs %.0f", fits.Value, fits.Client, fits.Scroll)
+	}
+	p.screenshotElement(node2css("sampler"), filepath.Join(shots, "11-seed.png"), 2)
+	p.typeInto(node2css("sampler")+` input[name="seed"]`, "1234")
+	p.key("Enter", 0)
+	p.waitFor(node("sampler")+`.querySelector('input[name="seed"]').value === "1234"`, 5*time.Second, "the seed back to 1234")
+
 	// Queue: the prompt carries the seed shown, then the seed changes.
 	p.click("#queue")
 	p.waitFor(node("sampler")+`.querySelector('input[name="seed"]').value !== "1234"`, 5*time.Second, "the seed to be randomised after queueing")
@@ -164,4 +181,30 @@ func TestEditorWidgets(t *testing.T) {
 			}
 		}
 	}
+	mu.Unlock()
+
+	// The palette hides, and stays hidden after a reload.
+	p.click("#toggle-palette")
+	p.waitFor(`!document.querySelector('.f0-palette')`, 5*time.Second, "the palette to hide")
+	p.navigate(srv.URL + "/")
+	p.waitFor(`document.querySelectorAll(".react-flow__node").length === 5 && !document.querySelector('.f0-palette')`, 20*time.Second, "a reload without the palette")
+	p.click("#toggle-palette")
+	p.waitFor(`document.querySelector('.f0-palette')`, 5*time.Second, "the palette back")
+
+	// Clear and Default ask before they throw away a graph that is not saved.
+	p.waitFor(`face0.settled()`, 20*time.Second, "the graph to settle")
+	p.click("#clear")
+	p.waitFor(`document.querySelector('.f0-dialog')`, 5*time.Second, "Clear to ask about the unsaved graph (its seed changed)")
+	p.screenshot(filepath.Join(shots, "12-confirm-clear.png"))
+	p.click("#confirm-cancel")
+	p.waitFor(`!document.querySelector('.f0-dialog') && document.querySelectorAll(".react-flow__node").length === 5`, 5*time.Second, "Cancel to keep the graph")
+	p.click("#save")
+	p.click("#clear")
+	p.waitFor(`document.querySelectorAll(".react-flow__node").length === 0 && !document.querySelector('.f0-dialog')`, 5*time.Second, "Clear of a saved graph, without a question")
+	p.mustEval(`face0.addNode("PreviewImage"), true`, nil)
+	p.click("#default")
+	p.waitFor(`document.querySelector('.f0-dialog')`, 5*time.Second, "Default to ask about the unsaved graph")
+	p.click("#confirm-yes")
+	p.waitFor(`document.querySelectorAll(".react-flow__node").length === 5`, 5*time.Second, "Default to replace the graph once agreed")
+	mu.Lock()
 }
