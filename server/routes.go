@@ -15,6 +15,7 @@ import (
 	"net/url"
 	"regexp"
 	"slices"
+	"sort"
 	"strconv"
 	"strings"
 	"time"
@@ -46,6 +47,9 @@ func (s *Server) routes() http.Handler {
 		},
 		"GET /face0/types":        func(w http.ResponseWriter, r *http.Request) { writeJSON(w, http.StatusOK, s.catalog().Types()) },
 		"POST /face0/queue/front": s.postQueueFront,
+	}
+	for pattern, h := range s.startupRoutes() {
+		api[pattern] = h
 	}
 	for pattern, h := range api {
 		method, path, _ := strings.Cut(pattern, " ")
@@ -254,6 +258,17 @@ func (s *Server) postPrompt(w http.ResponseWriter, r *http.Request) {
 		writeErrorDetails(w, http.StatusBadRequest, "invalid_prompt", "Invalid prompt: "+err.Error(), err.Error(), extra, nil)
 		return
 	}
+	outputs := s.outputsToExecute(wf, req.Targets)
+	if len(outputs) == 0 && s.typesKnown(wf) {
+		// ComfyUI's answer, node_errors an empty list.
+		writeJSON(w, http.StatusBadRequest, map[string]any{
+			"error": map[string]any{"type": engine.KindNoOutputs, "message": "Prompt has no outputs",
+				"details":    "the workflow has no output node that runs (SaveImage, PreviewImage, ...): add one, or name the nodes to run in partial_execution_targets (face0 run --outputs)",
+				"extra_info": map[string]any{}},
+			"node_errors": []any{},
+		})
+		return
+	}
 	if _, err := s.compile(r.Context(), wf, req.Targets); err != nil {
 		var ve *engine.ValidationError
 		if !errors.As(err, &ve) {
@@ -261,6 +276,7 @@ func (s *Server) postPrompt(w http.ResponseWriter, r *http.Request) {
 			return
 		}
 		nodeErrs := ve.NodeErrors()
+		dependentOutputs(nodeErrs, wf, outputs)
 		typ, msg := "prompt_outputs_failed_validation", "Prompt outputs failed validation"
 		if len(nodeErrs) == 0 && len(ve.Problems) > 0 {
 			typ, msg = ve.Problems[0].Kind, ve.Problems[0].Message
@@ -288,7 +304,7 @@ func (s *Server) postPrompt(w http.ResponseWriter, r *http.Request) {
 	}
 	p := &queuedPrompt{
 		ID: id, Prompt: append(json.RawMessage(nil), req.Prompt...), ExtraData: extra, ClientID: clientID,
-		Outputs: s.outputsToExecute(wf, req.Targets), Targets: req.Targets, Queued: time.Now(),
+		Outputs: outputs, Targets: req.Targets, Queued: time.Now(),
 	}
 	if err := s.store.enqueue(p, req.Number, req.Front); err != nil {
 		if errors.Is(err, errDuplicateID) {
@@ -311,11 +327,63 @@ func (s *Server) outputsToExecute(wf *workflow.Workflow, targets []string) []str
 	}
 	out := []string{}
 	for _, n := range wf.Nodes {
-		if d, ok := s.catalog().Lookup(n.Type); ok && d.Spec.OutputNode {
+		if d, ok := s.catalog().Lookup(n.Type); ok && d.Spec.OutputNode && n.Mode == "" {
 			out = append(out, n.ID)
 		}
 	}
 	return out
+}
+
+// typesKnown reports whether every node that runs is of a known type (else
+// the unknown types are the problem to report, not a lack of outputs).
+func (s *Server) typesKnown(wf *workflow.Workflow) bool {
+	for _, n := range wf.Nodes {
+		if _, ok := s.catalog().Lookup(n.Type); !ok && n.Mode != workflow.ModeMuted {
+			return false
+		}
+	}
+	return true
+}
+
+// dependentOutputs fills each node error's dependent_outputs, as ComfyUI
+// does: the output nodes the failing node feeds, directly or not (itself,
+// when it is one).
+func dependentOutputs(nodeErrs map[string]any, wf *workflow.Workflow, outputs []string) {
+	readers := map[string][]string{} // node -> nodes reading from it
+	for _, n := range wf.Nodes {
+		for _, in := range n.Inputs {
+			if in.Link != nil {
+				readers[in.Link.Node] = append(readers[in.Link.Node], n.ID)
+			}
+		}
+	}
+	isOutput := map[string]bool{}
+	for _, o := range outputs {
+		isOutput[o] = true
+	}
+	for id, e := range nodeErrs {
+		entry, ok := e.(map[string]any)
+		if !ok {
+			continue
+		}
+		deps := []string{}
+		seen := map[string]bool{id: true}
+		for stack := []string{id}; len(stack) > 0; {
+			n := stack[len(stack)-1]
+			stack = stack[:len(stack)-1]
+			if isOutput[n] {
+				deps = append(deps, n)
+			}
+			for _, r := range readers[n] {
+				if !seen[r] {
+					seen[r] = true
+					stack = append(stack, r)
+				}
+			}
+		}
+		sort.Strings(deps)
+		entry["dependent_outputs"] = deps
+	}
 }
 
 func (s *Server) getQueue(w http.ResponseWriter, r *http.Request) {
