@@ -2,6 +2,7 @@ package engine_test
 
 import (
 	"errors"
+	"fmt"
 	"slices"
 	"sort"
 	"strings"
@@ -140,4 +141,22 @@ func TestModeSchema(t *testing.T) {
 func parseErr(src string) (any, any, error) {
 	w, f, err := workflow.Parse([]byte(src))
 	return w, f, err
+}
+
+// A cycle through many nodes names a few and counts the rest.
+func TestCycleMessageIsShort(t *testing.T) {
+	r := newRig(t, "")
+	var b strings.Builder
+	b.WriteString(`{"version":1,"nodes":[`)
+	for i := range 12 {
+		if i > 0 {
+			b.WriteString(",")
+		}
+		b.WriteString(fmt.Sprintf(`{"id":"n%d","type":"Add","inputs":{"a":{"node":"n%d","output":"INT"}}}`, i, (i+11)%12))
+	}
+	b.WriteString(`]}`)
+	_, err := r.catalog.Compile(parse(t, b.String()), nil)
+	if err == nil || !strings.Contains(err.Error(), "a cycle through nodes n0, n1, n2, n3, n4 and 7 more") {
+		t.Fatalf("got %v, want the cycle named by five nodes and a count", err)
+	}
 }

@@ -252,7 +252,11 @@ func (c *Catalog) Compile(w *workflow.Workflow, outputs []string) (*Plan, error)
 	}
 	order, cyc := topoSort(all)
 	if len(cyc) > 0 {
-		add(Problem{Kind: KindCycle, Node: cyc[0], Message: fmt.Sprintf("the links form a cycle through nodes %s; a workflow must be acyclic", strings.Join(cyc, ", "))})
+		names := strings.Join(cyc, ", ")
+		if len(cyc) > 6 {
+			names = fmt.Sprintf("%s and %d more", strings.Join(cyc[:5], ", "), len(cyc)-5)
+		}
+		add(Problem{Kind: KindCycle, Node: cyc[0], Message: fmt.Sprintf("the links form a cycle through nodes %s; a workflow must be acyclic", names)})
 	}
 	// What is wanted.
 	var wanted []*planNode
