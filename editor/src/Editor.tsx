@@ -35,6 +35,7 @@ import { useFiles } from "./files";
 import { useGroupDrag } from "./useGroupDrag";
 import { useMenus } from "./useMenus";
 import { useQueue } from "./useQueue";
+import { useScriptHooks } from "./scripthooks";
 import { markSaved, storageKey, unsaved, useUndo } from "./useUndo";
 import { randomSeed } from "./widgets";
 
@@ -471,27 +472,7 @@ export function Editor({ specs, colors }: { specs: Record<string, NodeSpec>; col
     return () => window.removeEventListener("keydown", onKey);
   }, [queue, save, hist.undo, hist.redo, copy, paste, selectAll, toggleMode, groupSelected]);
 
-  // Hooks for scripts and the end-to-end test.
-  useEffect(() => {
-    (window as unknown as { face0: unknown }).face0 = {
-      workflow: () => current(),
-      load: (wf: unknown) => load(wf, "a script"),
-      queue: (n?: number) => queue(n ?? 1),
-      undo: hist.undo,
-      redo: hist.redo,
-      addNode: (type: string, x?: number, y?: number) => addNode(type, x === undefined ? undefined : { x, y: y ?? 0 }),
-      connect: (source: string, output: string, target: string, input: string) => {
-        const c = { source, sourceHandle: output, target, targetHandle: input };
-        const r = why(c);
-        if (!r) link(c);
-        return r;
-      },
-      select: (ids: string[]) => setAll(nodesRef.current.map((n) => ({ ...n, selected: ids.includes(n.id) }))),
-      selected: () => nodesRef.current.filter((n) => n.selected).map((n) => n.id),
-      history: hist.position,
-      settled: hist.settled,
-    };
-  }, [current, load, queue, hist, addNode, why, link, setAll]);
+  useScriptHooks({ current, load, queue, undo: hist.undo, redo: hist.redo, addNode, why, link, setAll, nodesRef, position: hist.position, settled: hist.settled });
 
   const styledEdges = useMemo(
     () =>
