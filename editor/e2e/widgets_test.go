@@ -51,6 +51,10 @@ const fakeObjectInfo = `{
      "face_weight": {"type": "number", "minimum": 0, "maximum": 2, "default": 1, "x-face0-widget": "slider", "x-face0-step": 0.05},
      "cfg": {"type": "number", "minimum": 0, "maximum": 30, "default": 7.5, "x-face0-step": 0.5},
      "tiled": {"type": "boolean", "default": false}}}},
+ "LoadPortrait": {"name": "LoadPortrait", "display_name": "Load Portrait", "category": "image", "description": "",
+  "input": {"required": {"image": ["STRING", {"default": "", "image_upload": true}]}, "optional": {}},
+  "output": ["IMAGE"], "output_name": ["IMAGE"], "output_node": false,
+  "face0_schema": {"type": "object", "properties": {"image": {"type": "string", "default": "", "x-face0-widget": "image"}}}},
  "PreviewImage": {"name": "PreviewImage", "display_name": "PreviewImage", "category": "image", "description": "",
   "input": {"required": {"images": ["IMAGE"]}, "optional": {}},
   "output": [], "output_name": [], "output_node": true}
@@ -76,6 +80,7 @@ func TestEditorWidgets(t *testing.T) {
 	}
 	var mu sync.Mutex
 	var prompts []map[string]any
+	var views []string // the filenames of GET /view, in order
 	files := http.FileServerFS(editor.FS())
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET /object_info", func(w http.ResponseWriter, r *http.Request) { io.WriteString(w, fakeObjectInfo) })
@@ -90,6 +95,12 @@ func TestEditorWidgets(t *testing.T) {
 		prompts = append(prompts, body)
 		mu.Unlock()
 		io.WriteString(w, `{"prompt_id": "fake-1", "number": 1, "node_errors": {}}`)
+	})
+	mux.HandleFunc("GET /view", func(w http.ResponseWriter, r *http.Request) {
+		mu.Lock()
+		views = append(views, r.URL.Query().Get("filename"))
+		mu.Unlock()
+		http.NotFound(w, r)
 	})
 	mux.HandleFunc("GET /", func(w http.ResponseWriter, r *http.Request) {
 		if _, err := fs.Stat(editor.FS(), strings.TrimPrefix(r.URL.Path, "/")); err != nil && r.URL.Path != "/" {
@@ -206,5 +217,38 @@ func TestEditorWidgets(t *testing.T) {
 	p.waitFor(`document.querySelector('.f0-dialog')`, 5*time.Second, "Default to ask about the unsaved graph")
 	p.click("#confirm-yes")
 	p.waitFor(`document.querySelectorAll(".react-flow__node").length === 5`, 5*time.Second, "Default to replace the graph once agreed")
+
+	// An image name typed into a node without a list of choices fetches its
+	// preview once typing pauses, not once per letter. The page's timers of
+	// a tenth of a second to a second are held while typing, so that a slow
+	// machine cannot make a pause between two letters.
+	p.mustEval(`face0.addNode("LoadPortrait", 60, 560), true`, nil)
+	p.waitFor(node("loadportrait_1")+`.querySelector('input[name="image"]')`, 5*time.Second, "the LoadPortrait node")
+	p.mustEval(`(() => { const set = window.setTimeout, clear = window.clearTimeout; window.__held = new Map();
+		window.setTimeout = (f, ms, ...a) => { if (ms >= 100 && ms <= 1000) { const id = set(() => {}, 1e9); window.__held.set(id, () => f(...a)); return id; } return set(f, ms, ...a); };
+		window.clearTimeout = (id) => { window.__held.delete(id); clear(id); };
+		window.__release = () => { window.setTimeout = set; window.clearTimeout = clear; const fs = [...window.__held.values()]; window.__held.clear(); fs.forEach((f) => f()); return fs.length; };
+		return true; })()`, nil)
+	p.click(node2css("loadportrait_1") + ` input[name="image"]`)
+	const typed = "portrait.png"
+	for _, r := range typed {
+		p.do("Input.insertText", map[string]any{"text": string(r)})
+	}
+	p.waitFor(node("loadportrait_1")+`.querySelector('input[name="image"]').value === "portrait.png"`, 5*time.Second, "the typed name")
+	p.mustEval(`window.__release()`, nil)
+	p.waitFor(`(() => { const i = `+node("loadportrait_1")+`.querySelector('img.f0-thumb'); return !i || i.complete; })() && !!`+node("loadportrait_1")+`.querySelector('.f0-hint')`,
+		10*time.Second, "the preview of the typed name to be tried (and found missing)")
 	mu.Lock()
+	var early []string
+	final := 0
+	for _, v := range views {
+		if v == typed {
+			final++
+		} else if strings.HasPrefix(typed, v) {
+			early = append(early, v)
+		}
+	}
+	if len(early) > 0 || final != 1 {
+		t.Errorf("typing %q fetched previews of %q and %d of the whole name; want none while typing and one at the end", typed, early, final)
+	}
 }
