@@ -225,6 +225,27 @@ func TestEditorCanvas(t *testing.T) {
 	p.do("Input.insertText", map[string]any{"text": "try a wider blur"})
 	p.waitFor(`(face0.workflow().ui.notes || []).some(n => n.text === "try a wider blur")`, 5*time.Second, "the note's text in the workflow")
 
+	// Add a node and remove it again through the right-click menus, at an
+	// empty spot of the canvas (the first one found scanning from the top).
+	var spot struct{ X, Y float64 }
+	p.mustEval(`(() => { const pane = document.querySelector('.react-flow__pane'), r = pane.getBoundingClientRect();
+		for (let y = r.top + 40; y < r.bottom - 40; y += 30) for (let x = r.left + 40; x < r.right - 40; x += 30)
+			if (document.elementFromPoint(x, y) === pane) return {x, y};
+		throw new Error("no empty spot on the canvas"); })()`, &spot)
+	p.clickAt(spot.X, spot.Y, "right", 1)
+	p.waitFor(`document.querySelector('.f0-menu [data-menu="add-node"]')`, 5*time.Second, "the canvas menu")
+	p.click(`.f0-menu [data-menu="add-node"]`)
+	p.waitFor(`document.querySelector('.f0-nodesearch input') === document.activeElement`, 5*time.Second, "the node search from the menu")
+	p.do("Input.insertText", map[string]any{"text": "boxblur"})
+	p.waitFor(`document.querySelector('.f0-nodesearch-item.active').dataset.type === "BoxBlur"`, 5*time.Second, "BoxBlur first in the search")
+	p.key("Enter", 0)
+	p.waitFor(q(node("boxblur_1")), 5*time.Second, "the BoxBlur node from the menu")
+	noOverlap(t, p, "boxblur_1", "after adding from the canvas menu")
+	p.rightClick(node("boxblur_1") + " .f0-title-text")
+	p.waitFor(`document.querySelector('.f0-menu [data-menu="remove"]')`, 5*time.Second, "the node menu's Remove")
+	p.click(`.f0-menu [data-menu="remove"]`)
+	p.waitFor(`!document.querySelector('.react-flow__node[data-id="boxblur_1"]')`, 5*time.Second, "Remove to delete the node")
+
 	// Copy, then paste at the mouse, clear of other nodes.
 	p.click(node("scale") + " .f0-title-text")
 	p.key("c", modCtrl)
