@@ -152,6 +152,7 @@ func TestEditorComfyWorkflows(t *testing.T) {
 		via       [2]string      // node, reroute id its image link is drawn through
 		note      string
 		missing   string
+		keeps     []any // the missing node's widget values, kept to be saved again
 		cantRun   []string
 		blur, inv string
 		edges     int
@@ -172,6 +173,7 @@ func TestEditorComfyWorkflows(t *testing.T) {
 			via:      [2]string{"4", "reroute_3"},
 			note:     "schema 0.4",
 			missing:  "10",
+			keeps:    []any{156680208700286, "randomize", 20, 8, "euler", "normal", 1},
 			cantRun:  []string{"8", "9", "10", "13"},
 			blur:     "4", inv: "5",
 			// 1-2, 2-reroute, reroute-4, 4-5, 5-6, 4-7, 8-9 twice, 10-13
@@ -189,6 +191,7 @@ func TestEditorComfyWorkflows(t *testing.T) {
 			via:      [2]string{"3", "rr_2"},
 			note:     "schema 1",
 			missing:  "8",
+			keeps:    []any{"v1-5-pruned-emaonly.safetensors"},
 			cantRun:  []string{"7", "8"},
 			blur:     "3", inv: "4",
 			// 1-2, 2-rr_1, rr_1-rr_2, rr_2-3, 3-4, 4-5, 3-6
@@ -230,6 +233,16 @@ func TestEditorComfyWorkflows(t *testing.T) {
 					if via := n["ui"].(map[string]any)["via"]; !reflect.DeepEqual(via, map[string]any{"image": tc.via[1]}) {
 						t.Errorf("node %s's link is drawn through %v, want %s", tc.via[0], via, tc.via[1])
 					}
+				}
+			}
+			for _, n := range wf["nodes"].([]any) {
+				n := n.(map[string]any)
+				if n["id"] != tc.missing {
+					continue
+				}
+				comfy, _ := n["ui"].(map[string]any)["comfy"].(map[string]any)
+				if !reflect.DeepEqual(comfy["widgets_values"], normalise(t, tc.keeps)) {
+					t.Errorf("the missing node %s keeps widget values %v, want the file's %v", tc.missing, comfy["widgets_values"], tc.keeps)
 				}
 			}
 			// What shows on the canvas.
