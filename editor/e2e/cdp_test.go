@@ -192,6 +192,9 @@ type page struct {
 
 	netMu sync.Mutex
 	net   map[string]*transfer // by request id, while recording
+
+	errMu  sync.Mutex
+	errors []string // uncaught exceptions and console.error/warn: each fails the test
 }
 
 // transfer is one network request as the browser saw it.
@@ -242,13 +245,33 @@ func (b *browser) newPage(ctx context.Context) *page {
 				}
 			}
 			b.t.Logf("browser console.%s: %s", e.Type, strings.Join(parts, " "))
+			if e.Type == "error" || e.Type == "warning" || e.Type == "assert" {
+				p.noteError("console." + e.Type + ": " + strings.Join(parts, " "))
+			}
 		case "Runtime.exceptionThrown":
 			b.t.Logf("browser exception: %s", m.Params)
+			var e struct {
+				ExceptionDetails struct {
+					Text      string
+					Exception struct{ Description string }
+				}
+			}
+			_ = json.Unmarshal(m.Params, &e)
+			p.noteError("uncaught " + e.ExceptionDetails.Text + " " + e.ExceptionDetails.Exception.Description)
 		case "Network.responseReceived", "Network.loadingFinished", "Network.requestServedFromCache":
 			p.noteNetwork(m)
 		}
 	}
 	b.mu.Unlock()
+	// The editor runs without console errors or uncaught exceptions: any
+	// seen in a test fails it.
+	b.t.Cleanup(func() {
+		p.errMu.Lock()
+		defer p.errMu.Unlock()
+		for _, e := range p.errors {
+			p.t.Errorf("the page logged an error: %s", e)
+		}
+	})
 	// A tab in the background has its timers throttled; the editor's history
 	// records changes after a short timer.
 	for _, m := range []string{"Page.enable", "Runtime.enable", "DOM.enable", "Page.bringToFront"} {
@@ -541,6 +564,12 @@ func (p *page) release(x, y float64) {
 	p.t.Helper()
 	p.do("Input.dispatchMouseEvent", map[string]any{"type": "mouseReleased", "x": x, "y": y, "button": "left", "buttons": 0, "clickCount": 1})
 	p.settleTimers()
+}
+
+func (p *page) noteError(e string) {
+	p.errMu.Lock()
+	p.errors = append(p.errors, e)
+	p.errMu.Unlock()
 }
 
 // settleTimers lets the timers the page set so far run: after a drag, the

@@ -255,9 +255,17 @@ func TestEditorComfyWorkflows(t *testing.T) {
 				"the bypassed node":                 fmt.Sprintf(`document.querySelector('.react-flow__node[data-id="%s"] .f0-node.bypassed')`, tc.inv),
 				"the seed's control after generate": `document.querySelector('select[name="seed.control"]').value === "increment"`,
 			}
+			// The links are drawn a frame after their nodes are measured:
+			// each check is given a while to become true.
 			for what, expr := range checks {
 				var ok bool
-				if err := p.eval("!!("+expr+")", &ok); err != nil || !ok {
+				var err error
+				for deadline := time.Now().Add(10 * time.Second); time.Now().Before(deadline); time.Sleep(50 * time.Millisecond) {
+					if err = p.eval("!!("+expr+")", &ok); err == nil && ok {
+						break
+					}
+				}
+				if err != nil || !ok {
 					t.Errorf("expected %s (%s): %v", what, expr, err)
 				}
 			}
