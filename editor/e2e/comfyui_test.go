@@ -3,8 +3,12 @@ package e2e
 import (
 	"bytes"
 	"context"
+	"encoding/binary"
 	"encoding/json"
 	"fmt"
+	"hash/crc32"
+	"image"
+	"image/png"
 	"os"
 	"path/filepath"
 	"reflect"
@@ -315,4 +319,59 @@ func TestEditorComfyWorkflows(t *testing.T) {
 			}
 		})
 	}
+
+	// An image saved by ComfyUI carries the API prompt and, after it, the
+	// editor workflow as PNG text chunks: dropped on the canvas, the editor
+	// workflow loads, with its values.
+	t.Run("ComfyUI PNG", func(t *testing.T) {
+		const name = "ComfyUI_00001_.png"
+		prompt := `{"1": {"class_type": "LoadImage", "inputs": {"image": "smiley.png"}}}`
+		png := comfyPNG(t, map[string]string{"prompt": prompt, "workflow": string(mustRead(t, filepath.Join("testdata", "comfyui-0.4.json")))})
+		path := filepath.Join(t.TempDir(), name)
+		if err := os.WriteFile(path, png, 0o644); err != nil {
+			t.Fatal(err)
+		}
+		p.dropFile(".react-flow__pane", path, "image/png")
+		p.waitFor(`document.querySelector('.f0-dialog') || document.getElementById("message").textContent.startsWith("Loaded ")`, 10*time.Second, "the PNG to load or a question")
+		var dialog bool
+		p.mustEval(`!!document.querySelector('.f0-dialog')`, &dialog)
+		if dialog {
+			p.click("#confirm-yes")
+		}
+		p.waitFor(fmt.Sprintf(`document.getElementById("message").textContent.startsWith("Loaded %s (ComfyUI editor format)")`, name), 10*time.Second, "the PNG's ComfyUI workflow to load")
+		var wf map[string]any
+		p.mustEval(`face0.workflow()`, &wf)
+		checkNodes(t, name, wf, cases[0].want)
+	})
+}
+
+// comfyPNG is a 1x1 PNG with the given tEXt chunks before its image data,
+// "prompt" first and "workflow" after it, as ComfyUI writes them.
+func comfyPNG(t *testing.T, text map[string]string) []byte {
+	t.Helper()
+	var img bytes.Buffer
+	if err := png.Encode(&img, image.NewGray(image.Rect(0, 0, 1, 1))); err != nil {
+		t.Fatal(err)
+	}
+	b := img.Bytes()
+	// The signature (8 bytes) and IHDR (4+4+13+4) come first.
+	const head = 8 + 25
+	var out bytes.Buffer
+	out.Write(b[:head])
+	for _, k := range []string{"prompt", "workflow"} {
+		v, ok := text[k]
+		if !ok {
+			continue
+		}
+		data := append([]byte(k+"\x00"), v...)
+		var n [4]byte
+		binary.BigEndian.PutUint32(n[:], uint32(len(data)))
+		out.Write(n[:])
+		chunk := append([]byte("tEXt"), data...)
+		out.Write(chunk)
+		binary.BigEndian.PutUint32(n[:], crc32.ChecksumIEEE(chunk))
+		out.Write(n[:])
+	}
+	out.Write(b[head:])
+	return out.Bytes()
 }
