@@ -343,6 +343,55 @@ func TestEditorComfyWorkflows(t *testing.T) {
 		p.mustEval(`face0.workflow()`, &wf)
 		checkNodes(t, name, wf, cases[0].want)
 	})
+
+	// Text encodings Windows editors save in: a UTF-8 byte-order mark is
+	// skipped; UTF-16, with or without one, is refused saying so.
+	t.Run("encodings", func(t *testing.T) {
+		src := mustRead(t, filepath.Join("testdata", "comfyui-1.json"))
+		utf16 := func(bom bool) []byte {
+			var b []byte
+			if bom {
+				b = append(b, 0xff, 0xfe)
+			}
+			for _, r := range string(src) {
+				b = binary.LittleEndian.AppendUint16(b, uint16(r))
+			}
+			return b
+		}
+		dir := t.TempDir()
+		files := map[string][]byte{
+			"bom.json":          append([]byte("\xef\xbb\xbf"), src...),
+			"utf16-bom.json":    utf16(true),
+			"utf16-no-bom.json": utf16(false),
+		}
+		for name, b := range files {
+			if err := os.WriteFile(filepath.Join(dir, name), b, 0o644); err != nil {
+				t.Fatal(err)
+			}
+		}
+		for _, name := range []string{"utf16-bom.json", "utf16-no-bom.json"} {
+			p.setFiles("#load-file", filepath.Join(dir, name))
+			want := fmt.Sprintf("Cannot load %s: it is UTF-16 text; save it as UTF-8", name)
+			var msg string
+			for deadline := time.Now().Add(10 * time.Second); time.Now().Before(deadline) && msg != want; time.Sleep(50 * time.Millisecond) {
+				p.mustEval(`document.getElementById("message").textContent`, &msg)
+			}
+			if msg != want {
+				t.Errorf("loading %s says %q, want %q", name, msg, want)
+			}
+		}
+		p.setFiles("#load-file", filepath.Join(dir, "bom.json"))
+		p.waitFor(`document.querySelector('.f0-dialog') || document.getElementById("message").textContent.startsWith("Loaded bom.json")`, 10*time.Second, "the BOM file to load or a question")
+		var dialog bool
+		p.mustEval(`!!document.querySelector('.f0-dialog')`, &dialog)
+		if dialog {
+			p.click("#confirm-yes")
+		}
+		p.waitFor(`document.getElementById("message").textContent.startsWith("Loaded bom.json (ComfyUI editor format)")`, 10*time.Second, "the file with a UTF-8 byte-order mark to load")
+		var wf map[string]any
+		p.mustEval(`face0.workflow()`, &wf)
+		checkNodes(t, "bom.json", wf, cases[1].want)
+	})
 }
 
 // comfyPNG is a 1x1 PNG with the given tEXt chunks before its image data,

@@ -63,7 +63,7 @@ export function useFiles({ specs, rf, current, load, discard, addNode }: Args) {
         say(`${f.name} carries no workflow`, "error");
         return;
       }
-      if (bytes.length >= 2 && ((bytes[0] === 0xff && bytes[1] === 0xfe) || (bytes[0] === 0xfe && bytes[1] === 0xff))) {
+      if (isUTF16(bytes)) {
         say(`Cannot load ${f.name}: it is UTF-16 text; save it as UTF-8`, "error");
         return;
       }
@@ -87,4 +87,13 @@ export function useFiles({ specs, rf, current, load, discard, addNode }: Args) {
   );
 
   return { save, loadFile, onDrop };
+}
+
+/** isUTF16 tells UTF-16 text (as some Windows editors save it), which JSON
+ *  readers take for garbage: a byte-order mark, or ASCII with every other
+ *  byte zero (the rule of engine/workflow's checkEncoding). */
+function isUTF16(b: Uint8Array): boolean {
+  if (b.length >= 2 && ((b[0] === 0xff && b[1] === 0xfe) || (b[0] === 0xfe && b[1] === 0xff))) return true;
+  if (b.length < 4) return false;
+  return (b[0] !== 0 && b[1] === 0 && b[2] !== 0 && b[3] === 0) || (b[0] === 0 && b[1] !== 0 && b[2] === 0 && b[3] !== 0);
 }
