@@ -81,3 +81,36 @@ func TestStaticEditorFiles(t *testing.T) {
 		t.Errorf("the API under the editor: %d", res.StatusCode)
 	}
 }
+
+// /object_info, the largest answer the editor fetches on each load, goes
+// gzipped to clients that take it and revalidates by its ETag.
+func TestObjectInfoGzipAndETag(t *testing.T) {
+	ts := startServer(t, newHome(t))
+	res, plain := fetch(t, ts.url+"/object_info")
+	etag := res.Header.Get("ETag")
+	if res.StatusCode != 200 || res.Header.Get("Content-Encoding") != "" || etag == "" || res.Header.Get("Cache-Control") != "no-cache" {
+		t.Fatalf("plain /object_info: %d %v", res.StatusCode, res.Header)
+	}
+	res, body := fetch(t, ts.url+"/api/object_info", "Accept-Encoding", "gzip, deflate, br")
+	gzTag := res.Header.Get("ETag")
+	if res.Header.Get("Content-Encoding") != "gzip" || res.Header.Get("Vary") != "Accept-Encoding" || gzTag == "" || gzTag == etag {
+		t.Fatalf("gzipped /object_info: %v", res.Header)
+	}
+	zr, err := gzip.NewReader(bytes.NewReader(body))
+	if err != nil {
+		t.Fatal(err)
+	}
+	unzipped, _ := io.ReadAll(zr)
+	if !bytes.Equal(unzipped, plain) || len(body)*4 > len(plain) {
+		t.Errorf("gzip body of %d bytes for %d: not the same answer, or barely compressed", len(body), len(plain))
+	}
+	for _, c := range []struct{ enc, tag string }{{"", etag}, {"gzip", gzTag}} {
+		res, body := fetch(t, ts.url+"/object_info", "Accept-Encoding", c.enc, "If-None-Match", c.tag)
+		if res.StatusCode != http.StatusNotModified || len(body) != 0 {
+			t.Errorf("/object_info revalidated (Accept-Encoding %q): %d, %d bytes; want 304 and none", c.enc, res.StatusCode, len(body))
+		}
+	}
+	if res, _ := fetch(t, ts.url+"/object_info", "If-None-Match", gzTag); res.StatusCode != 200 {
+		t.Errorf("the gzip copy's ETag matched the plain answer: %d", res.StatusCode)
+	}
+}
