@@ -115,6 +115,28 @@ func TestEditorCanvas(t *testing.T) {
 	}
 	noOverlap(t, p, "invert_1", "after adding from a dropped link")
 
+	// A link dragged from an empty input and dropped on the canvas: the
+	// search shows only nodes that give that type, and wires the one chosen.
+	x0, y0 = p.center(handle("grayscale_1", "left", "image"))
+	p.press(x0, y0)
+	p.moveTo(x0, y0, x0-250, y0+10)
+	p.release(x0-250, y0+10)
+	p.waitFor(`document.querySelector('.f0-nodesearch input') && document.querySelector('.f0-nodesearch input').placeholder.includes("give IMAGE")`, 5*time.Second, "the search for a node giving an IMAGE")
+	p.mustEval(`[...document.querySelectorAll('.f0-nodesearch-item')].map(e => e.dataset.type)`, &offered)
+	for _, typ := range offered {
+		if typ == "SaveImage" || typ == "EncodeText" || typ == "PreviewImage" {
+			t.Errorf("the search for an IMAGE input offers %s, which gives no IMAGE (offered %v)", typ, offered)
+		}
+	}
+	p.do("Input.insertText", map[string]any{"text": "loadimage"})
+	p.waitFor(`document.querySelector('.f0-nodesearch-item.active').dataset.type === "LoadImage"`, 5*time.Second, "LoadImage first in the search")
+	p.key("Enter", 0)
+	p.waitFor(q(node("loadimage_1")), 5*time.Second, "the LoadImage node from the dropped link")
+	if got := inputOf(t, p, "grayscale_1", "image"); fmt.Sprint(got) != "map[node:loadimage_1 output:IMAGE]" {
+		t.Errorf("Grayscale's image is %v, want the link from the new loadimage_1.IMAGE", got)
+	}
+	noOverlap(t, p, "loadimage_1", "after adding from a link dropped off an input")
+
 	// A refused link says why, on the canvas, while dragged and when dropped.
 	x0, y0 = p.center(handle("load", "right", "IMAGE"))
 	x1, y1 := p.center(handle("save_blur", "left", "filename_prefix"))
