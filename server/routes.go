@@ -29,10 +29,10 @@ func (s *Server) routes() http.Handler {
 	api := map[string]http.HandlerFunc{
 		"GET /prompt":            s.getPrompt,
 		"POST /prompt":           s.postPrompt,
-		"GET /queue":             s.getQueue,
+		"GET /queue":             gzipJSON(s.getQueue),
 		"POST /queue":            s.postQueue,
-		"GET /history":           s.getHistory,
-		"GET /history/{id}":      s.getHistoryOne,
+		"GET /history":           gzipJSON(s.getHistory),
+		"GET /history/{id}":      gzipJSON(s.getHistoryOne),
 		"POST /history":          s.postHistory,
 		"GET /object_info":       s.getObjectInfo,
 		"GET /object_info/{cls}": s.getObjectInfoOne,
