@@ -104,6 +104,7 @@ func TestEditorCanvas(t *testing.T) {
 			t.Errorf("the search for an IMAGE link offers %s, which takes no IMAGE (offered %v)", typ, offered)
 		}
 	}
+	p.screenshot(filepath.Join(shots, "39-search-from-link.png"))
 	if !strings.Contains(strings.Join(offered, ","), "Invert") {
 		t.Errorf("the search for an IMAGE link does not offer Invert: %v", offered)
 	}

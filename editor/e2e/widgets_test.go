@@ -238,6 +238,7 @@ func TestEditorWidgets(t *testing.T) {
 	p.mustEval(`window.__release()`, nil)
 	p.waitFor(`(() => { const i = `+node("loadportrait_1")+`.querySelector('img.f0-thumb'); return !i || i.complete; })() && !!`+node("loadportrait_1")+`.querySelector('.f0-hint')`,
 		10*time.Second, "the preview of the typed name to be tried (and found missing)")
+	p.screenshotElement(node2css("loadportrait_1"), filepath.Join(shots, "13-typed-image-name.png"), 2)
 	mu.Lock()
 	var early []string
 	final := 0
