@@ -41,6 +41,10 @@ func (s *Server) startupRoutes() map[string]http.HandlerFunc {
 		"POST /userdata/{file}":           s.postUserData,
 		"DELETE /userdata/{file}":         s.deleteUserData,
 		"POST /userdata/{file}/move/{to}": s.moveUserData,
+		// What custom nodes bring in ComfyUI: translations by locale, and
+		// example workflows by node pack. face0's plugins bring neither.
+		"GET /i18n":               func(w http.ResponseWriter, r *http.Request) { writeJSON(w, http.StatusOK, map[string]any{}) },
+		"GET /workflow_templates": func(w http.ResponseWriter, r *http.Request) { writeJSON(w, http.StatusOK, map[string]any{}) },
 	}
 }
 

@@ -39,7 +39,9 @@ func send(t *testing.T, method, url, body string) (int, any) {
 
 // The routes ComfyUI's frontend calls as it starts, plain and under /api,
 // answer in ComfyUI's shapes (server.py, app/user_manager.py,
-// app/app_settings.py, comfy_api/feature_flags.py).
+// app/app_settings.py, comfy_api/feature_flags.py; /i18n and
+// /workflow_templates are custom nodes' translations and example workflows,
+// objects keyed by locale and by node pack).
 func TestStartupRoutes(t *testing.T) {
 	ts := startServer(t, newHome(t))
 	for _, prefix := range []string{"", "/api"} {
@@ -65,6 +67,8 @@ func TestStartupRoutes(t *testing.T) {
 			}, `{"storage": "server", "migrated": bool}`},
 			{"/settings", func(v any) bool { _, ok := v.(map[string]any); return ok }, "an object"},
 			{"/userdata?dir=workflows&recurse=true&split=false&full_info=true", func(v any) bool { l, ok := v.([]any); return ok && len(l) == 0 }, "an empty list"},
+			{"/i18n", func(v any) bool { m, ok := v.(map[string]any); return ok && len(m) == 0 }, "an empty object"},
+			{"/workflow_templates", func(v any) bool { m, ok := v.(map[string]any); return ok && len(m) == 0 }, "an empty object"},
 		}
 		for _, s := range shapes {
 			code, v := get(t, u+s.path)
