@@ -235,6 +235,9 @@ func TestEditorWidgets(t *testing.T) {
 		p.do("Input.insertText", map[string]any{"text": string(r)})
 	}
 	p.waitFor(node("loadportrait_1")+`.querySelector('input[name="image"]').value === "portrait.png"`, 5*time.Second, "the typed name")
+	// React's effects of the last letter (which set its timer) have run
+	// once a frame and a task have passed.
+	p.mustEval(`new Promise(r => requestAnimationFrame(() => setTimeout(() => r(true), 0)))`, nil)
 	p.mustEval(`window.__release()`, nil)
 	p.waitFor(`(() => { const i = `+node("loadportrait_1")+`.querySelector('img.f0-thumb'); return !i || i.complete; })() && !!`+node("loadportrait_1")+`.querySelector('.f0-hint')`,
 		10*time.Second, "the preview of the typed name to be tried (and found missing)")
