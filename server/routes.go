@@ -248,7 +248,7 @@ func (s *Server) postPrompt(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusBadRequest, "no_prompt", `no prompt given: send {"prompt": {...}} with a ComfyUI API prompt or a face0 workflow`, nil)
 		return
 	}
-	wf, _, err := workflow.Parse(req.Prompt)
+	wf, format, err := workflow.Parse(req.Prompt)
 	if err != nil {
 		var se *workflow.SchemaError
 		extra := map[string]any{}
@@ -259,7 +259,11 @@ func (s *Server) postPrompt(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	outputs := s.outputsToExecute(wf, req.Targets)
-	if len(outputs) == 0 && s.typesKnown(wf) {
+	// An API prompt without an output node is refused as ComfyUI refuses
+	// it; so is a face0 workflow whose output nodes are all muted or
+	// bypassed. A face0 workflow without any output node runs every node
+	// nothing reads from, as `face0 run` does here and the engine does.
+	if len(outputs) == 0 && s.typesKnown(wf) && (format == workflow.ComfyUI || s.hasOutputNode(wf)) {
 		// ComfyUI's answer, node_errors an empty list.
 		writeJSON(w, http.StatusBadRequest, map[string]any{
 			"error": map[string]any{"type": engine.KindNoOutputs, "message": "Prompt has no outputs",
@@ -332,6 +336,17 @@ func (s *Server) outputsToExecute(wf *workflow.Workflow, targets []string) []str
 		}
 	}
 	return out
+}
+
+// hasOutputNode reports whether the workflow has an output node (SaveImage
+// and the like), running or not.
+func (s *Server) hasOutputNode(wf *workflow.Workflow) bool {
+	for _, n := range wf.Nodes {
+		if d, ok := s.catalog().Lookup(n.Type); ok && d.Spec.OutputNode {
+			return true
+		}
+	}
+	return false
 }
 
 // typesKnown reports whether every node that runs is of a known type (else

@@ -138,8 +138,9 @@ func TestStartupRoutes(t *testing.T) {
 	}
 }
 
-// A prompt without an output node is refused as ComfyUI refuses it; a
-// validation error lists the outputs that depend on the failing node.
+// A prompt without an output node is refused as ComfyUI refuses it (a face0
+// workflow without any runs its sinks, as the engine does); a validation
+// error lists the outputs that depend on the failing node.
 func TestPromptNoOutputsAndDependentOutputs(t *testing.T) {
 	ts := startServer(t, newHome(t))
 	code, out := call(t, "POST", ts.url+"/prompt", map[string]any{"prompt": map[string]any{
@@ -156,6 +157,14 @@ func TestPromptNoOutputsAndDependentOutputs(t *testing.T) {
 	}}})
 	if e, _ := out["error"].(map[string]any); code != 400 || e["type"] != "prompt_no_outputs" {
 		t.Errorf("a prompt whose output is muted: %d %v", code, out)
+	}
+
+	// A face0 workflow without any output node runs what nothing reads
+	// from, as face0 run does (its Sleep workflows have no output node).
+	if code, out := call(t, "POST", ts.url+"/prompt", map[string]any{"prompt": map[string]any{"version": 1, "nodes": []any{
+		map[string]any{"id": "l", "type": "LoadImage", "inputs": map[string]any{"image": "smiley.png"}},
+	}}}); code != 200 {
+		t.Errorf("a face0 workflow without output nodes: %d %v; want it queued (its sinks run)", code, out)
 	}
 
 	code, out = call(t, "POST", ts.url+"/prompt", map[string]any{"prompt": map[string]any{"version": 1, "nodes": []any{
