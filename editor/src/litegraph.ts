@@ -11,7 +11,9 @@
 // editor has: Note and MarkdownNote become notes, Reroute nodes and link
 // reroutes become reroute points, groups stay groups, a PrimitiveNode is
 // dropped (its value is already in the widgets it drives). Node types this
-// server lacks stay, marked missing, with their sockets and values.
+// server lacks stay, marked missing, with their sockets and values; a
+// subgraph's node (its type is the subgraph's id) is named by the subgraph,
+// which this editor does not open.
 import type { Native, NativeNode } from "./convert";
 import { baseType, type InputSpec, isImageUpload, isSeed, type NodeSpec } from "./spec";
 
@@ -109,6 +111,11 @@ export function fromLitegraph(f: LitegraphFile, specs: Record<string, NodeSpec>)
   const report: Report = { missing: [], dropped: [] };
   const nodes = f.nodes.filter((n) => n && (typeof n.id === "number" || typeof n.id === "string") && typeof n.type === "string");
   const byId = new Map(nodes.map((n) => [String(n.id), n]));
+  const subgraphs = new Map<string, string>();
+  const defs = (f.definitions && typeof f.definitions === "object" ? f.definitions : {}) as { subgraphs?: unknown };
+  for (const sg of Array.isArray(defs.subgraphs) ? (defs.subgraphs as { id?: unknown; name?: unknown }[]) : []) {
+    if (sg && typeof sg.id === "string") subgraphs.set(sg.id, typeof sg.name === "string" && sg.name.trim() ? sg.name.trim() : "unnamed");
+  }
   // Links, from either schema.
   const links = new Map<number, LLink>();
   for (const l of (Array.isArray(f.links) ? f.links : []) as unknown[]) {
@@ -215,7 +222,11 @@ export function fromLitegraph(f: LitegraphFile, specs: Record<string, NodeSpec>)
       continue;
     }
     const spec = specs[n.type];
-    const nn: NativeNode = { id, type: typeRE.test(n.type) ? n.type : "_" + n.type.replace(/[^A-Za-z0-9_.:/ +-]/g, "_").slice(0, 127) };
+    // A subgraph's node has its definition's id as its type: it is named by
+    // the subgraph's name instead (this editor does not open subgraphs).
+    const sub = subgraphs.get(n.type);
+    const type = sub !== undefined ? ("Subgraph: " + sub).slice(0, 128) : n.type;
+    const nn: NativeNode = { id, type: typeRE.test(type) ? type : "_" + type.replace(/[^A-Za-z0-9_.:/ +-]/g, "_").slice(0, 127) };
     if (n.title && n.title !== spec?.displayName && n.title !== n.type) nn.title = n.title.slice(0, 200);
     if (n.mode === 2) nn.mode = "muted";
     else if (n.mode === 4) nn.mode = "bypassed";
@@ -230,9 +241,10 @@ export function fromLitegraph(f: LitegraphFile, specs: Record<string, NodeSpec>)
       Object.assign(inputs, values);
       if (Object.keys(control).length) ui.control = control;
     } else {
-      if (!report.missing.includes(n.type)) report.missing.push(n.type);
+      if (!report.missing.includes(nn.type)) report.missing.push(nn.type);
       const slots = (s: LSlot[] | undefined) => (s || []).map((x) => ({ name: String(x.name), type: typeof x.type === "string" ? x.type : "*" }));
       ui.comfy = { inputs: slots(n.inputs), outputs: slots(n.outputs), widgets_values: n.widgets_values ?? [] };
+      if (nn.type !== n.type) (ui.comfy as Record<string, unknown>).type = n.type;
     }
     const via: Record<string, string> = {};
     for (const slot of n.inputs || []) {
