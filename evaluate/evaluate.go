@@ -195,7 +195,7 @@ func Run(ctx context.Context, o Options) (*Report, error) {
 	sc := newScorer(net, inputs)
 
 	// 1. The fine-tuning baseline, one model per identity.
-	cat := o.App.Catalog
+	var cat *engine.Catalog
 	ftModel := map[int]string{}
 	if !o.NoFineTune {
 		ft := o.FineTune
@@ -218,12 +218,13 @@ func Run(ctx context.Context, o Options) (*Report, error) {
 			ftModel[i] = name
 			o.Progress(fmt.Sprintf("fine-tuned %d/%d identities (%.0f s%s)", i+1, len(rep.Identities), r.Seconds, map[bool]string{true: ", reused"}[r.Reused]))
 		}
-		// The sampler nodes list the models folder's models when they
-		// describe themselves: ask them again.
-		var errs []error
-		if cat, errs = o.App.Refresh(ctx); len(errs) > 0 {
-			return nil, fmt.Errorf("evaluate: refreshing the node catalog after fine-tuning: %v", errors.Join(errs...))
-		}
+	}
+	// The nodes list their choices when they describe themselves (LoadImage
+	// the input folder's images, the samplers the models folder's models)
+	// and a name not listed is refused: ask them again now that the input
+	// faces and the fine-tuned models are written.
+	if cat, err = refreshed(ctx, o.App); err != nil {
+		return nil, err
 	}
 
 	// 2. Sampling and scoring.
@@ -343,6 +344,15 @@ func buildWorkflow(o Options, st Setting, input string, idx int64, ftModel strin
 	}
 	wf, _, err := workflow.Parse(data)
 	return wf, want, err
+}
+
+// refreshed is the App's node catalog described afresh by its plugins.
+func refreshed(ctx context.Context, a *app.App) (*engine.Catalog, error) {
+	cat, errs := a.Refresh(ctx)
+	if len(errs) > 0 {
+		return nil, fmt.Errorf("evaluate: refreshing the node catalog: %v", errors.Join(errs...))
+	}
+	return cat, nil
 }
 
 func decodeID(cond, prompt int) string { return fmt.Sprintf("decode%d_%d", cond, prompt) }

@@ -115,6 +115,32 @@ func TestShippedModelFollowsFaceAndText(t *testing.T) {
 	}
 }
 
+// TestFreshHome: an evaluation without the fine-tuning baseline, and its
+// strips, run in a home whose input folder was empty when the plugins
+// started (LoadImage refuses images it did not list: the evaluation writes
+// its input faces and must have the nodes described again).
+func TestFreshHome(t *testing.T) {
+	a := shippedApp(t)
+	st := PaperSetting
+	st.Steps = 4
+	o := Options{App: a, Model: "face0-synthfaces", Identities: 2, Prompts: []int{0}, Seeds: 1, Settings: []Setting{st}, NoFineTune: true}
+	rep, err := Run(context.Background(), o)
+	if err != nil {
+		t.Fatal(err)
+	}
+	rows := rep.Results[0].Table1[2].Rows
+	if rows[0].N != 2 || rows[1].N != 0 || rep.FineTune != nil {
+		t.Errorf("Face0 samples %d (want 2), fine-tuning baseline samples %d and settings %+v (want none: left out)", rows[0].N, rows[1].N, rep.FineTune)
+	}
+	interp, random, err := Strips(context.Background(), StripOptions{Options: o, Setting: st, N: 2})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(interp) != 2+2 || len(random) != 2 {
+		t.Errorf("strips: %d images in the interpolation strip (want the 2 faces and 2 samples) and %d random ones (want 2)", len(interp), len(random))
+	}
+}
+
 // TestDefaultWorkflow runs examples/workflows/face0-default.json, the
 // workflow `make serve` opens, as saved, on the shipped model.
 func TestDefaultWorkflow(t *testing.T) {
@@ -130,7 +156,13 @@ func TestDefaultWorkflow(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	plan, err := a.Catalog.Compile(wf, nil)
+	// LoadImage lists the input folder when the plugins describe their
+	// nodes: ask again now that the face is there, as the server does.
+	cat, errs := a.Refresh(context.Background())
+	if len(errs) > 0 {
+		t.Fatal(errs)
+	}
+	plan, err := cat.Compile(wf, nil)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -87,7 +87,13 @@ func Strips(ctx context.Context, o StripOptions) (interp, random []image.Image, 
 	if err != nil {
 		return nil, nil, err
 	}
-	plan, err := o.App.Catalog.Compile(wf, want)
+	// LoadImage lists the input folder as it was when the plugins last
+	// described their nodes, before the faces above were written.
+	cat, err := refreshed(ctx, o.App)
+	if err != nil {
+		return nil, nil, err
+	}
+	plan, err := cat.Compile(wf, want)
 	if err != nil {
 		return nil, nil, fmt.Errorf("evaluate: strips: %w", err)
 	}
