@@ -79,11 +79,11 @@ func TestEditorCanvas(t *testing.T) {
 
 	// Double-click on the canvas: the node search, at the mouse.
 	p.clickAt(emptyX, emptyY, "left", 2)
-	p.waitFor(`document.querySelector('.f0-nodesearch input') === document.activeElement`, 5*time.Second, "the node search")
+	p.waitFor(`document.querySelector('.f0-nodesearch input') === document.activeElement`, waitShort, "the node search")
 	p.do("Input.insertText", map[string]any{"text": "grays"})
-	p.waitFor(`document.querySelector('.f0-nodesearch-item.active').dataset.type === "Grayscale"`, 5*time.Second, "Grayscale first in the search")
+	p.waitFor(`document.querySelector('.f0-nodesearch-item.active').dataset.type === "Grayscale"`, waitShort, "Grayscale first in the search")
 	p.key("Enter", 0)
-	p.waitFor(q(node("grayscale_1")), 5*time.Second, "the Grayscale node")
+	p.waitFor(q(node("grayscale_1")), waitShort, "the Grayscale node")
 	gr := p.rect(node("grayscale_1"))
 	if math.Abs(gr.X-emptyX) > 60 || math.Abs(gr.Y-emptyY) > 60 {
 		t.Errorf("the searched node is at %.0f,%.0f, not at the double-click %.0f,%.0f", gr.X, gr.Y, emptyX, emptyY)
@@ -96,7 +96,7 @@ func TestEditorCanvas(t *testing.T) {
 	p.press(x0, y0)
 	p.moveTo(x0, y0, emptyX+420, emptyY)
 	p.release(emptyX+420, emptyY)
-	p.waitFor(`document.querySelector('.f0-nodesearch input') && document.querySelector('.f0-nodesearch input').placeholder.includes("take IMAGE")`, 5*time.Second, "the search for a node taking an IMAGE")
+	p.waitFor(`document.querySelector('.f0-nodesearch input') && document.querySelector('.f0-nodesearch input').placeholder.includes("take IMAGE")`, waitShort, "the search for a node taking an IMAGE")
 	var offered []string
 	p.mustEval(`[...document.querySelectorAll('.f0-nodesearch-item')].map(e => e.dataset.type)`, &offered)
 	for _, typ := range offered {
@@ -110,7 +110,7 @@ func TestEditorCanvas(t *testing.T) {
 	}
 	p.do("Input.insertText", map[string]any{"text": "invert"})
 	p.key("Enter", 0)
-	p.waitFor(q(node("invert_1")), 5*time.Second, "the Invert node from the dropped link")
+	p.waitFor(q(node("invert_1")), waitShort, "the Invert node from the dropped link")
 	if got := inputOf(t, p, "invert_1", "image"); fmt.Sprint(got) != "map[node:load output:IMAGE]" {
 		t.Errorf("the new Invert's image is %v, want the link from load.IMAGE", got)
 	}
@@ -122,7 +122,7 @@ func TestEditorCanvas(t *testing.T) {
 	p.press(x0, y0)
 	p.moveTo(x0, y0, x0-250, y0+10)
 	p.release(x0-250, y0+10)
-	p.waitFor(`document.querySelector('.f0-nodesearch input') && document.querySelector('.f0-nodesearch input').placeholder.includes("give IMAGE")`, 5*time.Second, "the search for a node giving an IMAGE")
+	p.waitFor(`document.querySelector('.f0-nodesearch input') && document.querySelector('.f0-nodesearch input').placeholder.includes("give IMAGE")`, waitShort, "the search for a node giving an IMAGE")
 	p.mustEval(`[...document.querySelectorAll('.f0-nodesearch-item')].map(e => e.dataset.type)`, &offered)
 	for _, typ := range offered {
 		if typ == "SaveImage" || typ == "EncodeText" || typ == "PreviewImage" {
@@ -130,9 +130,9 @@ func TestEditorCanvas(t *testing.T) {
 		}
 	}
 	p.do("Input.insertText", map[string]any{"text": "loadimage"})
-	p.waitFor(`document.querySelector('.f0-nodesearch-item.active').dataset.type === "LoadImage"`, 5*time.Second, "LoadImage first in the search")
+	p.waitFor(`document.querySelector('.f0-nodesearch-item.active').dataset.type === "LoadImage"`, waitShort, "LoadImage first in the search")
 	p.key("Enter", 0)
-	p.waitFor(q(node("loadimage_1")), 5*time.Second, "the LoadImage node from the dropped link")
+	p.waitFor(q(node("loadimage_1")), waitShort, "the LoadImage node from the dropped link")
 	if got := inputOf(t, p, "grayscale_1", "image"); fmt.Sprint(got) != "map[node:loadimage_1 output:IMAGE]" {
 		t.Errorf("Grayscale's image is %v, want the link from the new loadimage_1.IMAGE", got)
 	}
@@ -144,54 +144,54 @@ func TestEditorCanvas(t *testing.T) {
 	p.press(x0, y0)
 	p.moveTo(x0, y0, x1, y1)
 	p.waitFor(`document.querySelector('.f0-link-hint') && document.querySelector('.f0-link-hint').textContent === "an IMAGE output cannot feed a STRING input"`,
-		5*time.Second, "the refusal's reason beside the mouse")
+		waitShort, "the refusal's reason beside the mouse")
 	p.screenshot(filepath.Join(shots, "40-refused-link.png"))
 	p.release(x1, y1)
 	p.waitFor(`document.getElementById("link-refused") && document.getElementById("link-refused").textContent === "an IMAGE output cannot feed a STRING input"`,
-		5*time.Second, "the refusal's reason after the drop")
+		waitShort, "the refusal's reason after the drop")
 	if fmt.Sprint(inputOf(t, p, "save_blur", "filename_prefix")) != "imagefx/blur" {
 		t.Errorf("the refused link changed filename_prefix")
 	}
 
 	// The right-click menu: bypass, mute, colour and title.
 	p.rightClick(node("invert") + " .f0-title-text")
-	p.waitFor(`document.querySelector('.f0-menu [data-menu="bypass"]')`, 5*time.Second, "the node menu")
+	p.waitFor(`document.querySelector('.f0-menu [data-menu="bypass"]')`, waitShort, "the node menu")
 	p.click(`.f0-menu [data-menu="bypass"]`)
-	p.waitFor(q(node("invert")+` .f0-node.bypassed`), 5*time.Second, "the node drawn bypassed")
+	p.waitFor(q(node("invert")+` .f0-node.bypassed`), waitShort, "the node drawn bypassed")
 	if m := nodeOf(t, p, "invert")["mode"]; m != "bypassed" {
 		t.Errorf("after Bypass the node's mode is %v", m)
 	}
 	p.rightClick(node("invert") + " .f0-title-text")
 	p.mustEval(`document.querySelector('.f0-menu [data-menu="colour"]').dispatchEvent(new MouseEvent("mouseover", {bubbles: true})), true`, nil)
-	p.waitFor(`document.querySelector('.f0-menu [data-menu="colour-green"]')`, 5*time.Second, "the colour menu")
+	p.waitFor(`document.querySelector('.f0-menu [data-menu="colour-green"]')`, waitShort, "the colour menu")
 	p.click(`.f0-menu [data-menu="colour-green"]`)
-	p.waitFor(fmt.Sprintf(`face0.workflow().nodes.find(n => n.id === "invert").ui.color === "#232"`), 5*time.Second, "the node's colour")
+	p.waitFor(fmt.Sprintf(`face0.workflow().nodes.find(n => n.id === "invert").ui.color === "#232"`), waitShort, "the node's colour")
 	p.rightClick(node("invert") + " .f0-title-text")
 	p.click(`.f0-menu [data-menu="title"]`)
-	p.waitFor(q(node("invert")+` .f0-title input`), 5*time.Second, "the title editor")
+	p.waitFor(q(node("invert")+` .f0-title input`), waitShort, "the title editor")
 	p.mustEval(node2js(node("invert")+` .f0-title input`)+`.select(), true`, nil)
 	p.do("Input.insertText", map[string]any{"text": "Negative"})
 	p.key("Enter", 0)
-	p.waitFor(`face0.workflow().nodes.find(n => n.id === "invert").title === "Negative"`, 5*time.Second, "the new title")
+	p.waitFor(`face0.workflow().nodes.find(n => n.id === "invert").title === "Negative"`, waitShort, "the new title")
 
 	// Ctrl+B and Ctrl+M on the selection; Ctrl+A selects everything.
 	p.click(node("blur") + " .f0-title-text")
 	p.key("m", modCtrl)
-	p.waitFor(`face0.workflow().nodes.find(n => n.id === "blur").mode === "muted"`, 5*time.Second, "Ctrl+M to mute")
+	p.waitFor(`face0.workflow().nodes.find(n => n.id === "blur").mode === "muted"`, waitShort, "Ctrl+M to mute")
 	p.key("m", modCtrl)
-	p.waitFor(`!face0.workflow().nodes.find(n => n.id === "blur").mode`, 5*time.Second, "Ctrl+M again to unmute")
+	p.waitFor(`!face0.workflow().nodes.find(n => n.id === "blur").mode`, waitShort, "Ctrl+M again to unmute")
 	p.click(node("invert") + " .f0-title-text")
 	p.key("b", modCtrl)
-	p.waitFor(`!face0.workflow().nodes.find(n => n.id === "invert").mode`, 5*time.Second, "Ctrl+B to un-bypass")
+	p.waitFor(`!face0.workflow().nodes.find(n => n.id === "invert").mode`, waitShort, "Ctrl+B to un-bypass")
 	p.click(".react-flow__pane")
 	p.key("a", modCtrl)
-	p.waitFor(`document.querySelectorAll('.react-flow__node.selected').length === document.querySelectorAll('.react-flow__node').length`, 5*time.Second, "Ctrl+A to select every node")
+	p.waitFor(`document.querySelectorAll('.react-flow__node.selected').length === document.querySelectorAll('.react-flow__node').length`, waitShort, "Ctrl+A to select every node")
 	p.click(".react-flow__pane")
 
 	// Collapse keeps the node's links.
 	edges := count(p, ".react-flow__edge")
 	p.click(node("scale") + " .f0-collapse")
-	p.waitFor(q(node("scale")+` .f0-node.collapsed`), 5*time.Second, "the node to collapse")
+	p.waitFor(q(node("scale")+` .f0-node.collapsed`), waitShort, "the node to collapse")
 	if n := count(p, ".react-flow__edge-path"); n != edges {
 		t.Errorf("%d links drawn after collapsing, want %d", n, edges)
 	}
@@ -206,13 +206,13 @@ func TestEditorCanvas(t *testing.T) {
 	p.press(rx, ry)
 	p.moveTo(rx, ry, rx+50, ry)
 	p.release(rx+50, ry)
-	p.waitFor(`(() => { const s = face0.workflow().nodes.find(n => n.id === "blur").ui.size; return s && s[0] > 280; })()`, 5*time.Second, "the node to be wider")
+	p.waitFor(`(() => { const s = face0.workflow().nodes.find(n => n.id === "blur").ui.size; return s && s[0] > 280; })()`, waitShort, "the node to be wider")
 
 	// A group around a node (Ctrl+G) moves it when dragged by its title.
 	p.click(node("grayscale_1") + " .f0-title-text")
-	p.waitFor(`face0.selected().join() === "grayscale_1"`, 5*time.Second, "Grayscale to be selected alone")
+	p.waitFor(`face0.selected().join() === "grayscale_1"`, waitShort, "Grayscale to be selected alone")
 	p.key("g", modCtrl)
-	p.waitFor(`document.querySelector('.react-flow__node-group')`, 5*time.Second, "Ctrl+G to make a group")
+	p.waitFor(`document.querySelector('.react-flow__node-group')`, waitShort, "Ctrl+G to make a group")
 
 	gBefore, frameBefore := p.rect(node("grayscale_1")), p.rect(".react-flow__node-group")
 	tx, ty := p.center(".react-flow__node-group .f0-frame-title")
@@ -232,7 +232,7 @@ func TestEditorCanvas(t *testing.T) {
 	p.clickAt(mid.X, mid.Y, "right", 1)
 
 	p.click(`.f0-menu [data-menu="reroute-here"]`)
-	p.waitFor(`document.querySelector('.react-flow__node-reroute')`, 5*time.Second, "the reroute point")
+	p.waitFor(`document.querySelector('.react-flow__node-reroute')`, waitShort, "the reroute point")
 	if got := fmt.Sprint(inputOf(t, p, "save_invert", "images")); got != "map[node:invert output:IMAGE]" {
 		t.Errorf("through the reroute, save_invert.images is %v", got)
 	}
@@ -243,10 +243,10 @@ func TestEditorCanvas(t *testing.T) {
 	// A note from the canvas menu.
 	p.clickAt(emptyX+700, emptyY-40, "right", 1)
 	p.click(`.f0-menu [data-menu="add-note"]`)
-	p.waitFor(`document.querySelector('.react-flow__node-note textarea')`, 5*time.Second, "the note")
+	p.waitFor(`document.querySelector('.react-flow__node-note textarea')`, waitShort, "the note")
 	p.click(`.react-flow__node-note textarea`)
 	p.do("Input.insertText", map[string]any{"text": "try a wider blur"})
-	p.waitFor(`(face0.workflow().ui.notes || []).some(n => n.text === "try a wider blur")`, 5*time.Second, "the note's text in the workflow")
+	p.waitFor(`(face0.workflow().ui.notes || []).some(n => n.text === "try a wider blur")`, waitShort, "the note's text in the workflow")
 
 	// Add a node and remove it again through the right-click menus, at an
 	// empty spot of the canvas (the first one found scanning from the top).
@@ -256,18 +256,18 @@ func TestEditorCanvas(t *testing.T) {
 			if (document.elementFromPoint(x, y) === pane) return {x, y};
 		throw new Error("no empty spot on the canvas"); })()`, &spot)
 	p.clickAt(spot.X, spot.Y, "right", 1)
-	p.waitFor(`document.querySelector('.f0-menu [data-menu="add-node"]')`, 5*time.Second, "the canvas menu")
+	p.waitFor(`document.querySelector('.f0-menu [data-menu="add-node"]')`, waitShort, "the canvas menu")
 	p.click(`.f0-menu [data-menu="add-node"]`)
-	p.waitFor(`document.querySelector('.f0-nodesearch input') === document.activeElement`, 5*time.Second, "the node search from the menu")
+	p.waitFor(`document.querySelector('.f0-nodesearch input') === document.activeElement`, waitShort, "the node search from the menu")
 	p.do("Input.insertText", map[string]any{"text": "boxblur"})
-	p.waitFor(`document.querySelector('.f0-nodesearch-item.active').dataset.type === "BoxBlur"`, 5*time.Second, "BoxBlur first in the search")
+	p.waitFor(`document.querySelector('.f0-nodesearch-item.active').dataset.type === "BoxBlur"`, waitShort, "BoxBlur first in the search")
 	p.key("Enter", 0)
-	p.waitFor(q(node("boxblur_1")), 5*time.Second, "the BoxBlur node from the menu")
+	p.waitFor(q(node("boxblur_1")), waitShort, "the BoxBlur node from the menu")
 	noOverlap(t, p, "boxblur_1", "after adding from the canvas menu")
 	p.rightClick(node("boxblur_1") + " .f0-title-text")
-	p.waitFor(`document.querySelector('.f0-menu [data-menu="remove"]')`, 5*time.Second, "the node menu's Remove")
+	p.waitFor(`document.querySelector('.f0-menu [data-menu="remove"]')`, waitShort, "the node menu's Remove")
 	p.click(`.f0-menu [data-menu="remove"]`)
-	p.waitFor(`!document.querySelector('.react-flow__node[data-id="boxblur_1"]')`, 5*time.Second, "Remove to delete the node")
+	p.waitFor(`!document.querySelector('.react-flow__node[data-id="boxblur_1"]')`, waitShort, "Remove to delete the node")
 
 	// Copy, then paste at the mouse, clear of other nodes.
 	p.click(node("scale") + " .f0-title-text")
@@ -275,7 +275,7 @@ func TestEditorCanvas(t *testing.T) {
 	px, py := pane.X+pane.W*0.6, pane.Y+pane.H*0.75
 	p.mouse("mouseMoved", px, py, 0)
 	p.key("v", modCtrl)
-	p.waitFor(q(node("imagescale_1")), 5*time.Second, "the pasted node")
+	p.waitFor(q(node("imagescale_1")), waitShort, "the pasted node")
 	pr := p.rect(node("imagescale_1"))
 	if math.Hypot(pr.X-px, pr.Y-py) > 200 {
 		t.Errorf("pasted at %.0f,%.0f, far from the mouse at %.0f,%.0f", pr.X, pr.Y, px, py)
@@ -289,7 +289,7 @@ func TestEditorCanvas(t *testing.T) {
 	p.moveTo(x0, y0, x1, y1)
 	p.release(x1, y1)
 	p.waitFor(`(() => { const n = face0.workflow().nodes; const g = n.find(x => x.id === "grayscale_1").inputs.image, s = n.find(x => x.id === "save_invert").inputs.images;
-		return g && g.node === "invert" && !s; })()`, 5*time.Second, "the link to move from save_invert to grayscale_1")
+		return g && g.node === "invert" && !s; })()`, waitShort, "the link to move from save_invert to grayscale_1")
 	p.screenshot(filepath.Join(shots, "41-canvas.png"))
 
 	// The whole graph survives undo's snapshots and a reload.

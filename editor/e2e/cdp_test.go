@@ -324,6 +324,11 @@ func (p *page) mustEval(expr string, out any) {
 	}
 }
 
+// waitShort bounds a wait for what the page does at once (a click's effect,
+// a node appearing). It guards against a hang and measures nothing: a loaded
+// machine (CI shares two cores with whatever else runs) has taken over 5 s.
+const waitShort = 30 * time.Second
+
 // waitFor polls a JavaScript expression until it is truthy.
 func (p *page) waitFor(expr string, timeout time.Duration, what string) {
 	p.t.Helper()

@@ -102,7 +102,7 @@ func TestEditorQueue(t *testing.T) {
 
 	// A batch of two from the toolbar: two runs in the history, with thumbnails.
 	p.click("#toggle-queue")
-	p.waitFor(`document.getElementById("queue-panel")`, 5*time.Second, "the queue panel")
+	p.waitFor(`document.getElementById("queue-panel")`, waitShort, "the queue panel")
 	p.mustEval(`(() => { const i = document.getElementById("batch-count");
 		const set = Object.getOwnPropertyDescriptor(HTMLInputElement.prototype, "value").set;
 		set.call(i, "2"); i.dispatchEvent(new Event("input", {bubbles: true})); return true; })()`, nil)
@@ -118,10 +118,10 @@ func TestEditorQueue(t *testing.T) {
 	p.click(`#queue-panel .f0-gallery .f0-hist-thumb`)
 	p.waitFor(`(() => { const i = document.querySelector('.f0-lightbox-img'); return i && i.complete && i.naturalWidth > 0; })()`, 10*time.Second, "the lightbox image")
 	p.key("ArrowRight", 0)
-	p.waitFor(`document.querySelector('.f0-lightbox-caption').textContent.startsWith("2 / 4")`, 5*time.Second, "the next image in the lightbox")
+	p.waitFor(`document.querySelector('.f0-lightbox-caption').textContent.startsWith("2 / 4")`, waitShort, "the next image in the lightbox")
 	p.screenshot(filepath.Join(shots, "21-lightbox.png"))
 	p.key("Escape", 0)
-	p.waitFor(`!document.querySelector('.f0-lightbox')`, 5*time.Second, "Escape to close the lightbox")
+	p.waitFor(`!document.querySelector('.f0-lightbox')`, waitShort, "Escape to close the lightbox")
 
 	// A past run's workflow loads back into the canvas, after asking, since
 	// the graph has changed.
@@ -129,7 +129,7 @@ func TestEditorQueue(t *testing.T) {
 	p.key("Enter", 0)
 	p.click("#tab-queue")
 	p.click(`#queue-panel .f0-q-item.done .f0-h-load`)
-	p.waitFor(`document.querySelector('.f0-dialog')`, 5*time.Second, "the question before the changed graph is replaced")
+	p.waitFor(`document.querySelector('.f0-dialog')`, waitShort, "the question before the changed graph is replaced")
 	p.click("#confirm-yes")
 	p.waitFor(`document.querySelector('.react-flow__node[data-id="scale"] input[name="width"]').value === "384"`, 10*time.Second, "the past run's workflow")
 

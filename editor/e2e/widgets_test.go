@@ -170,60 +170,61 @@ func TestEditorWidgets(t *testing.T) {
 	p.screenshotElement(node2css("sampler"), filepath.Join(shots, "11-seed.png"), 2)
 	p.typeInto(node2css("sampler")+` input[name="seed"]`, "1234")
 	p.key("Enter", 0)
-	p.waitFor(node("sampler")+`.querySelector('input[name="seed"]').value === "1234"`, 5*time.Second, "the seed back to 1234")
+	p.waitFor(node("sampler")+`.querySelector('input[name="seed"]').value === "1234"`, waitShort, "the seed back to 1234")
 
 	// Queue: the prompt carries the seed shown, then the seed changes.
 	p.click("#queue")
-	p.waitFor(node("sampler")+`.querySelector('input[name="seed"]').value !== "1234"`, 5*time.Second, "the seed to be randomised after queueing")
-	mu.Lock()
-	defer mu.Unlock()
-	if len(prompts) != 1 {
-		t.Fatalf("%d prompts posted, want 1", len(prompts))
-	}
-	wf, _ := prompts[0]["prompt"].(map[string]any)
-	if prompts[0]["client_id"] == "" || wf["version"] != float64(1) {
-		t.Fatalf("posted %v, want a native workflow and a client id", prompts[0])
-	}
-	for _, n := range wf["nodes"].([]any) {
-		n := n.(map[string]any)
-		if n["id"] == "sampler" {
-			if seed := n["inputs"].(map[string]any)["seed"]; seed != float64(1234) {
-				t.Errorf("queued seed %v, want 1234", seed)
+	p.waitFor(node("sampler")+`.querySelector('input[name="seed"]').value !== "1234"`, waitShort, "the seed to be randomised after queueing")
+	func() {
+		mu.Lock()
+		defer mu.Unlock() // once: a Fatal below must not unlock twice
+		if len(prompts) != 1 {
+			t.Fatalf("%d prompts posted, want 1", len(prompts))
+		}
+		wf, _ := prompts[0]["prompt"].(map[string]any)
+		if prompts[0]["client_id"] == "" || wf["version"] != float64(1) {
+			t.Fatalf("posted %v, want a native workflow and a client id", prompts[0])
+		}
+		for _, n := range wf["nodes"].([]any) {
+			n := n.(map[string]any)
+			if n["id"] == "sampler" {
+				if seed := n["inputs"].(map[string]any)["seed"]; seed != float64(1234) {
+					t.Errorf("queued seed %v, want 1234", seed)
+				}
 			}
 		}
-	}
-	mu.Unlock()
+	}()
 
 	// The palette hides, and stays hidden after a reload.
 	p.click("#toggle-palette")
-	p.waitFor(`!document.querySelector('.f0-palette')`, 5*time.Second, "the palette to hide")
+	p.waitFor(`!document.querySelector('.f0-palette')`, waitShort, "the palette to hide")
 	p.navigate(srv.URL + "/")
 	p.waitFor(`document.querySelectorAll(".react-flow__node").length === 5 && !document.querySelector('.f0-palette')`, 20*time.Second, "a reload without the palette")
 	p.click("#toggle-palette")
-	p.waitFor(`document.querySelector('.f0-palette')`, 5*time.Second, "the palette back")
+	p.waitFor(`document.querySelector('.f0-palette')`, waitShort, "the palette back")
 
 	// Clear and Default ask before they throw away a graph that is not saved.
 	p.waitFor(`face0.settled()`, 20*time.Second, "the graph to settle")
 	p.click("#clear")
-	p.waitFor(`document.querySelector('.f0-dialog')`, 5*time.Second, "Clear to ask about the unsaved graph (its seed changed)")
+	p.waitFor(`document.querySelector('.f0-dialog')`, waitShort, "Clear to ask about the unsaved graph (its seed changed)")
 	p.screenshot(filepath.Join(shots, "12-confirm-clear.png"))
 	p.click("#confirm-cancel")
-	p.waitFor(`!document.querySelector('.f0-dialog') && document.querySelectorAll(".react-flow__node").length === 5`, 5*time.Second, "Cancel to keep the graph")
+	p.waitFor(`!document.querySelector('.f0-dialog') && document.querySelectorAll(".react-flow__node").length === 5`, waitShort, "Cancel to keep the graph")
 	p.click("#save")
 	p.click("#clear")
-	p.waitFor(`document.querySelectorAll(".react-flow__node").length === 0 && !document.querySelector('.f0-dialog')`, 5*time.Second, "Clear of a saved graph, without a question")
+	p.waitFor(`document.querySelectorAll(".react-flow__node").length === 0 && !document.querySelector('.f0-dialog')`, waitShort, "Clear of a saved graph, without a question")
 	p.mustEval(`face0.addNode("PreviewImage"), true`, nil)
 	p.click("#default")
-	p.waitFor(`document.querySelector('.f0-dialog')`, 5*time.Second, "Default to ask about the unsaved graph")
+	p.waitFor(`document.querySelector('.f0-dialog')`, waitShort, "Default to ask about the unsaved graph")
 	p.click("#confirm-yes")
-	p.waitFor(`document.querySelectorAll(".react-flow__node").length === 5`, 5*time.Second, "Default to replace the graph once agreed")
+	p.waitFor(`document.querySelectorAll(".react-flow__node").length === 5`, waitShort, "Default to replace the graph once agreed")
 
 	// An image name typed into a node without a list of choices fetches its
 	// preview once typing pauses, not once per letter. The page's timers of
 	// a tenth of a second to a second are held while typing, so that a slow
 	// machine cannot make a pause between two letters.
 	p.mustEval(`face0.addNode("LoadPortrait", 60, 560), true`, nil)
-	p.waitFor(node("loadportrait_1")+`.querySelector('input[name="image"]')`, 5*time.Second, "the LoadPortrait node")
+	p.waitFor(node("loadportrait_1")+`.querySelector('input[name="image"]')`, waitShort, "the LoadPortrait node")
 	p.mustEval(`(() => { const set = window.setTimeout, clear = window.clearTimeout; window.__held = new Map();
 		window.setTimeout = (f, ms, ...a) => { if (ms >= 100 && ms <= 1000) { const id = set(() => {}, 1e9); window.__held.set(id, () => f(...a)); return id; } return set(f, ms, ...a); };
 		window.clearTimeout = (id) => { window.__held.delete(id); clear(id); };
@@ -234,7 +235,7 @@ func TestEditorWidgets(t *testing.T) {
 	for _, r := range typed {
 		p.do("Input.insertText", map[string]any{"text": string(r)})
 	}
-	p.waitFor(node("loadportrait_1")+`.querySelector('input[name="image"]').value === "portrait.png"`, 5*time.Second, "the typed name")
+	p.waitFor(node("loadportrait_1")+`.querySelector('input[name="image"]').value === "portrait.png"`, waitShort, "the typed name")
 	// React's effects of the last letter (which set its timer) have run
 	// once a frame and a task have passed.
 	p.mustEval(`new Promise(r => requestAnimationFrame(() => setTimeout(() => r(true), 0)))`, nil)
