@@ -9,9 +9,9 @@ import (
 	pigo "github.com/esimov/pigo/core"
 	xdraw "golang.org/x/image/draw"
 
+	"github.com/face0/face0/ml/crop"
 	"github.com/face0/face0/ml/faceapi"
 	"github.com/face0/face0/ml/mtcnn"
-	"github.com/face0/face0/nodes/face/crop"
 	pb "github.com/face0/face0/plugins/proto"
 )
 

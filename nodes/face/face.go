@@ -13,7 +13,7 @@ import (
 	"image/draw"
 	"sort"
 
-	"github.com/face0/face0/nodes/face/crop"
+	"github.com/face0/face0/ml/crop"
 	pb "github.com/face0/face0/plugins/proto"
 	"github.com/face0/face0/plugins/sdk"
 	"github.com/face0/face0/plugins/value"

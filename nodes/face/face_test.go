@@ -8,7 +8,7 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/face0/face0/nodes/face/crop"
+	"github.com/face0/face0/ml/crop"
 	pb "github.com/face0/face0/plugins/proto"
 	"github.com/face0/face0/plugins/value"
 	"github.com/face0/face0/synthfaces"

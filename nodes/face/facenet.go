@@ -6,8 +6,8 @@ import (
 	"image"
 	"path/filepath"
 
+	"github.com/face0/face0/ml/crop"
 	"github.com/face0/face0/ml/ort"
-	"github.com/face0/face0/nodes/face/crop"
 	pb "github.com/face0/face0/plugins/proto"
 )
 

@@ -16,7 +16,7 @@ import (
 	xdraw "golang.org/x/image/draw"
 
 	"github.com/face0/face0/internal/testenv"
-	"github.com/face0/face0/nodes/face/crop"
+	"github.com/face0/face0/ml/crop"
 	pb "github.com/face0/face0/plugins/proto"
 	"github.com/face0/face0/plugins/sdk"
 )

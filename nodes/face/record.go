@@ -5,7 +5,7 @@ import (
 	"fmt"
 	"image"
 
-	"github.com/face0/face0/nodes/face/crop"
+	"github.com/face0/face0/ml/crop"
 	pb "github.com/face0/face0/plugins/proto"
 	"github.com/face0/face0/plugins/value"
 )

@@ -4,7 +4,7 @@ import (
 	"math"
 	"math/rand/v2"
 
-	"github.com/face0/face0/nodes/face/crop"
+	"github.com/face0/face0/ml/crop"
 	"github.com/face0/face0/synthfaces"
 )
 

@@ -8,7 +8,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/face0/face0/nodes/face/crop"
+	"github.com/face0/face0/ml/crop"
 	"github.com/face0/face0/synthfaces"
 )
 

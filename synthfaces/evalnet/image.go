@@ -8,7 +8,7 @@ import (
 
 	xdraw "golang.org/x/image/draw"
 
-	"github.com/face0/face0/nodes/face/crop"
+	"github.com/face0/face0/ml/crop"
 )
 
 // pix is a Side×Side RGB image, HWC, channels in [0, 1].
@@ -65,7 +65,7 @@ func (p pix) normalize(x []float32) {
 }
 
 // faceRegion is the Face0 crop around a face box (in Side pixels): the
-// paper's margins scaled with the face (nodes/face/crop's rule, the one
+// paper's margins scaled with the face (ml/crop's rule, the one
 // DetectFace uses), squared.
 func faceRegion(b crop.Box) crop.Box { return crop.Region(b, crop.Paper, crop.Proportional) }
 

@@ -8,8 +8,8 @@ import (
 	"sync"
 
 	"github.com/face0/face0/internal/assets"
+	"github.com/face0/face0/ml/crop"
 	"github.com/face0/face0/ml/faceapi"
-	"github.com/face0/face0/nodes/face/crop"
 )
 
 // FaceAPISpace is the embedding space of the detect mode: face-api's 128-d
@@ -25,7 +25,7 @@ const MinFaceSize = 20
 
 // faceEmbedder is the detect mode: face-api's SSD MobileNetV1 finds the
 // largest face, the Face0 crop (the paper's 10/33/15 px margins, scaled to
-// the face, squared, 160 px; nodes/face/crop) is cut out, and face-api's
+// the face, squared, 160 px; ml/crop) is cut out, and face-api's
 // recogniser describes it, averaged with its mirror image exactly as the
 // face pack's EmbedFace does, so training and sampling embeddings agree.
 type faceEmbedder struct {
