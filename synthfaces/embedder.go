@@ -326,8 +326,8 @@ func encodeEmbedder(m *embedder) []byte {
 	for _, v := range [][]float32{m.mean, m.std, m.center, m.b1, m.b2} {
 		binary.Write(&b, binary.LittleEndian, v)
 	}
-	writeInt8Rows(&b, m.w1, embedIn)
-	writeInt8Rows(&b, m.w2, embedHidden)
+	WriteInt8Rows(&b, m.w1, embedIn)
+	WriteInt8Rows(&b, m.w2, embedHidden)
 	return b.Bytes()
 }
 
@@ -353,10 +353,10 @@ func decodeEmbedder(data []byte) (*embedder, error) {
 			return nil, fmt.Errorf("synthfaces: embedder weights: %w", err)
 		}
 	}
-	if err := readInt8Rows(r, m.w1, embedIn); err != nil {
+	if err := ReadInt8Rows(r, m.w1, embedIn); err != nil {
 		return nil, fmt.Errorf("synthfaces: embedder weights: %w", err)
 	}
-	if err := readInt8Rows(r, m.w2, embedHidden); err != nil {
+	if err := ReadInt8Rows(r, m.w2, embedHidden); err != nil {
 		return nil, fmt.Errorf("synthfaces: embedder weights: %w", err)
 	}
 	if r.Len() != 0 {

@@ -309,8 +309,8 @@ func encodeProbe(m *mlp) []byte {
 	binary.Write(&b, binary.LittleEndian, m.std)
 	binary.Write(&b, binary.LittleEndian, m.b1)
 	binary.Write(&b, binary.LittleEndian, m.b2)
-	writeInt8Rows(&b, m.w1, probeIn)
-	writeInt8Rows(&b, m.w2, probeHidden)
+	WriteInt8Rows(&b, m.w1, probeIn)
+	WriteInt8Rows(&b, m.w2, probeHidden)
 	return b.Bytes()
 }
 
@@ -331,10 +331,10 @@ func decodeProbe(data []byte) (*mlp, error) {
 			return nil, err
 		}
 	}
-	if err := readInt8Rows(r, m.w1, probeIn); err != nil {
+	if err := ReadInt8Rows(r, m.w1, probeIn); err != nil {
 		return nil, err
 	}
-	if err := readInt8Rows(r, m.w2, probeHidden); err != nil {
+	if err := ReadInt8Rows(r, m.w2, probeHidden); err != nil {
 		return nil, err
 	}
 	if r.Len() != 0 {

@@ -7,12 +7,13 @@ import (
 	"math"
 )
 
-// The shipped networks (probe.bin, embedder.bin) store weight matrices as
-// int8 rows, each with one float32 scale (max |w| / 127): 4× smaller than
+// The shipped networks (probe.bin, embedder.bin, and evalnet's evalnet.bin)
+// store weight matrices as int8 rows, each with one float32 scale (max |w| / 127): 4× smaller than
 // float32, and accurate enough for these small classifiers.
 
-// writeInt8Rows appends the rows of length n of w.
-func writeInt8Rows(b *bytes.Buffer, w []float32, n int) {
+// WriteInt8Rows appends the rows of length n of w, each as its float32 scale
+// and n int8 values.
+func WriteInt8Rows(b *bytes.Buffer, w []float32, n int) {
 	for r := 0; r+n <= len(w); r += n {
 		row := w[r : r+n]
 		var mx float32
@@ -30,8 +31,8 @@ func writeInt8Rows(b *bytes.Buffer, w []float32, n int) {
 	}
 }
 
-// readInt8Rows fills w with rows of length n written by writeInt8Rows.
-func readInt8Rows(r *bytes.Reader, w []float32, n int) error {
+// ReadInt8Rows fills w with rows of length n written by WriteInt8Rows.
+func ReadInt8Rows(r *bytes.Reader, w []float32, n int) error {
 	q := make([]byte, n)
 	for off := 0; off+n <= len(w); off += n {
 		var scale float32

@@ -175,7 +175,7 @@ func encode(d *detector, c *clipModel) []byte {
 	for _, n := range []*cnn{d.net, c.img} {
 		writeNet(&b, n)
 	}
-	writeRows(&b, c.text, Dim)
+	synthfaces.WriteInt8Rows(&b, c.text, Dim)
 	return b.Bytes()
 }
 
@@ -197,7 +197,7 @@ func decode(data []byte) (*Scorer, error) {
 			return nil, fmt.Errorf("evalnet: evalnet.bin: %w", err)
 		}
 	}
-	if err := readRows(r, c.text, Dim); err != nil {
+	if err := synthfaces.ReadInt8Rows(r, c.text, Dim); err != nil {
 		return nil, fmt.Errorf("evalnet: evalnet.bin: %w", err)
 	}
 	if r.Len() != 0 {
@@ -211,61 +211,24 @@ func decode(data []byte) (*Scorer, error) {
 // networks store theirs); biases are float32.
 func writeNet(b *bytes.Buffer, n *cnn) {
 	for _, c := range n.convs {
-		writeRows(b, c.w, c.cout)
+		synthfaces.WriteInt8Rows(b, c.w, c.cout)
 		binary.Write(b, binary.LittleEndian, c.b)
 	}
-	writeRows(b, n.fc.w, n.fc.in)
+	synthfaces.WriteInt8Rows(b, n.fc.w, n.fc.in)
 	binary.Write(b, binary.LittleEndian, n.fc.b)
 }
 
 func readNet(r *bytes.Reader, n *cnn) error {
 	for _, c := range n.convs {
-		if err := readRows(r, c.w, c.cout); err != nil {
+		if err := synthfaces.ReadInt8Rows(r, c.w, c.cout); err != nil {
 			return err
 		}
 		if err := binary.Read(r, binary.LittleEndian, c.b); err != nil {
 			return err
 		}
 	}
-	if err := readRows(r, n.fc.w, n.fc.in); err != nil {
+	if err := synthfaces.ReadInt8Rows(r, n.fc.w, n.fc.in); err != nil {
 		return err
 	}
 	return binary.Read(r, binary.LittleEndian, n.fc.b)
-}
-
-func writeRows(b *bytes.Buffer, w []float32, n int) {
-	q := make([]byte, n)
-	for off := 0; off+n <= len(w); off += n {
-		row := w[off : off+n]
-		var mx float32
-		for _, v := range row {
-			mx = max(mx, float32(math.Abs(float64(v))))
-		}
-		scale := mx / 127
-		if scale == 0 {
-			scale = 1
-		}
-		binary.Write(b, binary.LittleEndian, scale)
-		for i, v := range row {
-			q[i] = byte(int8(math.Round(float64(v / scale))))
-		}
-		b.Write(q)
-	}
-}
-
-func readRows(r *bytes.Reader, w []float32, n int) error {
-	q := make([]byte, n)
-	for off := 0; off+n <= len(w); off += n {
-		var scale float32
-		if err := binary.Read(r, binary.LittleEndian, &scale); err != nil {
-			return err
-		}
-		if _, err := io.ReadFull(r, q); err != nil {
-			return err
-		}
-		for i, v := range q {
-			w[off+i] = float32(int8(v)) * scale
-		}
-	}
-	return nil
 }
