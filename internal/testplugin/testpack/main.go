@@ -17,7 +17,7 @@ import (
 )
 
 func main() {
-	nodes := append(append(testnodes.Trivial(), testnodes.Tensors()...), sideEffectNodes()...)
+	nodes := append(append(append(testnodes.Trivial(), testnodes.Tensors()...), sideEffectNodes()...), modelNodes()...)
 	sdk.Serve(sdk.Pack{Name: "testpack", Version: "1.0.0", Types: testnodes.Types(), Nodes: append(nodes,
 		sdk.Func("Concat", concat, sdk.Category("test")),
 		sdk.Func("Fail", fail, sdk.Category("test")),
