@@ -61,11 +61,14 @@ func Start(c Config) (*Server, error) {
 	if err := os.MkdirAll(c.Dir, 0o700); err != nil {
 		return nil, fmt.Errorf("embedded NATS: storage folder: %w", err)
 	}
+	if port == 0 {
+		port = server.RANDOM_PORT // 0 means NATS's default port to the server
+	}
 	opts := &server.Options{
 		ServerName: "face0",
 		Host:       host, Port: port,
 		JetStream: true, StoreDir: c.Dir,
-		NoSigs: true, NoLog: c.Log == nil,
+		NoSigs:     true,
 		MaxPayload: 1 << 20,
 	}
 	s := &Server{}
@@ -93,13 +96,23 @@ func Start(c Config) (*Server, error) {
 	if err != nil {
 		return nil, fmt.Errorf("embedded NATS: %w", err)
 	}
-	if c.Log != nil {
-		srv.SetLoggerV2(&logger{w: c.Log}, false, false, false)
+	log := &logger{w: c.Log, fatal: make(chan string, 1)}
+	if log.w == nil {
+		log.w = io.Discard
 	}
+	srv.SetLoggerV2(log, false, false, false)
 	go srv.Start()
-	if !srv.ReadyForConnections(30 * time.Second) {
-		srv.Shutdown()
-		return nil, fmt.Errorf("embedded NATS: not ready to accept clients on %s within 30 s (is the port taken? pick another with --nats-listen)", c.Listen)
+	for deadline := time.Now().Add(30 * time.Second); !srv.ReadyForConnections(50 * time.Millisecond); {
+		select {
+		case msg := <-log.fatal:
+			srv.Shutdown()
+			return nil, fmt.Errorf("embedded NATS: %s (pick another address with --nats-listen)", msg)
+		default:
+		}
+		if time.Now().After(deadline) {
+			srv.Shutdown()
+			return nil, fmt.Errorf("embedded NATS: not ready to accept clients on %s within 30 s", c.Listen)
+		}
 	}
 	s.srv = srv
 	return s, nil
@@ -154,8 +167,12 @@ func loopback(host string) bool {
 	return ip != nil && ip.IsLoopback()
 }
 
-// logger passes the server's warnings and errors on.
-type logger struct{ w io.Writer }
+// logger passes the server's warnings and errors on, and catches the fatal
+// one that ends its start (a port in use).
+type logger struct {
+	w     io.Writer
+	fatal chan string
+}
 
 func (l *logger) Noticef(string, ...any) {}
 func (l *logger) Debugf(string, ...any)  {}
@@ -164,4 +181,9 @@ func (l *logger) Warnf(f string, v ...any) {
 	fmt.Fprintf(l.w, "face0: nats: warning: "+f+"\n", v...)
 }
 func (l *logger) Errorf(f string, v ...any) { fmt.Fprintf(l.w, "face0: nats: "+f+"\n", v...) }
-func (l *logger) Fatalf(f string, v ...any) { fmt.Fprintf(l.w, "face0: nats: fatal: "+f+"\n", v...) }
+func (l *logger) Fatalf(f string, v ...any) {
+	select {
+	case l.fatal <- fmt.Sprintf(f, v...):
+	default:
+	}
+}

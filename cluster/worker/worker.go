@@ -301,14 +301,23 @@ func (w *Worker) slot(ctx context.Context) {
 			}
 			continue
 		}
-		for msg := range batch.Messages() {
-			if ctx.Err() != nil {
-				_ = msg.Nak() // stopping: another worker takes it now
-				continue
+		select {
+		case msg, ok := <-batch.Messages():
+			if !ok {
+				continue // nothing within the wait
 			}
 			w.inflight.Add(1)
 			w.handle(msg)
 			w.inflight.Done()
+		case <-ctx.Done():
+			// Stopping: a job that still arrives for this pull goes back at
+			// once, to another worker.
+			go func() {
+				for msg := range batch.Messages() {
+					_ = msg.Nak()
+				}
+			}()
+			return
 		}
 	}
 }
