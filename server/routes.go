@@ -319,8 +319,8 @@ func (s *Server) outputsToExecute(wf *workflow.Workflow, targets []string) []str
 func (s *Server) getQueue(w http.ResponseWriter, r *http.Request) {
 	s.mu.Lock()
 	running := [][]any{}
-	if s.running != nil {
-		running = append(running, s.running.item())
+	for _, r := range s.running {
+		running = append(running, r.item())
 	}
 	pending := make([][]any, 0, len(s.pending))
 	for _, p := range s.pending {
