@@ -106,9 +106,11 @@ func (s *Server) pendingRefresh() <-chan struct{} {
 	return nil
 }
 
-// compile compiles wf against the specs in force. If that fails while a
-// refresh is in flight, it waits for the refresh (at most until ctx ends) and
-// tries again: the workflow may use a model the refresh is about to list.
+// compile compiles wf against the specs in force. If that fails, it waits
+// for the refresh in flight, or one it starts (unless one began less than
+// a second ago), at most until ctx ends, and tries again: the workflow may
+// use a model the refresh is about to list, or a node of a worker that
+// joined since the last refresh.
 func (s *Server) compile(ctx context.Context, wf *workflow.Workflow, targets []string) (*engine.Plan, error) {
 	plan, err := s.catalog().Compile(wf, targets)
 	if err == nil {
@@ -116,7 +118,7 @@ func (s *Server) compile(ctx context.Context, wf *workflow.Workflow, targets []s
 	}
 	pending := s.pendingRefresh()
 	if pending == nil {
-		return nil, err
+		pending = s.startRefresh(false)
 	}
 	select {
 	case <-pending:
