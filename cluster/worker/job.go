@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"os"
 	"runtime/debug"
 	"strconv"
 	"sync/atomic"
@@ -17,8 +16,6 @@ import (
 	"github.com/face0/face0/cluster"
 	pb "github.com/face0/face0/plugins/proto"
 )
-
-var debugJobs = os.Getenv("FACE0_DEBUG_JOBS") != ""
 
 // handle runs one job and acks it once its result is stored.
 func (w *Worker) handle(msg jetstream.Msg) {
@@ -33,8 +30,8 @@ func (w *Worker) handle(msg jetstream.Msg) {
 	if meta, err := msg.Metadata(); err == nil {
 		delivery = meta.NumDelivered
 	}
-	if debugJobs {
-		w.logf("job %s (%s) delivery %d", job, h.Get(cluster.HdrNode), delivery)
+	if w.o.Verbose {
+		w.logf("job %s: node %s, delivery %d", job, h.Get(cluster.HdrNode), delivery)
 	}
 	// At least once: a job whose result is there already ran elsewhere (a
 	// redelivery after a NATS restart, or after this worker's ack was lost).

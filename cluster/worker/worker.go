@@ -52,6 +52,7 @@ type Options struct {
 	Memory  int64         // bytes of tensors kept at hand (default 1 GiB)
 	Version string        // face0's version, for the advert
 	Log     io.Writer
+	Verbose bool // log every job taken
 }
 
 // Worker runs jobs. Make one with New, then Run it.

@@ -33,6 +33,7 @@ func cmdWorker(args []string) error {
 	packs := fs.String("packs", strings.Join(builtinNames(), ","), "built-in packs to offer (comma-separated; none for only the plugins folder's)")
 	gpu := fs.String("gpu", "auto", "the GPU to advertise: auto (nvidia-smi's first), none, or a name")
 	ackWait := fs.Duration("ack-wait", 30*time.Second, "how long a node may go without a heartbeat before it goes to another worker")
+	verbose := fs.Bool("v", false, "log every node taken")
 	memMB := fs.Int64("tensor-memory-mb", 1024, "MiB of tensors kept at hand for the next node")
 	fs.Usage = func() {
 		fmt.Fprint(os.Stderr, `usage: face0 worker --nats URL [--token TOKEN | --nkey SEEDFILE] [flags]
@@ -103,7 +104,7 @@ another worker at once). See docs/scale-out.md.
 	}
 	w, err := worker.New(bus, a.Host, worker.Options{
 		Name: *name, Slots: *slots, GPU: gpuName, Dirs: a.Dirs, AckWait: *ackWait,
-		Memory: *memMB << 20, Version: config.Version, Log: os.Stderr,
+		Memory: *memMB << 20, Version: config.Version, Log: os.Stderr, Verbose: *verbose,
 		Models: func() []string { return modelFolders(a.Dirs.Models) },
 	})
 	if err != nil {

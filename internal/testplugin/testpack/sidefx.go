@@ -16,6 +16,7 @@ func sideEffectNodes() []sdk.Node {
 		// No check: runs whenever a run wants it.
 		sdk.Func("WriteTextUnchecked", writeText, sdk.Category("test"), sdk.OutputNode(), sdk.SideEffects(nil)),
 		// A check that panics: the node runs again, the plugin lives on.
+		sdk.Func("WriteString", writeString, sdk.Category("test"), sdk.OutputNode(), sdk.SideEffects(sdk.VerifyFiles)),
 		sdk.Func("WriteTextBadCheck", writeText, sdk.Category("test"), sdk.OutputNode(),
 			sdk.SideEffects(func(context.Context, *pb.Dirs, map[string]*pb.Value, *pb.Outputs) error { panic("broken check") })),
 	}
@@ -37,4 +38,21 @@ func writeText(ctx *sdk.Context, in writeTextIn) (writeTextOut, error) {
 		return writeTextOut{}, err
 	}
 	return writeTextOut{Value: in.Value, UI: sdk.FilesUI(f)}, nil
+}
+
+type writeStringIn struct {
+	Text   string `face0:"text"`
+	Prefix string `face0:"prefix,default=text"`
+}
+
+type writeStringOut struct {
+	UI sdk.Raw `face0:"files,type=UI,ui"`
+}
+
+func writeString(ctx *sdk.Context, in writeStringIn) (writeStringOut, error) {
+	f, err := ctx.SaveFile("output", in.Prefix, ".txt", []byte(in.Text+"\n"))
+	if err != nil {
+		return writeStringOut{}, err
+	}
+	return writeStringOut{UI: sdk.FilesUI(f)}, nil
 }
