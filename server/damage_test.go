@@ -8,11 +8,12 @@ import (
 	"path/filepath"
 	"reflect"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
 	bolt "go.etcd.io/bbolt"
+
+	"github.com/face0/face0/internal/testenv"
 )
 
 // dbFixture is a server.db written by the store itself: history entries whose
@@ -241,24 +242,6 @@ func TestDamagedServerDB(t *testing.T) {
 	}
 }
 
-// syncBuffer is a log the server writes while the test reads it.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (w *syncBuffer) Write(p []byte) (int, error) {
-	w.mu.Lock()
-	defer w.mu.Unlock()
-	return w.b.Write(p)
-}
-
-func (w *syncBuffer) String() string {
-	w.mu.Lock()
-	defer w.mu.Unlock()
-	return w.b.String()
-}
-
 // rot flips one byte inside the JSON of record key in bucket, keeping the
 // seal: the bit rot a disk can do to a value, which bbolt does not see.
 func rot(t testing.TB, db *bolt.DB, bucket []byte, key string) {
@@ -307,7 +290,7 @@ func TestUnreadableHistoryEntry(t *testing.T) {
 
 	rot(t, ts.store.db, bucketHistory, "hist-03")
 	ts.stop()
-	var log syncBuffer
+	var log testenv.Buffer
 	ts = startServer(t, home, WithLog(&log))
 	if !strings.Contains(log.String(), `history "hist-03"`) || !strings.Contains(log.String(), fx.path+".damaged-") {
 		t.Fatalf("the start does not report the damaged entry:\n%s", log.String())

@@ -2,7 +2,6 @@ package main
 
 import (
 	"bufio"
-	"bytes"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -16,6 +15,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/face0/face0/internal/testenv"
 	"github.com/face0/face0/internal/testplugin"
 )
 
@@ -52,29 +52,11 @@ func sleepWorkflow(t *testing.T, ms int) string {
 	return p
 }
 
-// syncBuffer is a bytes.Buffer safe to read while a process writes it.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
-
 // testServer is `face0 serve` on a home, in a process group of its own as
 // a terminal or service manager starts it.
 type testServer struct {
 	cmd     *exec.Cmd
-	stderr  *syncBuffer
+	stderr  *testenv.Buffer
 	rec     serverRecord
 	done    chan struct{} // closed when the process has exited
 	exitErr error
@@ -86,7 +68,7 @@ func startServer(t *testing.T, home string, args ...string) *testServer {
 	cmd := exec.Command(face0Bin, append([]string{"serve", "--listen", "127.0.0.1:0", "--home", home}, args...)...)
 	cmd.Dir = root
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
-	s := &testServer{cmd: cmd, stderr: &syncBuffer{}, done: make(chan struct{})}
+	s := &testServer{cmd: cmd, stderr: &testenv.Buffer{}, done: make(chan struct{})}
 	cmd.Stderr = s.stderr
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
@@ -221,7 +203,7 @@ func TestRunBesideServerWithToken(t *testing.T) {
 
 // startRun starts face0 run with --json and waits for its first executing
 // event, so a signal lands while the node runs.
-func startRun(t *testing.T, c *cli, args ...string) (*exec.Cmd, *syncBuffer, chan error) {
+func startRun(t *testing.T, c *cli, args ...string) (*exec.Cmd, *testenv.Buffer, chan error) {
 	t.Helper()
 	cmd, stderr, started, done := launchRun(t, c, args...)
 	select {
@@ -234,12 +216,12 @@ func startRun(t *testing.T, c *cli, args ...string) (*exec.Cmd, *syncBuffer, cha
 
 // launchRun starts face0 run with --json; started is closed at its first
 // executing event.
-func launchRun(t *testing.T, c *cli, args ...string) (*exec.Cmd, *syncBuffer, chan struct{}, chan error) {
+func launchRun(t *testing.T, c *cli, args ...string) (*exec.Cmd, *testenv.Buffer, chan struct{}, chan error) {
 	t.Helper()
 	root, _ := filepath.Abs("../..")
 	cmd := exec.Command(face0Bin, append(args, "--home", c.home, "--out", c.out, "--json")...)
 	cmd.Dir = root
-	stderr := &syncBuffer{}
+	stderr := &testenv.Buffer{}
 	cmd.Stderr = stderr
 	out, err := cmd.StdoutPipe()
 	if err != nil {

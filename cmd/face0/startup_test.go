@@ -1,7 +1,6 @@
 package main
 
 import (
-	"bytes"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -12,6 +11,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/face0/face0/internal/testenv"
 	"github.com/face0/face0/internal/testplugin"
 )
 
@@ -24,33 +24,15 @@ var hostileBin = sync.OnceValues(func() (string, error) {
 	return testplugin.Hostile(dir)
 })
 
-// outputBuffer collects a process's output while the test reads it.
-type outputBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (l *outputBuffer) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.Write(p)
-}
-
-func (l *outputBuffer) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.String()
-}
-
 // serveWithHostile starts `face0 serve` with the hostile plugin in its
 // plugins folder, misbehaving as mood says, plus env. exited is closed when
 // the process has ended, with its error in *waited.
-func serveWithHostile(t *testing.T, mood string, env ...string) (cmd *exec.Cmd, stderr *outputBuffer, pids func() []int, exited <-chan struct{}, waited *error) {
+func serveWithHostile(t *testing.T, mood string, env ...string) (cmd *exec.Cmd, stderr *testenv.Buffer, pids func() []int, exited <-chan struct{}, waited *error) {
 	return startWithHostile(t, []string{"serve", "--listen", "127.0.0.1:0"}, mood, env...)
 }
 
 // startWithHostile starts face0 with args likewise.
-func startWithHostile(t *testing.T, args []string, mood string, env ...string) (cmd *exec.Cmd, stderr *outputBuffer, pids func() []int, exited <-chan struct{}, waited *error) {
+func startWithHostile(t *testing.T, args []string, mood string, env ...string) (cmd *exec.Cmd, stderr *testenv.Buffer, pids func() []int, exited <-chan struct{}, waited *error) {
 	t.Helper()
 	bin, err := hostileBin()
 	if err != nil {
@@ -68,7 +50,7 @@ func startWithHostile(t *testing.T, args []string, mood string, env ...string) (
 	cmd = exec.Command(face0Bin, append(args, "--home", home)...)
 	cmd.Dir = root
 	cmd.Env = append(append(os.Environ(), "HOSTILE="+mood, "HOSTILE_MARK="+mark), env...)
-	stderr = &outputBuffer{}
+	stderr = &testenv.Buffer{}
 	cmd.Stdout, cmd.Stderr = stderr, stderr
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)

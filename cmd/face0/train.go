@@ -36,11 +36,6 @@ tokenizer (shipped with face0), batch 16, lr 1e-3. The default workflow
 prompt once its three model inputs name it.
 `
 
-// defaultTextPretrain is make reproduce-tiny's text pretraining: with it a
-// model trained from scratch follows its captions (without, it ignores
-// them); 500 steps take about 5 minutes on two cores.
-const defaultTextPretrain = 500
-
 func cmdTrain(args []string) error {
 	fs := flag.NewFlagSet("train", flag.ContinueOnError)
 	out := fs.String("out", filepath.Join(config.Models(), "trained"), "model folder to write")
@@ -62,7 +57,7 @@ func cmdTrain(args []string) error {
 	size := fs.Int("size", 0, "image side the dataset is fitted to (default 32 from scratch, the base VAE's sample_size with --base)")
 	factor := fs.Int("factor", 0, "space-to-depth factor of the latent from scratch (default 4: 32 px / 4 = 8x8 latents of 48 channels); ignored with --base")
 	vocab := fs.String("vocab", data.VocabAuto, "tokenizer of the frozen text encoder: auto (CLIP's BPE vocabulary, shipped with face0), tiny (a small byte-level one), or a bpe_simple_vocab_16e6.txt.gz path")
-	textPretrain := fs.Int("text-pretrain", -1, fmt.Sprintf("steps of contrastive (CLIP-style) pretraining of the text encoder on the dataset's caption-image pairs before it is frozen; a model trained from scratch needs it to follow captions (default %d from scratch, as make reproduce-tiny; 0 with --base, whose encoder is pretrained; 0: keep random weights)", defaultTextPretrain))
+	textPretrain := fs.Int("text-pretrain", -1, fmt.Sprintf("steps of contrastive (CLIP-style) pretraining of the text encoder on the dataset's caption-image pairs before it is frozen; a model trained from scratch needs it to follow captions (default %d from scratch, as make reproduce-tiny; 0 with --base, whose encoder is pretrained; 0: keep random weights)", pipeline.DefaultTextPretrain))
 	plain := fs.Bool("plain", false, "plain log lines even on a terminal")
 	fs.Usage = func() {
 		fmt.Fprint(os.Stderr, trainUsage)
@@ -76,12 +71,7 @@ func cmdTrain(args []string) error {
 		fs.Usage()
 		return exitCode(2)
 	}
-	if *textPretrain < 0 {
-		*textPretrain = defaultTextPretrain
-		if *baseDir != "" && *baseDir != "none" {
-			*textPretrain = 0
-		}
-	}
+	*textPretrain = pipeline.TextPretrainSteps(*textPretrain, *baseDir != "" && *baseDir != "none")
 	ctx, caught, stop := signalContext()
 	defer stop()
 

@@ -76,22 +76,90 @@ func (f *boltFile) pagesOf(flags uint16) []boltPage {
 	return out
 }
 
-// pageHolding returns the leaf page (with its overflow) whose bytes contain
-// the last occurrence of pattern; bbolt writes changed pages at new places, so
-// the last copy is the one most likely in use.
+// pageHolding returns the live leaf page (with its overflow) whose bytes
+// contain pattern. bbolt writes changed pages at new places and does not
+// clear the old ones, so a freed page may still hold an old copy; only a page
+// reachable from the newest meta's root is the one a read goes to.
 func (f *boltFile) pageHolding(t testing.TB, pattern []byte) boltPage {
 	t.Helper()
-	off := int64(bytes.LastIndex(f.data, pattern))
-	if off < 0 {
-		t.Fatal("pattern not found in index.db")
+	live := f.liveLeaves(t)
+	for from := 0; ; {
+		i := bytes.Index(f.data[from:], pattern)
+		if i < 0 {
+			break
+		}
+		off := int64(from + i)
+		for _, p := range f.pages {
+			if live[p.id] && off >= p.id*f.pageSize && off < (p.id+1+p.overflow)*f.pageSize {
+				return p
+			}
+		}
+		from += i + 1
 	}
-	for _, p := range f.pages {
-		if p.flags == pageLeaf && off >= p.id*f.pageSize && off < (p.id+1+p.overflow)*f.pageSize {
-			return p
+	t.Fatal("no live leaf page holds the pattern")
+	return boltPage{}
+}
+
+// liveLeaves walks the tree from the newest meta's root bucket, through
+// nested buckets, and returns the ids of the leaf pages it reaches.
+func (f *boltFile) liveLeaves(t testing.TB) map[int64]bool {
+	t.Helper()
+	var root int64
+	var bestTx uint64
+	for i := range int64(2) {
+		m := f.data[i*f.pageSize:]
+		if tx := binary.LittleEndian.Uint64(m[64:]); i == 0 || tx > bestTx {
+			bestTx, root = tx, int64(binary.LittleEndian.Uint64(m[32:]))
 		}
 	}
-	t.Fatal("no leaf page holds the pattern")
-	return boltPage{}
+	leaves := map[int64]bool{}
+	seen := map[int64]bool{}
+	var walk func(id int64)
+	// inline walks a leaf page embedded in a bucket's value (a small
+	// bucket): its nested buckets may still have pages of their own.
+	var leafElems func(page []byte)
+	leafElems = func(page []byte) {
+		n := int(binary.LittleEndian.Uint16(page[10:]))
+		for i := range n {
+			e := page[16+16*i:]
+			flags := binary.LittleEndian.Uint32(e)
+			pos := binary.LittleEndian.Uint32(e[4:])
+			ksize := binary.LittleEndian.Uint32(e[8:])
+			vsize := binary.LittleEndian.Uint32(e[12:])
+			if flags&0x01 == 0 { // not a bucket
+				continue
+			}
+			start := 16 + 16*i + int(pos) + int(ksize)
+			v := page[start : start+int(vsize)]
+			if r := int64(binary.LittleEndian.Uint64(v)); r != 0 {
+				walk(r)
+			} else {
+				leafElems(v[16:]) // the inline page follows the bucket header
+			}
+		}
+	}
+	walk = func(id int64) {
+		if seen[id] || id*f.pageSize >= int64(len(f.data)) {
+			return
+		}
+		seen[id] = true
+		page := f.data[id*f.pageSize:]
+		switch binary.LittleEndian.Uint16(page[8:]) {
+		case pageBranch:
+			n := int(binary.LittleEndian.Uint16(page[10:]))
+			for i := range n {
+				walk(int64(binary.LittleEndian.Uint64(page[16+16*i+8:])))
+			}
+		case pageLeaf:
+			leaves[id] = true
+			leafElems(page)
+		}
+	}
+	walk(root)
+	if len(leaves) == 0 {
+		t.Fatal("no live leaf pages found from the meta's root")
+	}
+	return leaves
 }
 
 // garbage returns n deterministic random bytes.

@@ -9,12 +9,13 @@ import (
 	"os/exec"
 	"strconv"
 	"strings"
-	"sync"
 	"syscall"
 	"testing"
 	"time"
 
 	bolt "go.etcd.io/bbolt"
+
+	"github.com/face0/face0/internal/testenv"
 )
 
 // The test binary doubles as the child processes these tests kill or expect
@@ -279,24 +280,6 @@ func (l testLog) Write(p []byte) (int, error) {
 	return len(p), nil
 }
 
-// syncBuffer is a log destination tests can read.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (b *syncBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.b.Write(p)
-}
-
-func (b *syncBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.b.String()
-}
-
 func TestPutReturnsBeforeDurable(t *testing.T) {
 	dir := t.TempDir()
 	s := openTest(t, dir, WithInlineLimit(1024))
@@ -385,7 +368,7 @@ func TestFailedBackgroundWriteDropsValue(t *testing.T) {
 	// not served as if cached, its blob file removed, the failure reported
 	// by Flush and logged.
 	dir := t.TempDir()
-	var log syncBuffer
+	var log testenv.Buffer
 	s := openTest(t, dir, WithLog(&log))
 	good, gv := testKey("good"), testValue("good", 30_000)
 	mustPut(t, s, good, gv)

@@ -12,6 +12,8 @@ import (
 	"time"
 
 	bolt "go.etcd.io/bbolt"
+
+	"github.com/face0/face0/internal/testenv"
 )
 
 // A byte flipped anywhere in an entry (its value, its record or its key) must
@@ -61,7 +63,7 @@ func TestFlippedByteInIndexIsAMiss(t *testing.T) {
 			}
 			lookup := tt.flip(t, filepath.Join(dir, "index.db"), k, v)
 
-			var log syncBuffer
+			var log testenv.Buffer
 			s = openTest(t, dir, WithLog(&log))
 			got, ok, err := s.Get(lookup)
 			if err != nil {
@@ -135,7 +137,7 @@ func writeFormat(t *testing.T, dir string, version uint32) string {
 func TestOlderFormatIsCleared(t *testing.T) {
 	dir := t.TempDir()
 	blob := writeFormat(t, dir, 1)
-	var log syncBuffer
+	var log testenv.Buffer
 	s := openTest(t, dir, WithLog(&log))
 	if st := s.Stats(); st.Entries != 0 {
 		t.Fatalf("Stats = %+v; want an empty cache", st)

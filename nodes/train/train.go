@@ -52,16 +52,16 @@ type trainIn struct {
 	AdapterOnly     bool    `face0:"adapter_only,default=false" doc:"with a base model, freeze its UNet and train the face projection alone (for small GPUs)"`
 	Steps           int     `face0:"steps,min=1,max=10000000,default=500" doc:"total optimizer steps of the run (a resumed run counts the steps already done)"`
 	LR              float64 `face0:"learning_rate,min=0.0000001,max=1,step=0.0001,default=0.001" doc:"AdamW learning rate"`
-	Batch           int     `face0:"batch_size,min=1,max=1024,default=8"`
+	Batch           int     `face0:"batch_size,min=1,max=1024,default=16"`
 	Name            string  `face0:"model_name,default=trained,maxlen=100" doc:"the model folder written into the models folder (replaced when training completes)"`
 	CheckpointEvery int     `face0:"checkpoint_every,min=1,max=10000000,default=100" doc:"steps between checkpoints; one is also written at the end and when cancelled"`
 	Resume          bool    `face0:"resume,default=true" doc:"continue from the run's latest checkpoint; off starts over"`
 	TextDrop        float64 `face0:"text_drop,min=0,max=1,step=0.01,default=0.1" doc:"probability that a caption is replaced by the empty prompt while training, so the unconditional and face-only guidance branches are trained (a model trained from scratch has never seen the empty prompt otherwise; the paper fine-tunes SD and never drops the text); 0: never"`
 	Seed            int64   `face0:"seed,min=0,max=9007199254740991,default=0" doc:"initial weights, data order and noise"`
 	Preset          string  `face0:"preset,enum=tiny|small,default=tiny" doc:"tiny: width 64, 2 blocks; small: width 128, 4 blocks"`
-	Face            string  `face0:"face_embedding,enum=auto|precomputed|detect|synthfaces-id,default=auto" doc:"synthfaces-id: the synthfaces identity embedder on each whole image (what the shipped tiny model uses; EmbedFace's synthfaces-id-64 at sampling time); precomputed: the metadata's embedding (synthfaces' identity_embedding); detect: largest face, Face0 crop, face-api 128-d; auto: precomputed when present"`
+	Face            string  `face0:"face_embedding,enum=auto|precomputed|detect|synthfaces-id,default=auto" doc:"synthfaces-id: the synthfaces identity embedder on each whole image (what the shipped tiny model uses; EmbedFace's synthfaces-id-64 at sampling time); precomputed: the metadata's embedding (synthfaces' identity_embedding); detect: largest face, Face0 crop, face-api 128-d; auto: synthfaces-id on a synthfaces dataset, precomputed for other metadata embeddings, else detect (always a space an EmbedFace model gives at sampling time)"`
 	NoFace          string  `face0:"no_face,enum=zero|skip,default=zero" doc:"images without a face: kept with the face tokens zeroed, or skipped"`
-	TextPretrain    int     `face0:"text_pretrain,min=0,max=1000000,default=0" doc:"steps of contrastive (CLIP-style) pretraining of the from-scratch text encoder on the dataset's caption-image pairs before it is frozen; 0 keeps its random weights (a model trained from scratch needs it to follow captions; not with a base)"`
+	TextPretrain    int     `face0:"text_pretrain,min=-1,max=1000000,default=-1" doc:"steps of contrastive (CLIP-style) pretraining of the from-scratch text encoder on the dataset's caption-image pairs before it is frozen (a model trained from scratch needs it to follow captions); -1: 500 from scratch as face0 train, none with a base, whose encoder is pretrained; 0 keeps random weights"`
 	ImageSize       int     `face0:"image_size,min=8,max=1024,step=8,default=32" doc:"images are fitted to this square side (with a base model, a multiple of its VAE's 8× downscale; SD 1.x was trained at 512)"`
 }
 
@@ -117,7 +117,7 @@ func trainNode(ctx *sdk.Context, in trainIn) (trainOut, error) {
 		Prep: data.Options{
 			Latent: data.Latent{Size: in.ImageSize, Factor: factorFor(in.ImageSize)},
 			Face:   in.Face, NoFace: in.NoFace, Models: models,
-			TextPretrain: textclip.Options{Steps: in.TextPretrain},
+			TextPretrain: textclip.Options{Steps: pipeline.TextPretrainSteps(in.TextPretrain, baseDir != "")},
 		},
 		Logf: ctx.Logf,
 		OnProgress: func(p pipeline.Progress) {

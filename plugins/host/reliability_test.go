@@ -5,7 +5,6 @@ package host_test
 // ignores cancellation and floods its output on purpose.
 
 import (
-	"bytes"
 	"context"
 	"errors"
 	"os"
@@ -18,28 +17,11 @@ import (
 	"testing"
 	"time"
 
+	"github.com/face0/face0/internal/testenv"
 	"github.com/face0/face0/plugins/host"
 	pb "github.com/face0/face0/plugins/proto"
 	"github.com/face0/face0/plugins/value"
 )
-
-// syncBuffer is a log the host and the test can share.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
 
 // waitFor polls cond until it holds. The bound only keeps a broken build
 // from hanging the suite; it is far beyond what any step needs.
@@ -105,7 +87,7 @@ func TestHungPluginIsLeftOut(t *testing.T) {
 	} {
 		t.Run(tc.mood, func(t *testing.T) {
 			src, mark := hostile(t, tc.mood)
-			m, problems := host.Start(context.Background(), []host.Source{src, testpack()}, host.WithLog(&syncBuffer{}), host.WithDeadlines(tc.dl))
+			m, problems := host.Start(context.Background(), []host.Source{src, testpack()}, host.WithLog(&testenv.Buffer{}), host.WithDeadlines(tc.dl))
 			defer m.Close()
 			if len(problems) != 1 || !strings.Contains(problems[0].Error(), "plugin hostile") ||
 				!strings.Contains(problems[0].Error(), tc.want) || !strings.Contains(problems[0].Error(), "left out") {
@@ -148,7 +130,7 @@ func TestStartHonoursCancellation(t *testing.T) {
 			var m *host.Manager
 			go func() {
 				var problems []error
-				m, problems = host.Start(ctx, []host.Source{src}, host.WithLog(&syncBuffer{}), host.WithDeadlines(long))
+				m, problems = host.Start(ctx, []host.Source{src}, host.WithLog(&testenv.Buffer{}), host.WithDeadlines(long))
 				done <- problems
 			}()
 			var problems []error
@@ -173,7 +155,7 @@ func TestStartHonoursCancellation(t *testing.T) {
 // Item 4: Fingerprint has a deadline; missing it fails the node clearly.
 func TestFingerprintDeadline(t *testing.T) {
 	src, _ := hostile(t, "fingerprint-hang")
-	m, problems := host.Start(context.Background(), []host.Source{src}, host.WithLog(&syncBuffer{}), host.WithDeadlines(host.Deadlines{Fingerprint: 300 * time.Millisecond}))
+	m, problems := host.Start(context.Background(), []host.Source{src}, host.WithLog(&testenv.Buffer{}), host.WithDeadlines(host.Deadlines{Fingerprint: 300 * time.Millisecond}))
 	defer m.Close()
 	if len(problems) > 0 {
 		t.Fatal(problems)
@@ -187,7 +169,7 @@ func TestFingerprintDeadline(t *testing.T) {
 // Item 4: a refresh that hangs holds up neither node executions nor the
 // node list, and keeps the specs in force.
 func TestHungRefreshBlocksNothing(t *testing.T) {
-	log := &syncBuffer{}
+	log := &testenv.Buffer{}
 	src, _ := hostile(t, "describe-hang-after=1")
 	m, problems := host.Start(context.Background(), []host.Source{src}, host.WithLog(log), host.WithDeadlines(host.Deadlines{Describe: time.Hour}))
 	defer m.Close()
@@ -226,7 +208,7 @@ func TestHungRefreshBlocksNothing(t *testing.T) {
 // Item 4: a refresh that misses the Describe deadline says so.
 func TestRefreshDeadline(t *testing.T) {
 	src, _ := hostile(t, "describe-hang-after=1")
-	m, problems := host.Start(context.Background(), []host.Source{src}, host.WithLog(&syncBuffer{}), host.WithDeadlines(host.Deadlines{Describe: 300 * time.Millisecond}))
+	m, problems := host.Start(context.Background(), []host.Source{src}, host.WithLog(&testenv.Buffer{}), host.WithDeadlines(host.Deadlines{Describe: 300 * time.Millisecond}))
 	defer m.Close()
 	if len(problems) > 0 {
 		t.Fatal(problems)
@@ -253,7 +235,7 @@ func TestDescribeFailureIsSaid(t *testing.T) {
 	} {
 		t.Run(tc.mood, func(t *testing.T) {
 			src, _ := hostile(t, tc.mood)
-			m, problems := host.Start(context.Background(), []host.Source{src, testpack()}, host.WithLog(&syncBuffer{}))
+			m, problems := host.Start(context.Background(), []host.Source{src, testpack()}, host.WithLog(&testenv.Buffer{}))
 			defer m.Close()
 			if len(problems) != 1 {
 				t.Fatalf("problems = %v, want one", problems)
@@ -276,7 +258,7 @@ func TestDescribeFailureIsSaid(t *testing.T) {
 // running there finishes, one that starts later runs in a fresh process.
 func TestStubbornNodeSparesInnocentOnes(t *testing.T) {
 	const grace = 500 * time.Millisecond
-	log := &syncBuffer{}
+	log := &testenv.Buffer{}
 	src, _ := hostile(t, "")
 	m, problems := host.Start(context.Background(), []host.Source{src}, host.WithLog(log), host.WithDeadlines(host.Deadlines{CancelGrace: grace}))
 	defer m.Close()
@@ -348,7 +330,7 @@ func TestStubbornNodeSparesInnocentOnes(t *testing.T) {
 // line by line, prefixed by the pack, with long lines cut and floods bounded;
 // every line is either forwarded or counted as dropped.
 func TestPluginOutputForwardedWithinBounds(t *testing.T) {
-	log := &syncBuffer{}
+	log := &testenv.Buffer{}
 	src, _ := hostile(t, "")
 	began := time.Now()
 	m, problems := host.Start(context.Background(), []host.Source{src}, host.WithLog(log))
@@ -415,7 +397,7 @@ func TestCrashMidNodeIsExplained(t *testing.T) {
 	} {
 		t.Run(tc.how, func(t *testing.T) {
 			src, _ := hostile(t, "")
-			m, problems := host.Start(context.Background(), []host.Source{src}, host.WithLog(&syncBuffer{}))
+			m, problems := host.Start(context.Background(), []host.Source{src}, host.WithLog(&testenv.Buffer{}))
 			defer m.Close()
 			if len(problems) > 0 {
 				t.Fatal(problems)

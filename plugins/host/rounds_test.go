@@ -17,6 +17,7 @@ import (
 	"github.com/face0/face0/engine"
 	"github.com/face0/face0/engine/cache"
 	"github.com/face0/face0/engine/workflow"
+	"github.com/face0/face0/internal/testenv"
 	"github.com/face0/face0/plugins/host"
 	pb "github.com/face0/face0/plugins/proto"
 	"github.com/face0/face0/plugins/value"
@@ -84,7 +85,7 @@ func newRoundRig(t *testing.T, dl host.Deadlines) *roundRig {
 	tmp := t.TempDir()
 	t.Setenv("TMPDIR", tmp)
 	src, mark := hostile(t, "")
-	m, problems := host.Start(context.Background(), []host.Source{src}, host.WithLog(&syncBuffer{}), host.WithDeadlines(dl))
+	m, problems := host.Start(context.Background(), []host.Source{src}, host.WithLog(&testenv.Buffer{}), host.WithDeadlines(dl))
 	if len(problems) > 0 {
 		t.Fatal(problems)
 	}

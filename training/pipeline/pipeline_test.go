@@ -89,7 +89,9 @@ func TestEndToEnd(t *testing.T) {
 			t.Errorf("no problem mentions %q: %v", want, res.Prepared.Problems)
 		}
 	}
-	if res.Prepared.Space != "synthfaces-attr-64" || res.Prepared.Dim != 64 || res.Prepared.FaceSource != data.FacePrecomputed {
+	// --face auto on a synthfaces dataset: the identity embedder, a space
+	// EmbedFace gives, so the default workflow can drive the model.
+	if res.Prepared.Space != "synthfaces-id-64" || res.Prepared.Dim != 64 || res.Prepared.FaceSource != data.FaceSynthfaces {
 		t.Errorf("embedding %s %d-d from %s", res.Prepared.Space, res.Prepared.Dim, res.Prepared.FaceSource)
 	}
 
@@ -110,7 +112,7 @@ func TestEndToEnd(t *testing.T) {
 		t.Fatal(err)
 	}
 	man := m.Manifest
-	if man.LatentChannels != 48 || man.VAEScaleFactor != 4 || man.SampleSize != 32 || man.Embedding.Space != "synthfaces-attr-64" ||
+	if man.LatentChannels != 48 || man.VAEScaleFactor != 4 || man.SampleSize != 32 || man.Embedding.Space != "synthfaces-id-64" ||
 		man.Embedding.Dim != 64 || man.TextWidth != 32 || man.FaceTokens != 3 || man.FaceTokenStart != 74 || man.LatentScale <= 0 {
 		t.Errorf("manifest %+v", man)
 	}
