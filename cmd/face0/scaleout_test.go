@@ -18,6 +18,7 @@ import (
 	"time"
 
 	"github.com/face0/face0/cluster/natsd"
+	"github.com/face0/face0/internal/testenv"
 )
 
 // cluster is a NATS server in this process (so that a test can restart
@@ -36,7 +37,7 @@ type testCluster struct {
 type workerProc struct {
 	name   string
 	cmd    *exec.Cmd
-	stderr *syncBuffer
+	stderr *testenv.Buffer
 	done   chan struct{}
 }
 
@@ -88,7 +89,7 @@ func (c *testCluster) startWorker(name, url string, models ...string) *workerPro
 		"--name", name, "--ack-wait", "2s", "--gpu", "none", "-v")
 	cmd.Dir = root
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
-	w := &workerProc{name: name, cmd: cmd, stderr: &syncBuffer{}, done: make(chan struct{})}
+	w := &workerProc{name: name, cmd: cmd, stderr: &testenv.Buffer{}, done: make(chan struct{})}
 	cmd.Stderr = w.stderr
 	if err := cmd.Start(); err != nil {
 		c.t.Fatal(err)
