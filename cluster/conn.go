@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nkeys"
 )
 
 // Auth is how a client proves itself to the NATS server: a shared token, or
@@ -90,4 +91,40 @@ func explainConnect(url string, auth Auth, err error) error {
 		return fmt.Errorf("cannot reach the NATS server at %s: %w (is face0 serve --nats running there, and is the port open?)", url, ErrUnreachable)
 	}
 	return fmt.Errorf("connect to NATS at %s: %w", url, err)
+}
+
+// NewNKey makes a new NKey user key pair, writes its seed (the secret) to
+// file, readable by its owner only, and returns the public key, which the
+// NATS server lists (face0 serve --nats-nkeys). It never replaces a file:
+// a seed already there may be one the server allows.
+func NewNKey(file string) (string, error) {
+	kp, err := nkeys.CreateUser()
+	if err != nil {
+		return "", err
+	}
+	seed, err := kp.Seed()
+	if err != nil {
+		return "", err
+	}
+	pub, err := kp.PublicKey()
+	if err != nil {
+		return "", err
+	}
+	f, err := os.OpenFile(file, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
+	if errors.Is(err, os.ErrExist) {
+		return "", fmt.Errorf("%s exists already: it may hold a key a server allows; pick another name, or remove it first", file)
+	}
+	if err != nil {
+		return "", err
+	}
+	if _, err := f.Write(append(seed, '\n')); err != nil {
+		f.Close()
+		os.Remove(file)
+		return "", err
+	}
+	if err := f.Close(); err != nil {
+		os.Remove(file)
+		return "", err
+	}
+	return pub, nil
 }

@@ -27,6 +27,7 @@ type testCluster struct {
 	t       *testing.T
 	dir     string
 	token   string
+	creds   []string // a worker's credential flags (default: --token token)
 	nats    *natsd.Server
 	addr    string // the NATS server's host:port
 	server  *testServer
@@ -85,8 +86,13 @@ func (c *testCluster) startWorker(name, url string, models ...string) *workerPro
 		os.WriteFile(filepath.Join(home, "models", m, "model.txt"), []byte("weights of "+m), 0o644)
 	}
 	root, _ := filepath.Abs("../..")
-	cmd := exec.Command(face0Bin, "worker", "--nats", url, "--token", c.token, "--home", home, "--packs", "none",
-		"--name", name, "--ack-wait", "2s", "--gpu", "none", "-v")
+	creds := c.creds
+	if creds == nil {
+		creds = []string{"--token", c.token}
+	}
+	args := append([]string{"worker", "--nats", url, "--home", home, "--packs", "none",
+		"--name", name, "--ack-wait", "2s", "--gpu", "none", "-v"}, creds...)
+	cmd := exec.Command(face0Bin, args...)
 	cmd.Dir = root
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
 	w := &workerProc{name: name, cmd: cmd, stderr: &testenv.Buffer{}, done: make(chan struct{})}

@@ -28,6 +28,7 @@ func cmdWorker(args []string) error {
 	url := fs.String("nats", "", "the NATS server of the face0 server (face0 serve --nats ...), like nats://gpu-box:4222")
 	token := fs.String("token", os.Getenv(cluster.EnvToken), "the NATS token (default $"+cluster.EnvToken+")")
 	nkey := fs.String("nkey", "", "an NKey seed file (SU...) instead of a token")
+	newNKey := fs.String("new-nkey", "", "write a new NKey seed to this file (readable by you only), print its public key for the server's --nats-nkeys file, and exit")
 	name := fs.String("name", "", "this worker's name in the server's log and the nodes' (default: the host name)")
 	slots := fs.Int("slots", 1, "nodes run at once")
 	packs := fs.String("packs", strings.Join(builtinNames(), ","), "built-in packs to offer (comma-separated; none for only the plugins folder's)")
@@ -37,6 +38,7 @@ func cmdWorker(args []string) error {
 	memMB := fs.Int64("tensor-memory-mb", 1024, "MiB of tensors kept at hand for the next node")
 	fs.Usage = func() {
 		fmt.Fprint(os.Stderr, `usage: face0 worker --nats URL [--token TOKEN | --nkey SEEDFILE] [flags]
+       face0 worker --new-nkey SEEDFILE
 
 Runs nodes for a face0 server on this machine: the server (face0 serve --nats)
 sends each node to a worker whose packs and models can run it. Stop with
@@ -52,6 +54,15 @@ another worker at once). See docs/scale-out.md.
 		fmt.Fprintf(os.Stderr, "face0 worker: unexpected argument %q\n", pos[0])
 		fs.Usage()
 		return exitCode(2)
+	}
+	if *newNKey != "" {
+		pub, err := cluster.NewNKey(*newNKey)
+		if err != nil {
+			return fmt.Errorf("--new-nkey: %w", err)
+		}
+		fmt.Println(pub)
+		fmt.Fprintf(os.Stderr, "face0 worker: wrote the seed to %s (keep it on this machine); add the public key above to the server's --nats-nkeys file, then run face0 worker --nats URL --nkey %s\n", *newNKey, *newNKey)
+		return nil
 	}
 	if *url == "" {
 		fmt.Fprintln(os.Stderr, "face0 worker: --nats URL is required: the NATS server the face0 server accepts workers on")
