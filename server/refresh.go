@@ -118,7 +118,7 @@ func (s *Server) compile(ctx context.Context, wf *workflow.Workflow, targets []s
 	}
 	pending := s.pendingRefresh()
 	if pending == nil {
-		pending = s.startRefresh(false)
+		pending = s.refreshSoon(ctx)
 	}
 	select {
 	case <-pending:
@@ -126,6 +126,23 @@ func (s *Server) compile(ctx context.Context, wf *workflow.Workflow, targets []s
 		return nil, err
 	}
 	return s.catalog().Compile(wf, targets)
+}
+
+// refreshSoon starts a refresh now, or once a second has passed since the
+// last one began: that one may predate what a prompt needs (a worker that
+// joined a moment later), and skipping it would refuse the prompt.
+func (s *Server) refreshSoon(ctx context.Context) <-chan struct{} {
+	s.refreshMu.Lock()
+	wait := time.Second - time.Since(s.refreshing.last)
+	s.refreshMu.Unlock()
+	if wait > 0 {
+		select {
+		case <-time.After(wait):
+		case <-ctx.Done():
+			return alreadyDone
+		}
+	}
+	return s.startRefresh(false)
 }
 
 // refreshForRequest refreshes for a request, waiting objectInfoWait at most.

@@ -4,6 +4,7 @@ import (
 	"context"
 	"io"
 	"net/http/httptest"
+	"os"
 	"path/filepath"
 	"slices"
 	"testing"
@@ -83,5 +84,48 @@ func TestPromptStartsRefresh(t *testing.T) {
 	code, out := call(t, "POST", ts.url+"/prompt", map[string]any{"prompt": wf})
 	if code != 200 {
 		t.Fatalf("POST /prompt naming a model written after the start: %d %v", code, out)
+	}
+}
+
+// A prompt that names a model written just after a refresh began (a worker
+// that joined a moment after a run ended, which refreshes) is not refused
+// for the refresh being less than a second old: it waits for the next.
+func TestPromptAfterRecentRefresh(t *testing.T) {
+	home := newHome(t)
+	a, err := app.Open(context.Background(), app.Options{
+		Home: home, PluginsDir: filepath.Join(home, "no-plugins"), Log: io.Discard,
+		Extra: []host.Source{{Name: "face0", Path: bins.face0, Args: []string{"plugin", "face0"}}},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	s, err := New(a, filepath.Join(home, "server.db"), WithLog(io.Discard), WithPaused())
+	if err != nil {
+		a.Close()
+		t.Fatal(err)
+	}
+	ts := &testServer{Server: s, app: a}
+	ts.http = httptest.NewServer(s.Handler())
+	ts.url = ts.http.URL
+	t.Cleanup(ts.stop)
+	// The model is made aside, and appears in one rename just after a
+	// refresh (as a run's end starts one).
+	aside := filepath.Join(t.TempDir(), "fresh")
+	if err := sdmodel.Generate(aside, sdmodel.TinyConfig()); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.MkdirAll(a.Dirs.Models, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	<-s.startRefresh(true)
+	if err := os.Rename(aside, filepath.Join(a.Dirs.Models, "fresh")); err != nil {
+		t.Fatal(err)
+	}
+	wf := map[string]any{"version": 1, "nodes": []any{
+		map[string]any{"id": "t", "type": "EncodeText", "inputs": map[string]any{"model": "fresh", "text": "a"}},
+	}}
+	code, out := call(t, "POST", ts.url+"/prompt", map[string]any{"prompt": wf})
+	if code != 200 {
+		t.Fatalf("POST /prompt naming a model that appeared just after a refresh: %d %v", code, out)
 	}
 }
