@@ -45,6 +45,7 @@ func (w *Worker) handle(msg jetstream.Msg) {
 
 	ctx, cancel := context.WithCancelCause(w.runCtx)
 	defer cancel(nil)
+	defer w.track(cancel)()
 	sub, err := w.bus.NC.Subscribe(cluster.CancelSubject(job), func(*nats.Msg) { cancel(errCancelled) })
 	if err == nil {
 		defer sub.Unsubscribe()
@@ -67,6 +68,14 @@ func (w *Worker) handle(msg jetstream.Msg) {
 
 	outs, events, runErr := w.run(ctx, msg, disp, job, delivery)
 	switch {
+	case errors.Is(context.Cause(ctx), errCutOff):
+		// No ack nor nak reaches NATS now; the job is another worker's.
+		w.dropped.Add(1)
+		w.logf("job %s: node %s stopped: %v", job, h.Get(cluster.HdrNode), errCutOff)
+		if outs != nil {
+			w.host.Release(outs.GetValues())
+		}
+		return
 	case isGone(ctx):
 		w.cancelled.Add(1)
 		_ = msg.Term()

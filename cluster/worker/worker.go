@@ -75,7 +75,13 @@ type Worker struct {
 	abort    context.CancelFunc
 	inflight sync.WaitGroup
 
-	ran, dupes, failed, cancelled atomic.Int64
+	// running are the stops of the nodes running now, for a connection
+	// lost for good; cut fires when it has been away for the ack wait.
+	running map[uint64]context.CancelCauseFunc
+	nextRun uint64
+	cut     *time.Timer
+
+	ran, dupes, failed, cancelled, dropped atomic.Int64
 }
 
 // New prepares a worker on bus for the nodes of host.
@@ -108,10 +114,71 @@ func New(bus *cluster.Bus, h Host, o Options) (*Worker, error) {
 	_, _ = rand.Read(suffix[:])
 	w := &Worker{bus: bus, host: h, o: o, id: cluster.Token(o.Name) + "-" + hex.EncodeToString(suffix[:]), started: time.Now()}
 	w.runCtx, w.abort = context.WithCancel(context.Background())
+	w.running = map[uint64]context.CancelCauseFunc{}
 	if o.Memory > 0 {
 		bus.Objects.KeepInMemory(o.Memory, true)
 	}
+	// The worker owns the connection's disconnect and reconnect handlers.
+	bus.NC.SetDisconnectErrHandler(func(_ *nats.Conn, err error) { w.onDisconnect(err) })
+	bus.NC.SetReconnectHandler(func(nc *nats.Conn) { w.onReconnect(nc) })
 	return w, nil
+}
+
+// errCutOff stops a node whose worker lost its connection to NATS for
+// longer than the ack wait: JetStream has handed its job to another worker
+// by then (or will, once it is back), so finishing it here would only run it
+// twice, a saved file twice, on a machine nobody hears from.
+var errCutOff = errors.New("this worker lost its connection to NATS for longer than the ack wait, so its job went to another worker")
+
+func (w *Worker) onDisconnect(err error) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if w.cut != nil || w.bus.NC.IsClosed() {
+		return
+	}
+	why := "closed"
+	if err != nil {
+		why = err.Error()
+	}
+	w.logf("lost the connection to NATS (%s): taking no new nodes; a node still running if it stays away %s stops, and its job goes to another worker", why, w.o.AckWait)
+	w.cut = time.AfterFunc(w.o.AckWait, w.dropRunning)
+}
+
+func (w *Worker) onReconnect(nc *nats.Conn) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if w.cut != nil {
+		w.cut.Stop()
+		w.cut = nil
+	}
+	w.logf("connected to NATS again (%s): taking nodes", nc.ConnectedUrlRedacted())
+}
+
+// dropRunning stops every running node: the connection has been away for
+// the ack wait.
+func (w *Worker) dropRunning() {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if w.cut == nil || w.bus.NC.IsConnected() {
+		return
+	}
+	for _, stop := range w.running {
+		stop(errCutOff)
+	}
+}
+
+// track registers a running node's stop until the returned func.
+func (w *Worker) track(stop context.CancelCauseFunc) func() {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	w.nextRun++
+	id := w.nextRun
+	w.running[id] = stop
+	return func() {
+		w.mu.Lock()
+		defer w.mu.Unlock()
+		delete(w.running, id)
+	}
 }
 
 // ID is the worker's unique name on the bus.
@@ -130,11 +197,12 @@ type Stats struct {
 	Dupes     int64 // jobs acked without running: their result was there already
 	Failed    int64 // nodes that failed
 	Cancelled int64 // nodes stopped because their server asked
+	Dropped   int64 // nodes stopped because the connection was lost for the ack wait
 }
 
 // Stats says what the worker did so far.
 func (w *Worker) Stats() Stats {
-	return Stats{Ran: w.ran.Load(), Dupes: w.dupes.Load(), Failed: w.failed.Load(), Cancelled: w.cancelled.Load()}
+	return Stats{Ran: w.ran.Load(), Dupes: w.dupes.Load(), Failed: w.failed.Load(), Cancelled: w.cancelled.Load(), Dropped: w.dropped.Load()}
 }
 
 func (w *Worker) logf(format string, args ...any) {
@@ -306,6 +374,11 @@ func (w *Worker) slot(ctx context.Context) {
 		case msg, ok := <-batch.Messages():
 			if !ok {
 				continue // nothing within the wait
+			}
+			if !w.bus.NC.IsConnected() {
+				// Arrived as the connection went: it cannot be held with
+				// heartbeats nor acked; JetStream gives it out again.
+				continue
 			}
 			w.inflight.Add(1)
 			w.handle(msg)

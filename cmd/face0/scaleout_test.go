@@ -11,6 +11,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"regexp"
+	"slices"
 	"strings"
 	"sync"
 	"syscall"
@@ -218,7 +219,7 @@ func TestScaleOut(t *testing.T) {
 	proxy := newDelayProxy(t, c.addr, 20*time.Millisecond)
 	c.startWorker("w1", "nats://"+c.addr, "m1")
 	c.startWorker("w2", "nats://"+c.addr, "m1")
-	c.startWorker("slow", "nats://"+proxy, "m3")
+	c.startWorker("slow", "nats://"+proxy.addr, "m3")
 	c.waitJoined("w1", "w2", "slow")
 
 	t.Run("wrong-token", func(t *testing.T) {
@@ -351,6 +352,41 @@ func TestScaleOut(t *testing.T) {
 			t.Errorf("save2 wrote %v", got)
 		}
 	})
+	// A worker whose link to NATS is cut mid-node takes no more work and
+	// stops the node once its ack wait has passed, for the job is handed out
+	// again (here: the server moves it to a worker that joined since); back
+	// on line, the worker takes work again.
+	t.Run("cut-link", func(t *testing.T) {
+		defer c.use(t)()
+		link := newDelayProxy(t, c.addr, 0)
+		cut := c.startWorker("cut", "nats://"+link.addr, "m4", "m6")
+		c.waitJoined("cut")
+		id := c.submit(`{"version":1,"nodes":[{"id":"far","type":"ModelText","inputs":{"model":"m4","ms":6000}},
+			{"id":"save","type":"WriteString","inputs":{"text":{"node":"far","output":"STRING"},"prefix":"cut"}}]}`)
+		c.waitLog(func() bool { return slices.Contains(cut.jobs(), "far") }, "worker cut to take the node")
+		link.cut()
+		spare := c.startWorker("spare", "nats://"+c.addr, "m4")
+		if got := c.outputFiles(c.history(id), "save"); len(got) != 1 || got[0] != "weights of m4" {
+			t.Errorf("save wrote %v", got)
+		}
+		if !slices.Contains(spare.jobs(), "far") {
+			t.Errorf("the node did not go to worker spare: %v", spare.jobs())
+		}
+		c.waitLog(func() bool {
+			return strings.Contains(cut.stderr.String(), "node ModelText far stopped: this worker lost its connection to NATS")
+		}, "worker cut to stop its node")
+		if strings.Contains(cut.stderr.String(), "storing the result of job") {
+			t.Errorf("worker cut finished the node it had lost:\n%s", cut.stderr.String())
+		}
+		link.restore()
+		rejoined := regexp.MustCompile(`worker cut \(\S+\) joined`)
+		c.waitLog(func() bool { return len(rejoined.FindAllString(c.server.stderr.String(), -1)) >= 2 }, "worker cut to join again")
+		id = c.submit(`{"version":1,"nodes":[{"id":"again","type":"ModelText","inputs":{"model":"m6"}},
+			{"id":"save","type":"WriteString","inputs":{"text":{"node":"again","output":"STRING"},"prefix":"cut"}}]}`)
+		if got := c.outputFiles(c.history(id), "save"); len(got) != 1 || got[0] != "weights of m6" {
+			t.Errorf("after the link came back, save wrote %v", got)
+		}
+	})
 }
 
 // use makes the cluster's helpers report to t until the returned func.
@@ -379,15 +415,24 @@ func (c *testCluster) historyLen() int {
 	return len(all)
 }
 
-// newDelayProxy forwards TCP connections to target, delaying every chunk by
-// d in each direction: a slow link between a worker and NATS.
-func newDelayProxy(t *testing.T, target string, d time.Duration) string {
+// linkProxy forwards TCP connections to a NATS server, delaying every chunk
+// in each direction: a slow link between a worker and NATS, which the test
+// can also cut (every connection closed, new ones refused) and restore.
+type linkProxy struct {
+	addr string
+	mu   sync.Mutex
+	down bool
+	open map[net.Conn]bool
+}
+
+func newDelayProxy(t *testing.T, target string, d time.Duration) *linkProxy {
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
 	}
+	p := &linkProxy{addr: ln.Addr().String(), open: map[net.Conn]bool{}}
 	var wg sync.WaitGroup
-	t.Cleanup(func() { ln.Close(); wg.Wait() })
+	t.Cleanup(func() { ln.Close(); p.cut(); wg.Wait() })
 	wg.Add(1)
 	go func() {
 		defer wg.Done()
@@ -396,17 +441,45 @@ func newDelayProxy(t *testing.T, target string, d time.Duration) string {
 			if err != nil {
 				return
 			}
+			p.mu.Lock()
+			down := p.down
+			p.mu.Unlock()
+			if down {
+				in.Close()
+				continue
+			}
 			out, err := net.Dial("tcp", target)
 			if err != nil {
 				in.Close()
 				continue
 			}
+			p.mu.Lock()
+			p.open[in], p.open[out] = true, true
+			p.mu.Unlock()
 			wg.Add(2)
 			go func() { defer wg.Done(); delayCopy(out, in, d) }()
 			go func() { defer wg.Done(); delayCopy(in, out, d) }()
 		}
 	}()
-	return ln.Addr().String()
+	return p
+}
+
+// cut closes every connection through the proxy and refuses new ones, as a
+// cable pulled out would (but at once, not after TCP's timeouts).
+func (p *linkProxy) cut() {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.down = true
+	for c := range p.open {
+		c.Close()
+	}
+	clear(p.open)
+}
+
+func (p *linkProxy) restore() {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.down = false
 }
 
 // delayCopy copies src to dst, each chunk arriving d after it was read
