@@ -125,6 +125,52 @@ func TestRoutingByModel(t *testing.T) {
 	}
 }
 
+// A node whose device input is cuda goes only to a worker that advertises a
+// GPU; with none connected, the server's own plugin runs it (and judges the
+// device itself, as without workers), rather than the node being refused.
+func TestRoutingByGPU(t *testing.T) {
+	r := newRig(t, rigOptions{})
+	cpu := r.addWorker("cpu", 2)
+	dev := func(ids ...string) string {
+		var nodes []string
+		for _, id := range ids {
+			d, _, _ := strings.Cut(id, "_")
+			nodes = append(nodes, fmt.Sprintf(`{"id":%q,"type":"DeviceText","inputs":{"device":%q,"tag":%q}}`, id, d, id))
+		}
+		return `{"version":1,"nodes":[` + strings.Join(nodes, ",") + `]}`
+	}
+	res, rec, err := r.run(context.Background(), dev("cuda_0", "cpu_0"), "cuda_0", "cpu_0")
+	if err != nil {
+		t.Fatalf("a cuda node with only a CPU worker connected: %v", err)
+	}
+	if on := ranOn(rec); on["cuda_0"] != "" || on["cpu_0"] != "cpu" {
+		t.Errorf("ran on %v; want cuda_0 on the server, cpu_0 on worker cpu", on)
+	}
+	if got, _ := value.AsString(output(t, res, "cuda_0", "STRING")); got != "ran on cudacuda_0" {
+		t.Errorf("cuda_0 gave %q", got)
+	}
+	r.addGPUWorker("gpu", "Test GPU", 2)
+	ids := []string{"cuda_1", "cuda_2", "cuda_3", "cuda_4", "cpu_1", "cpu_2", "cpu_3", "cpu_4"}
+	_, rec, err = r.run(context.Background(), dev(ids...), ids...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	on := ranOn(rec)
+	for _, id := range ids[:4] {
+		if on[id] != "gpu" {
+			t.Errorf("%s ran on %q, want worker gpu (the only one with a GPU)", id, on[id])
+		}
+	}
+	for _, id := range ids[4:] {
+		if on[id] == "" {
+			t.Errorf("%s ran on the server though both workers can run it", id)
+		}
+	}
+	if n := cpu.w.Stats().Ran; n > 5 {
+		t.Errorf("worker cpu ran %d nodes; at most the 5 cpu ones", n)
+	}
+}
+
 // A node that a worker would run twice (JetStream delivers at least once)
 // runs once: a job whose result is stored is acked without running.
 func TestRedeliveredJobRunsOnce(t *testing.T) {

@@ -160,10 +160,16 @@ func (r *rig) recatalog() {
 // knows it.
 func (r *rig) addWorker(name string, slots int, models ...string) *testWorker {
 	r.t.Helper()
+	return r.addGPUWorker(name, "", slots, models...)
+}
+
+// addGPUWorker is addWorker for a worker that advertises a GPU ("": none).
+func (r *rig) addGPUWorker(name, gpu string, slots int, models ...string) *testWorker {
+	r.t.Helper()
 	dir := writeModels(r.t, r.t.TempDir(), models...)
 	h := startHost(r.t, dir)
 	bus := r.bus("worker " + name)
-	w, err := worker.New(bus, h, worker.Options{Name: name, Slots: slots, AckWait: ackWait, Beat: 100 * time.Millisecond,
+	w, err := worker.New(bus, h, worker.Options{Name: name, Slots: slots, GPU: gpu, AckWait: ackWait, Beat: 100 * time.Millisecond,
 		Dirs: &pb.Dirs{Models: dir, Temp: r.t.TempDir(), Output: r.t.TempDir(), Input: r.t.TempDir()}, Memory: 256 << 20, Log: os.Stderr})
 	if err != nil {
 		r.t.Fatal(err)

@@ -144,7 +144,10 @@ func (r *Runner) groupName(id string) string {
 
 // refreshLocal learns what this machine's host can run.
 func (r *Runner) refreshLocal() {
-	caps, err := cluster.NewCaps(r.local.Nodes(), r.local.Types(), nil, false)
+	// As if with a GPU: the GPU rule is for choosing among workers; this
+	// machine's own plugins judge a device themselves, as they do without
+	// workers (a cuda node on a server with a GPU runs there).
+	caps, err := cluster.NewCaps(r.local.Nodes(), r.local.Types(), nil, true)
 	var m *cluster.Matcher
 	if err == nil {
 		m, err = cluster.NewMatcher(caps)

@@ -20,7 +20,20 @@ import (
 func modelNodes() []sdk.Node {
 	return []sdk.Node{
 		sdk.Func("ModelText", modelText, sdk.Category("test"), sdk.Choices("model", modelFolders), sdk.WithFingerprint(modelPrint)),
+		sdk.Func("DeviceText", deviceText, sdk.Category("test")),
 	}
+}
+
+// DeviceText stands for a node that runs on a device, like the samplers: a
+// device input of cpu or cuda. It runs on either (the test machine has no
+// GPU); the scheduler sends device cuda only to a machine with one.
+type deviceTextIn struct {
+	Device string `face0:"device,enum=cpu|cuda,default=cpu"`
+	Tag    string `face0:"tag,default="`
+}
+
+func deviceText(_ *sdk.Context, in deviceTextIn) (modelTextOut, error) {
+	return modelTextOut{"ran on " + in.Device + in.Tag}, nil
 }
 
 func modelsDir(dirs *pb.Dirs) string {
