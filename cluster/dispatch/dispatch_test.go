@@ -171,6 +171,42 @@ func TestRoutingByGPU(t *testing.T) {
 	}
 }
 
+// A node goes only to a worker whose pack has the version the server
+// validated the workflow against; a node only a worker of another version
+// could run is refused with both versions named.
+func TestRoutingByPackVersion(t *testing.T) {
+	r := newRig(t, rigOptions{})
+	old := r.addWorkerEnv("old", "", []string{"FACE0_TESTPACK_VERSION=0.9.0"}, 2, "m1", "m7")
+	cur := r.addWorker("cur", 2, "m1")
+	var nodes, ids []string
+	for i := range 4 {
+		id := fmt.Sprintf("m1_%d", i)
+		ids = append(ids, id)
+		nodes = append(nodes, fmt.Sprintf(`{"id":%q,"type":"ModelText","inputs":{"model":"m1","ms":%d}}`, id, 10*i))
+	}
+	_, rec, err := r.run(context.Background(), `{"version":1,"nodes":[`+strings.Join(nodes, ",")+`]}`, ids...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for id, on := range ranOn(rec) {
+		if on != "cur" {
+			t.Errorf("%s ran on %q, want worker cur (old has testpack 0.9.0, the server 1.0.0)", id, on)
+		}
+	}
+	if n := old.w.Stats().Ran; n != 0 {
+		t.Errorf("worker old ran %d nodes", n)
+	}
+	if n := cur.w.Stats().Ran; n != 4 {
+		t.Errorf("worker cur ran %d nodes, want 4", n)
+	}
+	// m7: only old has it, and old's choices are not joined with those of
+	// another version: the workflow is refused before anything runs.
+	wf, _, _ := workflow.Parse([]byte(`{"version":1,"nodes":[{"id":"m7","type":"ModelText","inputs":{"model":"m7"}}]}`))
+	if _, err := r.catalog.Compile(wf, []string{"m7"}); err == nil || !strings.Contains(err.Error(), `"m7" is not valid`) {
+		t.Errorf("a model only a worker of another pack version has: %v", err)
+	}
+}
+
 // A node that a worker would run twice (JetStream delivers at least once)
 // runs once: a job whose result is stored is acked without running.
 func TestRedeliveredJobRunsOnce(t *testing.T) {

@@ -115,12 +115,13 @@ func newRig(t testing.TB, o rigOptions) *rig {
 	return r
 }
 
-func startHost(t testing.TB, models string) *host.Manager {
+func startHost(t testing.TB, models string, env ...string) *host.Manager {
 	t.Helper()
 	if models == "" {
 		models = t.TempDir()
 	}
-	mgr, problems := host.Start(context.Background(), []host.Source{{Name: "testpack", Path: testpackBin, Env: []string{"FACE0_MODELS=" + models}}}, host.WithLog(io.Discard))
+	env = append([]string{"FACE0_MODELS=" + models}, env...)
+	mgr, problems := host.Start(context.Background(), []host.Source{{Name: "testpack", Path: testpackBin, Env: env}}, host.WithLog(io.Discard))
 	if len(problems) > 0 {
 		t.Fatalf("start test pack: %v", problems)
 	}
@@ -166,8 +167,15 @@ func (r *rig) addWorker(name string, slots int, models ...string) *testWorker {
 // addGPUWorker is addWorker for a worker that advertises a GPU ("": none).
 func (r *rig) addGPUWorker(name, gpu string, slots int, models ...string) *testWorker {
 	r.t.Helper()
+	return r.addWorkerEnv(name, gpu, nil, slots, models...)
+}
+
+// addWorkerEnv is addGPUWorker with environment variables for its test
+// pack (FACE0_TESTPACK_VERSION: the pack's version).
+func (r *rig) addWorkerEnv(name, gpu string, env []string, slots int, models ...string) *testWorker {
+	r.t.Helper()
 	dir := writeModels(r.t, r.t.TempDir(), models...)
-	h := startHost(r.t, dir)
+	h := startHost(r.t, dir, env...)
 	bus := r.bus("worker " + name)
 	w, err := worker.New(bus, h, worker.Options{Name: name, Slots: slots, GPU: gpu, AckWait: ackWait, Beat: 100 * time.Millisecond,
 		Dirs: &pb.Dirs{Models: dir, Temp: r.t.TempDir(), Output: r.t.TempDir(), Input: r.t.TempDir()}, Memory: 256 << 20, Log: os.Stderr})

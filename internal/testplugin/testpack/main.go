@@ -18,7 +18,13 @@ import (
 
 func main() {
 	nodes := append(append(append(testnodes.Trivial(), testnodes.Tensors()...), sideEffectNodes()...), modelNodes()...)
-	sdk.Serve(sdk.Pack{Name: "testpack", Version: "1.0.0", Types: testnodes.Types(), Nodes: append(nodes,
+	// A machine may run another version of a pack: tests of the scheduler
+	// set one.
+	version := "1.0.0"
+	if v := os.Getenv("FACE0_TESTPACK_VERSION"); v != "" {
+		version = v
+	}
+	sdk.Serve(sdk.Pack{Name: "testpack", Version: version, Types: testnodes.Types(), Nodes: append(nodes,
 		sdk.Func("Concat", concat, sdk.Category("test")),
 		sdk.Func("Fail", fail, sdk.Category("test")),
 		sdk.Func("Panic", panicNode, sdk.Category("test")),
