@@ -95,8 +95,10 @@ func RPCSubject(group, what string) string { return "face0.rpc." + group + "." +
 // ConsumerName is the durable consumer a group's workers pull from.
 func ConsumerName(group string) string { return "face0-group-" + group }
 
-// Keys of WorkersBucket.
+// Keys of WorkersBucket. ClaimKey holds the worker that runs a job of a
+// node with side effects, so that a second delivery does not run it too.
 func WorkerKey(worker string) string         { return "w." + worker }
+func ClaimKey(job string) string             { return "run." + job }
 func CapsKey(group string) string            { return "caps." + group }
 func DispatcherKey(dispatcher string) string { return "d." + dispatcher }
 
@@ -121,6 +123,10 @@ func Token(s string) string {
 // larger goes through the object store (NATS refuses messages over its max
 // payload, 1 MiB by default).
 const MaxMessage = 900 << 10
+
+// BeatAge is how old a worker's last heartbeat may be for other workers to
+// count it alive (heartbeats go every second by default).
+const BeatAge = 5 * time.Second
 
 // Settings of the streams and buckets.
 type Settings struct {

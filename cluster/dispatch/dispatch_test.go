@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"path/filepath"
 	"strings"
 	"sync"
 	"testing"
@@ -229,6 +230,52 @@ func TestRedeliveredJobRunsOnce(t *testing.T) {
 	r.waitFor(func() bool { return w.w.Stats().Dupes == 1 }, "the worker to see the repeated job")
 	if s := w.w.Stats(); s.Ran != 1 {
 		t.Errorf("the repeated job ran: %+v", s)
+	}
+}
+
+// A node with side effects that only workers have, delivered a second time
+// while its first delivery still runs (as JetStream did after a crash of
+// the NATS server), writes its file once: the second worker finds the job
+// claimed by a live worker, puts it back, and acks it when it returns to
+// find the result.
+func TestConcurrentDeliverySavesOnce(t *testing.T) {
+	r := newRig(t, rigOptions{noLocal: true})
+	w1, w2 := r.addWorker("w1", 1), r.addWorker("w2", 1)
+	spy := &jobSpy{Bus: r.bus("spy")}
+	if err := spy.watch(); err != nil {
+		t.Fatal(err)
+	}
+	_, done, first := r.startRun(`{"version":1,"nodes":[{"id":"save","type":"WriteTextSlow","inputs":{"value":7,"prefix":"once","ms":1500}}]}`, "save")
+	if first() == "" {
+		t.Fatal("the node did not run on a worker")
+	}
+	// The job again, while the first worker runs it: the other, idle
+	// worker takes it.
+	if err := spy.resend(); err != nil {
+		t.Fatal(err)
+	}
+	end := <-done
+	if end.err != nil {
+		t.Fatal(end.err)
+	}
+	handled := func() int64 {
+		s1, s2 := w1.w.Stats(), w2.w.Stats()
+		return s1.Dupes + s1.Ran + s2.Dupes + s2.Ran
+	}
+	r.waitFor(func() bool { return handled() == 2 }, "the second delivery to be run or acked as done")
+	var files []string
+	for _, w := range []*testWorker{w1, w2} {
+		m, _ := filepath.Glob(filepath.Join(w.out, "once*"))
+		files = append(files, m...)
+	}
+	if len(files) != 1 {
+		t.Errorf("files written: %v, want one", files)
+	}
+	if ran := w1.w.Stats().Ran + w2.w.Stats().Ran; ran != 1 {
+		t.Errorf("the node ran %d times", ran)
+	}
+	if waited := w1.w.Stats().Waited + w2.w.Stats().Waited; waited != 1 {
+		t.Errorf("%d deliveries put back, want 1", waited)
 	}
 }
 

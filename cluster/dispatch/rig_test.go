@@ -75,6 +75,7 @@ type testWorker struct {
 	nc     *nats.Conn
 	host   *host.Manager
 	models string
+	out    string // its output folder
 	cancel context.CancelFunc
 	done   chan struct{}
 	closed sync.Once
@@ -83,6 +84,7 @@ type testWorker struct {
 type rigOptions struct {
 	cache       bool
 	localModels string // models folder of the server's own test pack
+	noLocal     bool   // the server has no plugins: every node runs on workers
 }
 
 func newRig(t testing.TB, o rigOptions) *rig {
@@ -94,7 +96,15 @@ func newRig(t testing.TB, o rigOptions) *rig {
 	}
 	r.nats = srv
 	t.Cleanup(r.close)
-	r.local = startHost(t, o.localModels)
+	if o.noLocal {
+		var problems []error
+		r.local, problems = host.Start(context.Background(), nil, host.WithLog(io.Discard))
+		if len(problems) > 0 {
+			t.Fatal(problems)
+		}
+	} else {
+		r.local = startHost(t, o.localModels)
+	}
 	bus := r.bus("server")
 	r.srvBus = bus
 	r.runner, err = dispatch.New(context.Background(), bus, r.local, dispatch.Options{ID: "srv", DeadAfter: deadAfter})
@@ -177,13 +187,14 @@ func (r *rig) addWorkerEnv(name, gpu string, env []string, slots int, models ...
 	dir := writeModels(r.t, r.t.TempDir(), models...)
 	h := startHost(r.t, dir, env...)
 	bus := r.bus("worker " + name)
+	out := r.t.TempDir()
 	w, err := worker.New(bus, h, worker.Options{Name: name, Slots: slots, GPU: gpu, AckWait: ackWait, Beat: 100 * time.Millisecond,
-		Dirs: &pb.Dirs{Models: dir, Temp: r.t.TempDir(), Output: r.t.TempDir(), Input: r.t.TempDir()}, Memory: 256 << 20, Log: os.Stderr})
+		Dirs: &pb.Dirs{Models: dir, Temp: r.t.TempDir(), Output: out, Input: r.t.TempDir()}, Memory: 256 << 20, Log: os.Stderr})
 	if err != nil {
 		r.t.Fatal(err)
 	}
 	ctx, cancel := context.WithCancel(context.Background())
-	tw := &testWorker{name: name, w: w, bus: bus, nc: bus.NC, host: h, models: dir, cancel: cancel, done: make(chan struct{})}
+	tw := &testWorker{name: name, w: w, bus: bus, nc: bus.NC, host: h, models: dir, out: out, cancel: cancel, done: make(chan struct{})}
 	go func() {
 		defer close(tw.done)
 		if err := w.Run(ctx); err != nil {

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"runtime/debug"
 	"strconv"
+	"strings"
 	"sync/atomic"
 	"time"
 
@@ -39,6 +40,23 @@ func (w *Worker) handle(msg jetstream.Msg) {
 		w.dupes.Add(1)
 		_ = msg.Ack()
 		return
+	}
+	// A node with side effects runs on one worker at a time: a second
+	// delivery while the first runs comes back after the ack wait, and
+	// finds the result then.
+	if w.sideEffects(nodeType(h.Get(cluster.HdrNode))) {
+		ok, err := w.claim(context.Background(), job)
+		switch {
+		case err != nil:
+			w.logf("job %s: cannot claim it (%v); it comes back later", job, err)
+		case !ok:
+			w.waited.Add(1)
+			w.logf("job %s: another worker runs it; it comes back later", job)
+		}
+		if !ok {
+			_ = msg.NakWithDelay(w.o.AckWait)
+			return
+		}
 	}
 	w.busy.Add(1)
 	defer w.busy.Add(-1)
@@ -259,4 +277,10 @@ func (w *Worker) answerVerify(m *nats.Msg) {
 		}
 	}
 	_ = m.RespondMsg(reply)
+}
+
+// nodeType is the type in a job's node header ("Type id").
+func nodeType(hdr string) string {
+	t, _, _ := strings.Cut(hdr, " ")
+	return t
 }

@@ -81,7 +81,7 @@ type Worker struct {
 	nextRun uint64
 	cut     *time.Timer
 
-	ran, dupes, failed, cancelled, dropped atomic.Int64
+	ran, dupes, failed, cancelled, dropped, waited atomic.Int64
 }
 
 // New prepares a worker on bus for the nodes of host.
@@ -198,11 +198,12 @@ type Stats struct {
 	Failed    int64 // nodes that failed
 	Cancelled int64 // nodes stopped because their server asked
 	Dropped   int64 // nodes stopped because the connection was lost for the ack wait
+	Waited    int64 // deliveries put back: another worker ran the job (side effects)
 }
 
 // Stats says what the worker did so far.
 func (w *Worker) Stats() Stats {
-	return Stats{Ran: w.ran.Load(), Dupes: w.dupes.Load(), Failed: w.failed.Load(), Cancelled: w.cancelled.Load(), Dropped: w.dropped.Load()}
+	return Stats{Ran: w.ran.Load(), Dupes: w.dupes.Load(), Failed: w.failed.Load(), Cancelled: w.cancelled.Load(), Dropped: w.dropped.Load(), Waited: w.waited.Load()}
 }
 
 func (w *Worker) logf(format string, args ...any) {

@@ -17,6 +17,8 @@ func sideEffectNodes() []sdk.Node {
 		sdk.Func("WriteTextUnchecked", writeText, sdk.Category("test"), sdk.OutputNode(), sdk.SideEffects(nil)),
 		// A check that panics: the node runs again, the plugin lives on.
 		sdk.Func("WriteString", writeString, sdk.Category("test"), sdk.OutputNode(), sdk.SideEffects(sdk.VerifyFiles)),
+		// Sleeps first, with progress: a write that takes a while.
+		sdk.Func("WriteTextSlow", writeTextSlow, sdk.Category("test"), sdk.OutputNode(), sdk.SideEffects(sdk.VerifyFiles)),
 		sdk.Func("WriteTextBadCheck", writeText, sdk.Category("test"), sdk.OutputNode(),
 			sdk.SideEffects(func(context.Context, *pb.Dirs, map[string]*pb.Value, *pb.Outputs) error { panic("broken check") })),
 	}
@@ -55,4 +57,17 @@ func writeString(ctx *sdk.Context, in writeStringIn) (writeStringOut, error) {
 		return writeStringOut{}, err
 	}
 	return writeStringOut{UI: sdk.FilesUI(f)}, nil
+}
+
+type writeTextSlowIn struct {
+	Value  int64  `face0:"value"`
+	Prefix string `face0:"prefix,default=text"`
+	Ms     int64  `face0:"ms,min=0,max=600000,default=0"`
+}
+
+func writeTextSlow(ctx *sdk.Context, in writeTextSlowIn) (writeTextOut, error) {
+	if _, err := sleep(ctx, sleepIn{Ms: in.Ms, Steps: 10}); err != nil {
+		return writeTextOut{}, err
+	}
+	return writeText(ctx, writeTextIn{Value: in.Value, Prefix: in.Prefix})
 }
