@@ -18,6 +18,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/gorilla/websocket"
+
 	"github.com/face0/face0/cluster/natsd"
 	"github.com/face0/face0/internal/testenv"
 )
@@ -156,7 +158,13 @@ var jobLine = regexp.MustCompile(`: node \S+ (\S+), delivery \d+`)
 // submit posts a native workflow and returns the prompt id.
 func (c *testCluster) submit(wf string) string {
 	c.t.Helper()
-	body, _ := json.Marshal(map[string]any{"prompt": json.RawMessage(wf)})
+	return c.submitAs(wf, "")
+}
+
+// submitAs submits for a websocket client.
+func (c *testCluster) submitAs(wf, client string) string {
+	c.t.Helper()
+	body, _ := json.Marshal(map[string]any{"prompt": json.RawMessage(wf), "client_id": client})
 	resp, err := http.Post(c.server.rec.URL+"/prompt", "application/json", bytes.NewReader(body))
 	if err != nil {
 		c.t.Fatal(err)
@@ -285,6 +293,68 @@ func TestScaleOut(t *testing.T) {
 		}
 		if !strings.Contains(strings.Join(c.workers["slow"].jobs(), " "), "m3") {
 			t.Errorf("worker slow (the only one with m3, behind the slow link) did not take m3: %v", c.workers["slow"].jobs())
+		}
+	})
+
+	// A remote node's progress, previews and log lines reach the browser's
+	// websocket as a local node's do.
+	t.Run("websocket", func(t *testing.T) {
+		defer c.use(t)()
+		ws, _, err := websocket.DefaultDialer.Dial("ws"+strings.TrimPrefix(c.server.rec.URL, "http")+"/ws?clientId=browser", nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer ws.Close()
+		id := c.submitAs(`{"version":1,"nodes":[{"id":"shown","type":"Sleep","inputs":{"ms":400,"steps":4,"preview":true,"value":5}}]}`, "browser")
+		var progress []float64
+		var previews [][]byte
+		var logs []string
+		ws.SetReadDeadline(time.Now().Add(2 * time.Minute)) // a hang guard
+		for {
+			kind, b, err := ws.ReadMessage()
+			if err != nil {
+				t.Fatalf("websocket: %v (progress %v, %d previews, logs %q)", err, progress, len(previews), logs)
+			}
+			if kind == websocket.BinaryMessage {
+				previews = append(previews, b)
+				continue
+			}
+			var m struct {
+				Type string         `json:"type"`
+				Data map[string]any `json:"data"`
+			}
+			json.Unmarshal(b, &m)
+			if m.Data["prompt_id"] != id {
+				continue
+			}
+			switch m.Type {
+			case "progress":
+				if m.Data["node"] == "shown" {
+					progress = append(progress, m.Data["value"].(float64))
+				}
+			case "face0_log":
+				logs = append(logs, fmt.Sprint(m.Data["message"]))
+			}
+			if m.Type == "executing" && m.Data["node"] == nil {
+				break
+			}
+		}
+		if fmt.Sprint(progress) != "[1 2 3 4]" {
+			t.Errorf("progress of the remote node: %v, want [1 2 3 4]", progress)
+		}
+		// ComfyUI's binary preview: event type 1, format 2 (PNG), the image.
+		var pngs int
+		for _, p := range previews {
+			if len(p) > 16 && bytes.Equal(p[:4], []byte{0, 0, 0, 1}) && bytes.Contains(p[8:16], []byte("PNG")) {
+				pngs++
+			}
+		}
+		if pngs != 4 {
+			t.Errorf("%d PNG previews reached the websocket (of %d binary frames), want 4", pngs, len(previews))
+		}
+		joined := strings.Join(logs, "\n")
+		if !regexp.MustCompile(`runs on worker (w1|w2|slow)`).MatchString(joined) || !strings.Contains(joined, "slept 400 ms") {
+			t.Errorf("the node's log lines on the websocket: %q; want where it ran and its own line", logs)
 		}
 	})
 
