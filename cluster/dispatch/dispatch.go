@@ -70,8 +70,10 @@ type Runner struct {
 	loops   sync.WaitGroup
 	subs    []*nats.Subscription
 	results jetstream.ConsumeContext
-	watcher jetstream.KeyWatcher
-	closed  sync.Once
+	watcher jetstream.KeyWatcher // guarded by mu; replaced by watch
+	// rewatchAt: when to follow the workers bucket anew (zero: no need).
+	rewatchAt time.Time
+	closed    sync.Once
 }
 
 var (
@@ -82,6 +84,7 @@ var (
 type member struct {
 	beat cluster.Beat
 	seen time.Time
+	rev  uint64 // the revision of the heartbeat last seen
 }
 
 type group struct {
@@ -136,16 +139,10 @@ func New(ctx context.Context, bus *cluster.Bus, local Local, o Options) (*Runner
 		r.Close()
 		return nil, fmt.Errorf("follow results: %w", err)
 	}
-	if r.watcher, err = bus.Workers.WatchAll(ctx); err != nil {
+	// The workers already there are known before New returns.
+	if err := r.watch(ctx); err != nil {
 		r.Close()
 		return nil, fmt.Errorf("follow workers: %w", err)
-	}
-	// The workers already there are known before New returns.
-	for u := range r.watcher.Updates() {
-		if u == nil {
-			break
-		}
-		r.onWorkerKey(u)
 	}
 	r.loops.Add(2)
 	go r.watchLoop()
@@ -161,9 +158,11 @@ func (r *Runner) ID() string { return r.o.ID }
 func (r *Runner) Close() {
 	r.closed.Do(func() {
 		close(r.stop)
+		r.mu.Lock()
 		if r.watcher != nil {
 			_ = r.watcher.Stop()
 		}
+		r.mu.Unlock()
 		r.loops.Wait()
 		if r.results != nil {
 			r.results.Stop()

@@ -148,6 +148,41 @@ func TestNATSRestartMidRun(t *testing.T) {
 	}
 }
 
+// After the NATS server restarts, the server still knows the workers that
+// were there, and learns of one that joins, though its watcher of the
+// workers bucket may not come back by itself.
+func TestWorkersKnownAfterNATSRestart(t *testing.T) {
+	r := newRig(t, rigOptions{})
+	r.addWorker("w1", 1, "m1")
+	r.restartNATS()
+	r.addWorker("w2", 1, "m2")
+	// Longer than a worker may go unheard, so that a server that lost the
+	// heartbeats drops w1.
+	time.Sleep(3 * deadAfter)
+	var names []string
+	for _, b := range r.runner.Workers() {
+		names = append(names, b.Name)
+	}
+	if strings.Join(names, " ") != "w1 w2" {
+		t.Errorf("workers known after the restart: %v, want w1 w2", names)
+	}
+	if strings.Contains(r.log.String(), "is gone") {
+		t.Errorf("a live worker was dropped after the restart:\n%s", r.log.String())
+	}
+}
+
+func (r *rig) restartNATS() {
+	r.t.Helper()
+	addr := strings.TrimPrefix(r.nats.URL(), "nats://")
+	r.nats.Shutdown()
+	time.Sleep(300 * time.Millisecond)
+	srv, err := natsd.Start(natsd.Config{Listen: addr, Dir: filepath.Join(r.dir, "nats"), Token: r.token})
+	if err != nil {
+		r.t.Fatal(err)
+	}
+	r.nats = srv
+}
+
 // Workers authenticate with a token or an NKey; wrong credentials are
 // refused with a message that names the flag to check.
 func TestCredentialsRefused(t *testing.T) {

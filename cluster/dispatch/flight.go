@@ -129,24 +129,6 @@ func (r *Runner) onResult(h nats.Header, data []byte) {
 	}
 }
 
-// watchLoop follows the workers bucket.
-func (r *Runner) watchLoop() {
-	defer r.loops.Done()
-	for {
-		select {
-		case <-r.stop:
-			return
-		case u, ok := <-r.watcher.Updates():
-			if !ok {
-				return
-			}
-			if u != nil {
-				r.onWorkerKey(u)
-			}
-		}
-	}
-}
-
 // monitorLoop notices dead workers, moves their jobs, and finds jobs that
 // vanished.
 func (r *Runner) monitorLoop() {
@@ -160,31 +142,6 @@ func (r *Runner) monitorLoop() {
 		case <-t.C:
 			r.checkWorkers()
 			r.checkFlights()
-		}
-	}
-}
-
-// checkWorkers drops workers that missed their heartbeats. Heartbeats are
-// judged only while this server has been connected for long enough: during
-// a NATS restart nobody's heartbeats arrive, and nobody is dead for that.
-func (r *Runner) checkWorkers() {
-	now := time.Now()
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	if !r.bus.NC.IsConnected() {
-		r.since = time.Time{}
-		return
-	}
-	if r.since.IsZero() {
-		r.since = now
-	}
-	if now.Sub(r.since) < r.o.DeadAfter {
-		return
-	}
-	for id, m := range r.workers {
-		if now.Sub(m.seen) > r.o.DeadAfter {
-			delete(r.workers, id)
-			r.logf("worker %s (%s) is gone: no heartbeat for %s; its nodes go to other workers", m.beat.Name, id, now.Sub(m.seen).Round(time.Millisecond))
 		}
 	}
 }

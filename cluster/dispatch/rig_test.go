@@ -21,6 +21,7 @@ import (
 	"github.com/face0/face0/engine/cache"
 	"github.com/face0/face0/engine/events"
 	"github.com/face0/face0/engine/workflow"
+	"github.com/face0/face0/internal/testenv"
 	"github.com/face0/face0/internal/testplugin"
 	"github.com/face0/face0/plugins/host"
 	pb "github.com/face0/face0/plugins/proto"
@@ -63,6 +64,8 @@ type rig struct {
 	engine  *engine.Engine
 	catalog *engine.Catalog
 	cache   *cache.Store
+
+	log testenv.Buffer // the runner's log
 
 	mu      sync.Mutex
 	workers map[string]*testWorker
@@ -107,7 +110,7 @@ func newRig(t testing.TB, o rigOptions) *rig {
 	}
 	bus := r.bus("server")
 	r.srvBus = bus
-	r.runner, err = dispatch.New(context.Background(), bus, r.local, dispatch.Options{ID: "srv", DeadAfter: deadAfter})
+	r.runner, err = dispatch.New(context.Background(), bus, r.local, dispatch.Options{ID: "srv", DeadAfter: deadAfter, Log: &r.log})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -51,7 +51,7 @@ func (r *Runner) onWorkerKey(u jetstream.KeyValueEntry) {
 			}
 			r.logf("worker %s (%s) joined: %d slot(s), %s, group %s", b.Name, id, b.Slots, gpu, b.Group)
 		}
-		m.beat, m.seen = b, time.Now()
+		m.beat, m.seen, m.rev = b, time.Now(), u.Revision()
 	case strings.HasPrefix(key, "caps."):
 		id := strings.TrimPrefix(key, "caps.")
 		if deleted {

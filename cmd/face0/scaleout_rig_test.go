@@ -172,7 +172,7 @@ func (c *testCluster) submitAs(wf, client string) string {
 	json.Unmarshal(raw, &out)
 	id, _ := out["prompt_id"].(string)
 	if resp.StatusCode != 200 || id == "" {
-		c.t.Fatalf("POST /prompt: %d %s", resp.StatusCode, raw)
+		c.t.Fatalf("POST /prompt: %d %s\nserver:\n%s", resp.StatusCode, raw, c.server.stderr.String())
 	}
 	return id
 }
