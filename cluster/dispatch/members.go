@@ -123,7 +123,8 @@ func (r *Runner) checkWorkers() {
 		r.mu.Lock()
 		m := r.workers[id]
 		switch {
-		case m == nil:
+		case m == nil || time.Since(m.seen) <= r.o.DeadAfter:
+			// Gone already, or heard from meanwhile.
 		case err == nil && e.Revision() != m.rev:
 			// A heartbeat the watcher did not bring: alive, and the
 			// watcher is stale.
@@ -133,7 +134,7 @@ func (r *Runner) checkWorkers() {
 			}
 		case err == nil || errors.Is(err, jetstream.ErrKeyNotFound):
 			delete(r.workers, id)
-			r.logf("worker %s (%s) is gone: no heartbeat for %s; its nodes go to other workers", m.beat.Name, id, now.Sub(m.seen).Round(time.Millisecond))
+			r.logf("worker %s (%s) is gone: no heartbeat for %s; its nodes go to other workers", m.beat.Name, id, time.Since(m.seen).Round(time.Millisecond))
 		}
 		// Another error: NATS cannot say now; judged again next time.
 		r.mu.Unlock()
