@@ -8,6 +8,7 @@ import (
 	"strings"
 	"sync"
 	"testing"
+	"time"
 
 	"github.com/face0/face0/cluster"
 	"github.com/face0/face0/engine"
@@ -276,6 +277,40 @@ func TestConcurrentDeliverySavesOnce(t *testing.T) {
 	}
 	if waited := w1.w.Stats().Waited + w2.w.Stats().Waited; waited != 1 {
 		t.Errorf("%d deliveries put back, want 1", waited)
+	}
+}
+
+// A worker that dies while it runs a node with side effects leaves its
+// claim behind: the worker that gets the job next takes the claim over once
+// the dead one's heartbeats are old, runs the node, and the file is written
+// once.
+func TestSideEffectClaimTakenOver(t *testing.T) {
+	r := newRig(t, rigOptions{noLocal: true})
+	r.addWorker("w1", 1)
+	r.addWorker("w2", 1)
+	_, done, first := r.startRun(`{"version":1,"nodes":[{"id":"save","type":"WriteTextSlow","inputs":{"value":8,"prefix":"taken","ms":3000}}]}`, "save")
+	r.mu.Lock()
+	victim := r.workers[first()]
+	r.mu.Unlock()
+	if victim == nil {
+		t.Fatalf("the node runs on %q, no worker of the rig", first())
+	}
+	victim.die()
+	select {
+	case end := <-done:
+		if end.err != nil {
+			t.Fatal(end.err)
+		}
+	case <-time.After(time.Minute): // a hang guard
+		t.Fatal("the node never ran again after its worker died")
+	}
+	var files []string
+	for _, w := range r.workers {
+		m, _ := filepath.Glob(filepath.Join(w.out, "taken*"))
+		files = append(files, m...)
+	}
+	if len(files) != 1 {
+		t.Errorf("files written: %v, want one", files)
 	}
 }
 

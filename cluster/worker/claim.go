@@ -49,7 +49,7 @@ func (w *Worker) claim(ctx context.Context, job string) (bool, error) {
 	if holder == w.id {
 		return true, nil
 	}
-	if beat, err := w.bus.Workers.Get(ctx, cluster.WorkerKey(holder)); err == nil && time.Since(beat.Created()) < cluster.BeatAge {
+	if w.alive(ctx, holder) {
 		return false, nil
 	}
 	if _, err := w.bus.Workers.Update(ctx, key, []byte(w.id), e.Revision()); err != nil {
@@ -57,4 +57,19 @@ func (w *Worker) claim(ctx context.Context, job string) (bool, error) {
 	}
 	w.logf("job %s: its claim was worker %s's, which is gone; running it here", job, holder)
 	return true, nil
+}
+
+// alive says whether a worker's last heartbeat is recent, measured against
+// this worker's own last heartbeat: both times are the NATS server's, so
+// the clocks of the machines need not agree.
+func (w *Worker) alive(ctx context.Context, worker string) bool {
+	theirs, err := w.bus.Workers.Get(ctx, cluster.WorkerKey(worker))
+	if err != nil {
+		return !errors.Is(err, jetstream.ErrKeyNotFound) // cannot tell: assume so
+	}
+	ours, err := w.bus.Workers.Get(ctx, cluster.WorkerKey(w.id))
+	if err != nil {
+		return true
+	}
+	return ours.Created().Sub(theirs.Created()) < cluster.BeatAge
 }
