@@ -44,7 +44,8 @@ func (w *Worker) handle(msg jetstream.Msg) {
 	// A node with side effects runs on one worker at a time: a second
 	// delivery while the first runs comes back after the ack wait, and
 	// finds the result then.
-	if w.sideEffects(nodeType(h.Get(cluster.HdrNode))) {
+	claimed := w.sideEffects(nodeType(h.Get(cluster.HdrNode)))
+	if claimed {
 		ok, err := w.claim(context.Background(), job)
 		switch {
 		case err != nil:
@@ -63,7 +64,7 @@ func (w *Worker) handle(msg jetstream.Msg) {
 
 	ctx, cancel := context.WithCancelCause(w.runCtx)
 	defer cancel(nil)
-	defer w.track(cancel)()
+	defer w.track(cancel, claimed)()
 	sub, err := w.bus.NC.Subscribe(cluster.CancelSubject(job), func(*nats.Msg) { cancel(errCancelled) })
 	if err == nil {
 		defer sub.Unsubscribe()

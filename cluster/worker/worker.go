@@ -75,11 +75,11 @@ type Worker struct {
 	abort    context.CancelFunc
 	inflight sync.WaitGroup
 
-	// running are the stops of the nodes running now, for a connection
-	// lost for good; cut fires when it has been away for the ack wait.
-	running map[uint64]context.CancelCauseFunc
+	// running are the nodes running now, to stop for a connection lost
+	// for good; cut holds the timers that do, while it is away.
+	running map[uint64]runningNode
 	nextRun uint64
-	cut     *time.Timer
+	cut     []*time.Timer
 
 	ran, dupes, failed, cancelled, dropped, waited atomic.Int64
 }
@@ -114,7 +114,7 @@ func New(bus *cluster.Bus, h Host, o Options) (*Worker, error) {
 	_, _ = rand.Read(suffix[:])
 	w := &Worker{bus: bus, host: h, o: o, id: cluster.Token(o.Name) + "-" + hex.EncodeToString(suffix[:]), started: time.Now()}
 	w.runCtx, w.abort = context.WithCancel(context.Background())
-	w.running = map[uint64]context.CancelCauseFunc{}
+	w.running = map[uint64]runningNode{}
 	if o.Memory > 0 {
 		bus.Objects.KeepInMemory(o.Memory, true)
 	}
@@ -124,12 +124,21 @@ func New(bus *cluster.Bus, h Host, o Options) (*Worker, error) {
 	return w, nil
 }
 
-// errCutOff stops a node whose worker lost its connection to NATS for
-// longer than the ack wait: JetStream has handed its job to another worker
-// by then (or will, once it is back), so finishing it here would only run it
-// twice, a saved file twice, on a machine nobody hears from.
-var errCutOff = errors.New("this worker lost its connection to NATS for longer than the ack wait, so its job went to another worker")
+// errCutOff stops a node whose worker lost its connection to NATS for too
+// long: JetStream has handed its job to another worker by then (or will,
+// once it is back), so finishing it here would only run it twice, a saved
+// file twice, on a machine nobody hears from.
+var errCutOff = errors.New("this worker lost its connection to NATS for too long, so its job went to another worker")
 
+type runningNode struct {
+	stop    context.CancelCauseFunc
+	claimed bool // a node with side effects, claimed by this worker
+}
+
+// onDisconnect starts the clocks of a lost connection: after the ack wait,
+// JetStream hands every job of this worker out again; a claimed node stops
+// sooner, once other workers count this one dead (cluster.BeatAge) and
+// may take its claim over, for its file must be written once.
 func (w *Worker) onDisconnect(err error) {
 	w.mu.Lock()
 	defer w.mu.Unlock()
@@ -140,40 +149,46 @@ func (w *Worker) onDisconnect(err error) {
 	if err != nil {
 		why = err.Error()
 	}
-	w.logf("lost the connection to NATS (%s): taking no new nodes; a node still running if it stays away %s stops, and its job goes to another worker", why, w.o.AckWait)
-	w.cut = time.AfterFunc(w.o.AckWait, w.dropRunning)
+	w.logf("lost the connection to NATS (%s): taking no new nodes; a node still running if it stays away %s stops (one with side effects after %s), and its job goes to another worker",
+		why, w.o.AckWait, min(w.o.AckWait, cluster.BeatAge))
+	w.cut = []*time.Timer{
+		time.AfterFunc(min(w.o.AckWait, cluster.BeatAge), func() { w.dropRunning(true) }),
+		time.AfterFunc(w.o.AckWait, func() { w.dropRunning(false) }),
+	}
 }
 
 func (w *Worker) onReconnect(nc *nats.Conn) {
 	w.mu.Lock()
 	defer w.mu.Unlock()
-	if w.cut != nil {
-		w.cut.Stop()
-		w.cut = nil
+	for _, t := range w.cut {
+		t.Stop()
 	}
+	w.cut = nil
 	w.logf("connected to NATS again (%s): taking nodes", nc.ConnectedUrlRedacted())
 }
 
-// dropRunning stops every running node: the connection has been away for
-// the ack wait.
-func (w *Worker) dropRunning() {
+// dropRunning stops the running nodes (only the claimed ones), for the
+// connection has been away too long.
+func (w *Worker) dropRunning(onlyClaimed bool) {
 	w.mu.Lock()
 	defer w.mu.Unlock()
 	if w.cut == nil || w.bus.NC.IsConnected() {
 		return
 	}
-	for _, stop := range w.running {
-		stop(errCutOff)
+	for _, n := range w.running {
+		if n.claimed || !onlyClaimed {
+			n.stop(errCutOff)
+		}
 	}
 }
 
 // track registers a running node's stop until the returned func.
-func (w *Worker) track(stop context.CancelCauseFunc) func() {
+func (w *Worker) track(stop context.CancelCauseFunc, claimed bool) func() {
 	w.mu.Lock()
 	defer w.mu.Unlock()
 	w.nextRun++
 	id := w.nextRun
-	w.running[id] = stop
+	w.running[id] = runningNode{stop, claimed}
 	return func() {
 		w.mu.Lock()
 		defer w.mu.Unlock()
