@@ -1,95 +1,28 @@
 package ckpt
 
 import (
-	"bufio"
 	"os"
 	"path/filepath"
 	"slices"
-	"strconv"
 	"strings"
 	"testing"
 
+	"github.com/face0/face0/ml/ckpt/ckpttest"
 	"github.com/face0/face0/ml/safetensors"
 )
-
-// keyList is a Source made of names and shapes alone.
-type keyList struct {
-	names  []string
-	shapes map[string][]int
-}
-
-func (k *keyList) Names() []string { return slices.Clone(k.names) }
-func (k *keyList) Info(n string) (safetensors.Info, bool) {
-	s, ok := k.shapes[n]
-	return safetensors.Info{DType: safetensors.F32, Shape: s}, ok
-}
-
-func (k *keyList) add(name string, shape ...int) {
-	if k.shapes == nil {
-		k.shapes = map[string][]int{}
-	}
-	k.names = append(k.names, name)
-	k.shapes[name] = shape
-}
-
-func (k *keyList) filter(keep func(string) bool) *keyList {
-	out := &keyList{}
-	for _, n := range k.names {
-		if keep(n) {
-			out.add(n, k.shapes[n]...)
-		}
-	}
-	return out
-}
-
-// sd15 reads testdata/sd15-keys.tsv: the complete key list of an SD 1.5
-// checkpoint with EMA (v1-5-pruned.safetensors), written from the public
-// reference named in the file.
-func sd15(t *testing.T) *keyList {
-	t.Helper()
-	f, err := os.Open(filepath.Join("testdata", "sd15-keys.tsv"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer f.Close()
-	k := &keyList{}
-	sc := bufio.NewScanner(f)
-	for sc.Scan() {
-		line := sc.Text()
-		if strings.HasPrefix(line, "#") || line == "" {
-			continue
-		}
-		cols := strings.Split(line, "\t")
-		if len(cols) != 3 {
-			t.Fatalf("bad fixture line %q", line)
-		}
-		var shape []int
-		if dims := strings.Trim(cols[2], "[]"); dims != "" {
-			for _, d := range strings.Split(dims, ",") {
-				n, err := strconv.Atoi(d)
-				if err != nil {
-					t.Fatalf("bad shape in %q", line)
-				}
-				shape = append(shape, n)
-			}
-		}
-		k.add(cols[0], shape...)
-	}
-	return k
-}
 
 // TestSD15MapsEveryKeyOnce: every key of the real checkpoint's list is
 // used by exactly one network tensor or knowingly ignored, none is left
 // over, and no two keys give the same tensor; with EMA and without.
 func TestSD15MapsEveryKeyOnce(t *testing.T) {
-	full := sd15(t)
-	if len(full.names) != 1831 {
-		t.Fatalf("fixture has %d keys, want 1831", len(full.names))
+	full := ckpttest.SD15(t)
+	if len(full.Names()) != 1831 {
+		t.Fatalf("fixture has %d keys, want 1831", len(full.Names()))
 	}
-	noEMA := full.filter(func(n string) bool { return !strings.HasPrefix(n, EMAPrefix) })
+	noEMA := full.Filter(func(n string) bool { return !strings.HasPrefix(n, EMAPrefix) })
 	cases := []struct {
 		name    string
-		src     *keyList
+		src     *ckpttest.KeyList
 		ema     EMA
 		usedEMA bool
 		ignored int
@@ -125,13 +58,13 @@ func TestSD15MapsEveryKeyOnce(t *testing.T) {
 			for _, k := range m.Ignored {
 				seen[k]++
 			}
-			for _, k := range tc.src.names {
+			for _, k := range tc.src.Names() {
 				if seen[k] != 1 {
 					t.Errorf("key %s is accounted for %d times", k, seen[k])
 				}
 			}
-			if len(seen) != len(tc.src.names) {
-				t.Errorf("%d keys accounted for, the file has %d", len(seen), len(tc.src.names))
+			if len(seen) != len(tc.src.Names()) {
+				t.Errorf("%d keys accounted for, the file has %d", len(seen), len(tc.src.Names()))
 			}
 			// The inverse gives back the plain keys.
 			for _, p := range Parts {
@@ -165,7 +98,7 @@ func TestSD15MapsEveryKeyOnce(t *testing.T) {
 
 // TestSD15Names pins the renames that are easy to get wrong.
 func TestSD15Names(t *testing.T) {
-	m, err := Map(sd15(t), Options{EMA: EMAOff})
+	m, err := Map(ckpttest.SD15(t), Options{EMA: EMAOff})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -229,10 +162,10 @@ func TestSD15Names(t *testing.T) {
 // "text_model."; both spellings give the same tensors, and a file holding
 // both is refused with the pair named.
 func TestOldTextNames(t *testing.T) {
-	full := sd15(t)
-	old := &keyList{}
-	for _, n := range full.names {
-		old.add(strings.Replace(n, "cond_stage_model.transformer.text_model.", "cond_stage_model.transformer.", 1), full.shapes[n]...)
+	full := ckpttest.SD15(t)
+	old := &ckpttest.KeyList{}
+	for _, n := range full.Names() {
+		old.With(strings.Replace(n, "cond_stage_model.transformer.text_model.", "cond_stage_model.transformer.", 1), full.Shape(n)...)
 	}
 	a, err := Map(full, Options{})
 	if err != nil {
@@ -247,8 +180,8 @@ func TestOldTextNames(t *testing.T) {
 			t.Errorf("old names lack %s", n)
 		}
 	}
-	both := full.filter(func(string) bool { return true })
-	both.add("cond_stage_model.transformer.final_layer_norm.weight", 768)
+	both := full.Filter(nil)
+	both.With("cond_stage_model.transformer.final_layer_norm.weight", 768)
 	if _, err := Map(both, Options{}); err == nil || !strings.Contains(err.Error(), "appear twice") || !strings.Contains(err.Error(), "cond_stage_model.transformer.final_layer_norm.weight") {
 		t.Errorf("both spellings: %v", err)
 	}
@@ -257,63 +190,56 @@ func TestOldTextNames(t *testing.T) {
 // TestMapErrors: keys that are no tensor of SD 1.x, and EMA choices that
 // cannot be met, are named.
 func TestMapErrors(t *testing.T) {
-	full := sd15(t)
-	extra := full.filter(func(string) bool { return true })
-	extra.add("model.diffusion_model.input_blocks.1.2.weight", 320)
-	extra.add("first_stage_model.encoder.mid.attn_2.q.weight", 512, 512, 1, 1)
-	extra.add("some_other_network.weight", 3)
+	full := ckpttest.SD15(t)
+	extra := full.Filter(nil)
+	extra.With("model.diffusion_model.input_blocks.1.2.weight", 320)
+	extra.With("first_stage_model.encoder.mid.attn_2.q.weight", 512, 512, 1, 1)
+	extra.With("some_other_network.weight", 3)
 	_, err := Map(extra, Options{})
 	if err == nil || !strings.Contains(err.Error(), "model.diffusion_model.input_blocks.1.2.weight") || !strings.Contains(err.Error(), "attn_2") {
 		t.Errorf("extra keys: %v", err)
 	}
-	m, err := Map(full.filter(func(string) bool { return true }).with("some_other_network.weight", 3), Options{})
+	m, err := Map(full.Filter(nil).With("some_other_network.weight", 3), Options{})
 	if err != nil || !slices.Equal(m.Unknown, []string{"some_other_network.weight"}) {
 		t.Errorf("an unknown top-level key is listed, not fatal: %v %v", err, m)
 	}
-	noEMA := full.filter(func(n string) bool { return !strings.HasPrefix(n, EMAPrefix) })
+	noEMA := full.Filter(func(n string) bool { return !strings.HasPrefix(n, EMAPrefix) })
 	if _, err := Map(noEMA, Options{EMA: EMAOn}); err == nil || !strings.Contains(err.Error(), "no model_ema") {
 		t.Errorf("EMA asked of a file without: %v", err)
 	}
-	partial := full.filter(func(n string) bool { return n != "model_ema.diffusion_modelout0weight" })
+	partial := full.Filter(func(n string) bool { return n != "model_ema.diffusion_modelout0weight" })
 	if _, err := Map(partial, Options{}); err == nil || !strings.Contains(err.Error(), "model.diffusion_model.out.0.weight") {
 		t.Errorf("EMA copy missing a weight: %v", err)
 	}
 }
 
-func (k *keyList) with(name string, shape ...int) *keyList {
-	k.add(name, shape...)
-	return k
-}
-
 // TestDetect recognises what is not SD 1.x by its keys and shapes.
 func TestDetect(t *testing.T) {
-	full := sd15(t)
-	swap := func(name string, shape ...int) *keyList {
-		k := full.filter(func(string) bool { return true })
-		k.shapes[name] = shape
-		return k
+	full := ckpttest.SD15(t)
+	swap := func(name string, shape ...int) *ckpttest.KeyList {
+		return full.Filter(nil).With(name, shape...) // With replaces a present key's shape
 	}
 	cases := []struct {
 		name string
-		src  *keyList
+		src  *ckpttest.KeyList
 		want Kind
 	}{
 		{"sd15", full, SD1},
 		{"inpainting", swap("model.diffusion_model.input_blocks.0.0.weight", 320, 9, 3, 3), SD1Inpaint},
 		{"pix2pix", swap("model.diffusion_model.input_blocks.0.0.weight", 320, 8, 3, 3), SD1Pix2Pix},
 		{"sd2 by context", swap("model.diffusion_model.input_blocks.1.1.transformer_blocks.0.attn2.to_k.weight", 320, 1024), SD2},
-		{"sd2 by open clip", (&keyList{}).with("model.diffusion_model.input_blocks.0.0.weight", 320, 4, 3, 3).with("cond_stage_model.model.transformer.resblocks.0.attn.in_proj_weight", 3072, 1024), SD2},
-		{"sdxl", (&keyList{}).with("conditioner.embedders.0.transformer.text_model.final_layer_norm.weight", 768).with("model.diffusion_model.label_emb.0.0.weight", 1280, 2816), SDXL},
-		{"sdxl refiner", (&keyList{}).with("model.diffusion_model.input_blocks.0.0.weight", 384, 4, 3, 3).with("model.diffusion_model.label_emb.0.0.weight", 1536, 2560), SDXL},
-		{"kohya lora", (&keyList{}).with("lora_unet_down_blocks_0_attentions_0_proj_in.lora_down.weight", 4, 320).with("lora_unet_down_blocks_0_attentions_0_proj_in.alpha"), LoRA},
-		{"peft lora", (&keyList{}).with("unet.down_blocks.0.attentions.0.proj_in.lora_A.weight", 4, 320), LoRA},
-		{"sd3", (&keyList{}).with("model.diffusion_model.joint_blocks.0.x_block.attn.qkv.weight", 4608, 1536), SD3},
-		{"flux", (&keyList{}).with("double_blocks.0.img_attn.qkv.weight", 9216, 3072), Flux},
-		{"controlnet", (&keyList{}).with("control_model.input_blocks.0.0.weight", 320, 4, 3, 3), ControlNet},
-		{"vae", (&keyList{}).with("encoder.down.0.block.0.conv1.weight", 128, 128, 3, 3).with("decoder.up.0.block.0.conv1.weight", 128, 128, 3, 3), VAEOnly},
-		{"diffusers unet", (&keyList{}).with("down_blocks.0.resnets.0.conv1.weight", 320, 320, 3, 3), DiffusersUNet},
-		{"nothing", &keyList{}, Unknown},
-		{"other", (&keyList{}).with("fc.weight", 3, 3), Unknown},
+		{"sd2 by open clip", (&ckpttest.KeyList{}).With("model.diffusion_model.input_blocks.0.0.weight", 320, 4, 3, 3).With("cond_stage_model.model.transformer.resblocks.0.attn.in_proj_weight", 3072, 1024), SD2},
+		{"sdxl", (&ckpttest.KeyList{}).With("conditioner.embedders.0.transformer.text_model.final_layer_norm.weight", 768).With("model.diffusion_model.label_emb.0.0.weight", 1280, 2816), SDXL},
+		{"sdxl refiner", (&ckpttest.KeyList{}).With("model.diffusion_model.input_blocks.0.0.weight", 384, 4, 3, 3).With("model.diffusion_model.label_emb.0.0.weight", 1536, 2560), SDXL},
+		{"kohya lora", (&ckpttest.KeyList{}).With("lora_unet_down_blocks_0_attentions_0_proj_in.lora_down.weight", 4, 320).With("lora_unet_down_blocks_0_attentions_0_proj_in.alpha"), LoRA},
+		{"peft lora", (&ckpttest.KeyList{}).With("unet.down_blocks.0.attentions.0.proj_in.lora_A.weight", 4, 320), LoRA},
+		{"sd3", (&ckpttest.KeyList{}).With("model.diffusion_model.joint_blocks.0.x_block.attn.qkv.weight", 4608, 1536), SD3},
+		{"flux", (&ckpttest.KeyList{}).With("double_blocks.0.img_attn.qkv.weight", 9216, 3072), Flux},
+		{"controlnet", (&ckpttest.KeyList{}).With("control_model.input_blocks.0.0.weight", 320, 4, 3, 3), ControlNet},
+		{"vae", (&ckpttest.KeyList{}).With("encoder.down.0.block.0.conv1.weight", 128, 128, 3, 3).With("decoder.up.0.block.0.conv1.weight", 128, 128, 3, 3), VAEOnly},
+		{"diffusers unet", (&ckpttest.KeyList{}).With("down_blocks.0.resnets.0.conv1.weight", 320, 320, 3, 3), DiffusersUNet},
+		{"nothing", &ckpttest.KeyList{}, Unknown},
+		{"other", (&ckpttest.KeyList{}).With("fc.weight", 3, 3), Unknown},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {

@@ -2,9 +2,7 @@ package safetensors
 
 import (
 	"bufio"
-	"bytes"
 	"encoding/binary"
-	"encoding/json"
 	"fmt"
 	"io"
 	"os"
@@ -171,19 +169,8 @@ func WriteStream(path string, headers []Header, data func(i int) ([]byte, error)
 	for _, o := range opts {
 		o(&cfg)
 	}
-	var hdr bytes.Buffer
-	hdr.WriteByte('{')
-	if len(cfg.metadata) > 0 {
-		mb, err := json.Marshal(cfg.metadata)
-		if err != nil {
-			return err
-		}
-		hdr.WriteString(`"__metadata__":`)
-		hdr.Write(mb)
-	}
-	var offset uint64
 	seen := map[string]bool{}
-	for i, h := range headers {
+	for _, h := range headers {
 		if h.DType.Size() == 0 {
 			return fmt.Errorf("safetensors: write %s: tensor %q has unsupported dtype %q", path, h.Name, h.DType)
 		}
@@ -191,22 +178,10 @@ func WriteStream(path string, headers []Header, data func(i int) ([]byte, error)
 			return fmt.Errorf("safetensors: write %s: tensor name %q is used twice or reserved", path, h.Name)
 		}
 		seen[h.Name] = true
-		if i > 0 || len(cfg.metadata) > 0 {
-			hdr.WriteByte(',')
-		}
-		key, _ := json.Marshal(h.Name)
-		shape := h.Shape
-		if shape == nil {
-			shape = []int{}
-		}
-		sb, _ := json.Marshal(shape)
-		end := offset + uint64(Tensor{DType: h.DType, Shape: h.Shape}.NumElements()*h.DType.Size())
-		fmt.Fprintf(&hdr, `%s:{"dtype":"%s","shape":%s,"data_offsets":[%d,%d]}`, key, h.DType, sb, offset, end)
-		offset = end
 	}
-	hdr.WriteByte('}')
-	for (8+hdr.Len())%8 != 0 {
-		hdr.WriteByte(' ')
+	hdr, err := encodeHeader(cfg.metadata, headers)
+	if err != nil {
+		return err
 	}
 	tmp, err := os.CreateTemp(filepath.Dir(path), "."+filepath.Base(path)+".tmp*")
 	if err != nil {
@@ -219,11 +194,7 @@ func WriteStream(path string, headers []Header, data func(i int) ([]byte, error)
 		}
 	}()
 	w := bufio.NewWriterSize(tmp, 1<<20)
-	var lenbuf [8]byte
-	binary.LittleEndian.PutUint64(lenbuf[:], uint64(hdr.Len()))
-	if _, err = w.Write(lenbuf[:]); err == nil {
-		_, err = w.Write(hdr.Bytes())
-	}
+	_, err = w.Write(hdr)
 	for i, h := range headers {
 		if err != nil {
 			break

@@ -71,19 +71,7 @@ func Encode(w io.Writer, tensors map[string]Tensor, opts ...WriteOption) error {
 	}
 	sort.Strings(names)
 
-	// Build the header by hand so that key order is the data order, which
-	// keeps files diffable and lets readers stream tensors sequentially.
-	var hdr bytes.Buffer
-	hdr.WriteByte('{')
-	if len(cfg.metadata) > 0 {
-		mb, err := json.Marshal(cfg.metadata)
-		if err != nil {
-			return err
-		}
-		hdr.WriteString(`"__metadata__":`)
-		hdr.Write(mb)
-	}
-	var offset uint64
+	hs := make([]Header, len(names))
 	for i, n := range names {
 		t := tensors[n]
 		if t.DType.Size() == 0 {
@@ -97,32 +85,13 @@ func Encode(w io.Writer, tensors map[string]Tensor, opts ...WriteOption) error {
 		if want := t.NumElements() * t.DType.Size(); want != len(t.Data) {
 			return fmt.Errorf("tensor %q: shape %v of %s needs %d bytes, Data has %d", n, t.Shape, t.DType, want, len(t.Data))
 		}
-		if i > 0 || len(cfg.metadata) > 0 {
-			hdr.WriteByte(',')
-		}
-		key, _ := json.Marshal(n)
-		shape := t.Shape
-		if shape == nil {
-			shape = []int{} // a scalar must be written as [], never null
-		}
-		sb, _ := json.Marshal(shape)
-		end := offset + uint64(len(t.Data))
-		fmt.Fprintf(&hdr, `%s:{"dtype":"%s","shape":%s,"data_offsets":[%d,%d]}`, key, t.DType, sb, offset, end)
-		offset = end
+		hs[i] = Header{Name: n, DType: t.DType, Shape: t.Shape}
 	}
-	hdr.WriteByte('}')
-	// Pad with spaces so the data starts 8-byte aligned, which lets readers
-	// that map the file view the data as typed arrays without copying.
-	for (8+hdr.Len())%8 != 0 {
-		hdr.WriteByte(' ')
-	}
-
-	var lenbuf [8]byte
-	binary.LittleEndian.PutUint64(lenbuf[:], uint64(hdr.Len()))
-	if _, err := w.Write(lenbuf[:]); err != nil {
+	hdr, err := encodeHeader(cfg.metadata, hs)
+	if err != nil {
 		return err
 	}
-	if _, err := w.Write(hdr.Bytes()); err != nil {
+	if _, err := w.Write(hdr); err != nil {
 		return err
 	}
 	for _, n := range names {
@@ -131,4 +100,45 @@ func Encode(w io.Writer, tensors map[string]Tensor, opts ...WriteOption) error {
 		}
 	}
 	return nil
+}
+
+// encodeHeader builds a file's prefix: the header's length (8 bytes, little
+// endian) and the JSON header itself. It is built by hand so that key order
+// is the order of hs, the data order, which keeps files diffable and lets
+// readers stream tensors sequentially; and it is padded with spaces so the
+// data starts 8-byte aligned, which lets readers that map the file view the
+// data as typed arrays without copying.
+func encodeHeader(metadata map[string]string, hs []Header) ([]byte, error) {
+	var hdr bytes.Buffer
+	hdr.WriteByte('{')
+	if len(metadata) > 0 {
+		mb, err := json.Marshal(metadata)
+		if err != nil {
+			return nil, err
+		}
+		hdr.WriteString(`"__metadata__":`)
+		hdr.Write(mb)
+	}
+	var offset uint64
+	for i, h := range hs {
+		if i > 0 || len(metadata) > 0 {
+			hdr.WriteByte(',')
+		}
+		key, _ := json.Marshal(h.Name)
+		shape := h.Shape
+		if shape == nil {
+			shape = []int{} // a scalar must be written as [], never null
+		}
+		sb, _ := json.Marshal(shape)
+		end := offset + uint64(Tensor{DType: h.DType, Shape: h.Shape}.NumElements()*h.DType.Size())
+		fmt.Fprintf(&hdr, `%s:{"dtype":"%s","shape":%s,"data_offsets":[%d,%d]}`, key, h.DType, sb, offset, end)
+		offset = end
+	}
+	hdr.WriteByte('}')
+	for (8+hdr.Len())%8 != 0 {
+		hdr.WriteByte(' ')
+	}
+	out := make([]byte, 8, 8+hdr.Len())
+	binary.LittleEndian.PutUint64(out, uint64(hdr.Len()))
+	return append(out, hdr.Bytes()...), nil
 }

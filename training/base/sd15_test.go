@@ -1,33 +1,16 @@
 package base
 
 import (
-	"bufio"
-	"os"
-	"path/filepath"
 	"slices"
-	"strconv"
-	"strings"
 	"testing"
 
 	"github.com/face0/face0/ml/ckpt"
-	"github.com/face0/face0/ml/safetensors"
+	"github.com/face0/face0/ml/ckpt/ckpttest"
 	"github.com/face0/face0/training/model"
 	"github.com/face0/face0/training/sd"
 	"github.com/face0/face0/training/textenc"
 	"github.com/face0/face0/training/vae"
 )
-
-// keyList is the fixture as a ckpt.Source: names and shapes.
-type keyList struct {
-	names  []string
-	shapes map[string][]int
-}
-
-func (k *keyList) Names() []string { return slices.Clone(k.names) }
-func (k *keyList) Info(n string) (safetensors.Info, bool) {
-	s, ok := k.shapes[n]
-	return safetensors.Info{DType: safetensors.F32, Shape: s}, ok
-}
 
 // TestSD15KeysAreTheNetworks: the complete key list of a real SD 1.5
 // checkpoint (ml/ckpt/testdata/sd15-keys.tsv, with EMA) maps, with EMA and
@@ -35,28 +18,7 @@ func (k *keyList) Info(n string) (safetensors.Info, bool) {
 // training/textenc define for SD 1.x: every spec by one key, with its
 // shape (the VAE attention's 1×1 kernels squeezed), and no key left over.
 func TestSD15KeysAreTheNetworks(t *testing.T) {
-	f, err := os.Open(filepath.Join("..", "..", "ml", "ckpt", "testdata", "sd15-keys.tsv"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer f.Close()
-	src := &keyList{shapes: map[string][]int{}}
-	sc := bufio.NewScanner(f)
-	for sc.Scan() {
-		cols := strings.Split(sc.Text(), "\t")
-		if strings.HasPrefix(cols[0], "#") || len(cols) != 3 {
-			continue
-		}
-		var shape []int
-		for _, d := range strings.Split(strings.Trim(cols[2], "[]"), ",") {
-			if d != "" {
-				n, _ := strconv.Atoi(d)
-				shape = append(shape, n)
-			}
-		}
-		src.names = append(src.names, cols[0])
-		src.shapes[cols[0]] = shape
-	}
+	src := ckpttest.SD15(t)
 	arch := SD1()
 	specs := map[ckpt.Part][]model.ParamSpec{ckpt.UNet: sd.Specs(arch.UNet), ckpt.VAE: vae.Specs(arch.VAE), ckpt.TextEncoder: textenc.Specs(arch.Text)}
 	for _, ema := range []ckpt.EMA{ckpt.EMAAuto, ckpt.EMAOff} {
@@ -74,7 +36,7 @@ func TestSD15KeysAreTheNetworks(t *testing.T) {
 					t.Errorf("%s %s: no key of the file gives it", p, s.Name)
 					continue
 				}
-				shape := src.shapes[e.Key]
+				shape := src.Shape(e.Key)
 				if e.Reshape {
 					shape = shape[:2]
 				}
