@@ -222,6 +222,31 @@ func TestScaleOut(t *testing.T) {
 			t.Errorf("save2 wrote %v", got)
 		}
 	})
+	// SIGTERM (a service manager's stop) on a worker mid-node: it takes no
+	// more nodes, finishes the one it runs, delivers it, and exits 143.
+	t.Run("sigterm", func(t *testing.T) {
+		defer c.use(t)()
+		polite := c.startWorker("polite", "nats://"+c.addr, "m8")
+		c.waitJoined("polite")
+		id := c.submit(`{"version":1,"nodes":[{"id":"last","type":"ModelText","inputs":{"model":"m8","ms":1500}},
+			{"id":"save","type":"WriteString","inputs":{"text":{"node":"last","output":"STRING"},"prefix":"term"}}]}`)
+		c.waitLog(func() bool { return slices.Contains(polite.jobs(), "last") }, "worker polite to take the node")
+		syscall.Kill(-polite.cmd.Process.Pid, syscall.SIGTERM)
+		if got := c.outputFiles(c.history(id), "save"); len(got) != 1 || got[0] != "weights of m8" {
+			t.Errorf("save wrote %v", got)
+		}
+		<-polite.done
+		if code := polite.cmd.ProcessState.ExitCode(); code != 143 {
+			t.Errorf("the worker exited %d, want 143 (SIGTERM)\n%s", code, polite.stderr.String())
+		}
+		if log := polite.stderr.String(); !strings.Contains(log, "stopping; running nodes finish first") || strings.Contains(log, "goroutine") {
+			t.Errorf("the worker's log on SIGTERM:\n%s", log)
+		}
+		if strings.Contains(c.workerLogs(), "ModelText last, delivery 2") {
+			t.Errorf("the node ran again elsewhere:\n%s", c.workerLogs())
+		}
+	})
+
 	// A worker whose link to NATS is cut mid-node takes no more work and
 	// stops the node once its ack wait has passed, for the job is handed out
 	// again (here: the server moves it to a worker that joined since); back
