@@ -144,7 +144,13 @@ func startHost(t testing.TB, models string, env ...string) *host.Manager {
 // bus connects a client of the rig's NATS server.
 func (r *rig) bus(name string) *cluster.Bus {
 	r.t.Helper()
-	nc, err := cluster.Connect(r.nats.URL(), cluster.Auth{Token: r.token}, name)
+	return r.busAt(name, r.nats.URL())
+}
+
+// busAt connects a client through url (a proxy in front of the server).
+func (r *rig) busAt(name, url string) *cluster.Bus {
+	r.t.Helper()
+	nc, err := cluster.Connect(url, cluster.Auth{Token: r.token}, name)
 	if err != nil {
 		r.t.Fatal(err)
 	}
@@ -187,11 +193,30 @@ func (r *rig) addGPUWorker(name, gpu string, slots int, models ...string) *testW
 // pack (FACE0_TESTPACK_VERSION: the pack's version).
 func (r *rig) addWorkerEnv(name, gpu string, env []string, slots int, models ...string) *testWorker {
 	r.t.Helper()
+	return r.addWorkerSpec(name, workerSpec{gpu: gpu, env: env}, slots, models...)
+}
+
+// workerSpec is how a worker of addWorkerSpec differs from the others.
+type workerSpec struct {
+	gpu     string
+	env     []string
+	ackWait time.Duration // default: the rig's ackWait
+	url     string        // where it connects (default: the NATS server)
+}
+
+func (r *rig) addWorkerSpec(name string, spec workerSpec, slots int, models ...string) *testWorker {
+	r.t.Helper()
 	dir := writeModels(r.t, r.t.TempDir(), models...)
-	h := startHost(r.t, dir, env...)
-	bus := r.bus("worker " + name)
+	h := startHost(r.t, dir, spec.env...)
+	if spec.url == "" {
+		spec.url = r.nats.URL()
+	}
+	if spec.ackWait == 0 {
+		spec.ackWait = ackWait
+	}
+	bus := r.busAt("worker "+name, spec.url)
 	out := r.t.TempDir()
-	w, err := worker.New(bus, h, worker.Options{Name: name, Slots: slots, GPU: gpu, AckWait: ackWait, Beat: 100 * time.Millisecond,
+	w, err := worker.New(bus, h, worker.Options{Name: name, Slots: slots, GPU: spec.gpu, AckWait: spec.ackWait, Beat: 100 * time.Millisecond,
 		Dirs: &pb.Dirs{Models: dir, Temp: r.t.TempDir(), Output: out, Input: r.t.TempDir()}, Memory: 256 << 20, Log: os.Stderr})
 	if err != nil {
 		r.t.Fatal(err)

@@ -218,8 +218,8 @@ func (w *Worker) publishResult(res *nats.Msg, job string) bool {
 		if err == nil {
 			return true
 		}
-		if w.bus.NC.IsClosed() {
-			return false // the worker is going away; so is the job's ack
+		if w.bus.NC.IsClosed() || w.runCtx.Err() != nil {
+			return false // the worker is going away (aborted); so is the job's ack
 		}
 		if wait == 100*time.Millisecond {
 			w.logf("storing the result of job %s: %v; trying again", job, err)
