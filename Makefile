@@ -77,7 +77,8 @@ reproduce-tiny:
 	scripts/reproduce-tiny.sh
 
 # evaluate-tiny regenerates Tables 1 and 2, the grid and the strips of the
-# shipped model into $(REPORT) (a few minutes); make evaluate-tiny
+# shipped model into $(REPORT) (37 minutes on two shared cores, 16 of them
+# the per-identity fine-tuning baseline, reused by later runs); make evaluate-tiny
 # REPORT=docs/tiny-model replaces the committed report.
 evaluate-tiny: build
 	$(BIN) evaluate --home $(FACE0_HOME) --models models --model face0-synthfaces --report $(REPORT)

@@ -32,6 +32,7 @@ export default defineConfig({
       "/interrupt": api,
       "/queue": api,
       "/history": api,
+      "/api": api,
       "/ws": { target: api, ws: true },
     },
   },

@@ -25,7 +25,7 @@ func TestBadWorkflows(t *testing.T) {
 		"no-version.json":                {`no "version"`},
 		"cycle.json":                     {"cycle", "a", "b"},
 		"self-loop.json":                 {"cycle"},
-		"type-mismatch.json":             {"node a (Add)", "input a", "STRING output cannot feed a INT input"},
+		"type-mismatch.json":             {"node a (Add)", "input a", "a STRING output cannot feed an INT input"},
 		"unknown-node.json":              {`unknown node type "Addd"`, `did you mean "Add"`},
 		"missing-input.json":             {"node a (Add)", `required input "a"`},
 		"wrong-literal-type.json":        {"input a", `"seven"`, "want integer"},

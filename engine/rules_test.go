@@ -40,7 +40,7 @@ func TestInputRulesAndHints(t *testing.T) {
 		{`"model": "tiny", "scheduler": "euler"`, ""},
 		{`"model": "tiny", "scheduler": "euler", "eta": 0`, ""},
 		{`"model": "tiny", "scheduler": "euler", "eta": 1`, `node s (Sampler), input eta: eta is 1: only the ddim scheduler takes eta; set eta to 0, or the scheduler to ddim`},
-		{`"model": "big"`, `value "big" is not valid: value must be 'tiny'; models are the folders of /m; add one there`},
+		{`"model": "big"`, `value "big" is not valid: must be one of 'tiny'; models are the folders of /m; add one there`},
 		{`"type": "Empty", "model": "big"`, `value "big" is not valid: there is nothing to choose from yet; add one`},
 	} {
 		typ := "Sampler"

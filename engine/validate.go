@@ -140,6 +140,9 @@ func (p *Plan) NodeIDs() []string {
 func (c *Catalog) Compile(w *workflow.Workflow, outputs []string) (*Plan, error) {
 	var probs []Problem
 	add := func(p Problem) { probs = append(probs, p) }
+	orig := w
+	w, dropped, modeProbs := c.applyModes(w)
+	probs = append(probs, modeProbs...)
 	nodes := map[string]*planNode{}
 	var all []*planNode
 	for i := range w.Nodes {
@@ -187,7 +190,11 @@ func (c *Catalog) Compile(w *workflow.Workflow, outputs []string) (*Plan, error)
 				if ii.hasDef {
 					c.setLiteral(pn, in, ii, ii.def, prob)
 				} else if !in.Optional {
-					prob(in.Name, KindMissingInput, "required input %q (%s) is missing", in.Name, in.Type)
+					msg := fmt.Sprintf("required input %q (%s) is missing", in.Name, in.Type)
+					if why := dropped[n.ID+"\x00"+in.Name]; why != "" {
+						msg += ": " + why
+					}
+					prob(in.Name, KindMissingInput, "%s", msg)
 				}
 			case v.Link != nil:
 				src, ok := nodes[v.Link.Node]
@@ -206,7 +213,7 @@ func (c *Catalog) Compile(w *workflow.Workflow, outputs []string) (*Plan, error)
 				_ = outType
 			default:
 				if in.LinkOnly || !port.Type(in.Type).Literal() {
-					prob(in.Name, KindLinkOnly, "a %s input must be linked to another node's output, not written as a value", in.Type)
+					prob(in.Name, KindLinkOnly, "%s input must be linked to another node's output, not written as a value", port.A(port.Type(in.Type)))
 					continue
 				}
 				c.setLiteral(pn, in, ii, v.Value, prob)
@@ -245,7 +252,11 @@ func (c *Catalog) Compile(w *workflow.Workflow, outputs []string) (*Plan, error)
 	}
 	order, cyc := topoSort(all)
 	if len(cyc) > 0 {
-		add(Problem{Kind: KindCycle, Node: cyc[0], Message: fmt.Sprintf("the links form a cycle through nodes %s; a workflow must be acyclic", strings.Join(cyc, ", "))})
+		names := strings.Join(cyc, ", ")
+		if len(cyc) > 6 {
+			names = fmt.Sprintf("%s and %d more", strings.Join(cyc[:5], ", "), len(cyc)-5)
+		}
+		add(Problem{Kind: KindCycle, Node: cyc[0], Message: fmt.Sprintf("the links form a cycle through nodes %s; a workflow must be acyclic", names)})
 	}
 	// What is wanted.
 	var wanted []*planNode
@@ -253,6 +264,8 @@ func (c *Catalog) Compile(w *workflow.Workflow, outputs []string) (*Plan, error)
 		for _, id := range outputs {
 			if pn, ok := nodes[id]; ok {
 				wanted = append(wanted, pn)
+			} else if o := orig.Node(id); o != nil && o.Mode != "" {
+				add(Problem{Kind: KindUnknownOutputID, Message: fmt.Sprintf("requested output node %q is %s; it does not run", id, o.Mode)})
 			} else if w.Node(id) == nil {
 				add(Problem{Kind: KindUnknownOutputID, Message: fmt.Sprintf("requested output node %q is not in the workflow", id)})
 			}
@@ -271,11 +284,13 @@ func (c *Catalog) Compile(w *workflow.Workflow, outputs []string) (*Plan, error)
 			}
 		}
 	}
-	if len(w.Nodes) == 0 {
+	if len(orig.Nodes) == 0 {
 		add(Problem{Kind: KindNoOutputs, Message: "the workflow has no nodes"})
+	} else if len(w.Nodes) == 0 {
+		add(Problem{Kind: KindNoOutputs, Message: "every node of the workflow is muted or bypassed"})
 	}
 	if len(probs) > 0 {
-		sortProblems(probs, w)
+		sortProblems(probs, orig)
 		return nil, &ValidationError{Problems: probs}
 	}
 	// Keep only what the wanted nodes need, in topological order.
@@ -294,7 +309,7 @@ func (c *Catalog) Compile(w *workflow.Workflow, outputs []string) (*Plan, error)
 		n.wanted = true
 		mark(n)
 	}
-	plan := &Plan{Workflow: w, nodes: map[string]*planNode{}, catalog: c}
+	plan := &Plan{Workflow: orig, nodes: map[string]*planNode{}, catalog: c}
 	for _, n := range order {
 		if need[n] {
 			plan.order = append(plan.order, n)
@@ -416,6 +431,19 @@ func kindMessage(k jsonschema.ErrorKind) string {
 		if len(k.Want) == 0 {
 			return "there is nothing to choose from yet"
 		}
+		// A long list (an input folder's images) is named in part.
+		const shown = 5
+		var names []string
+		for i, w := range k.Want {
+			if i == shown && len(k.Want) > shown+1 {
+				break
+			}
+			names = append(names, "'"+strings.Trim(describe(w), `"`)+"'")
+		}
+		if len(names) < len(k.Want) {
+			return fmt.Sprintf("must be one of %d choices: %s and %d more", len(k.Want), strings.Join(names, ", "), len(k.Want)-len(names))
+		}
+		return "must be one of " + strings.Join(names, ", ")
 	case *kind.MaxLength:
 		return fmt.Sprintf("is %d characters long, the maximum is %d (maxLength)", k.Got, k.Want)
 	}

@@ -1,21 +1,22 @@
-// Package evaluate measures a Face0 model trained on synthfaces the way the
-// paper's Tables 1 and 2 do (FACE0-PAPER.md §4), at toy scale, by running
-// real workflows through the engine and the face0 nodes:
+// Package evaluate measures a Face0 model trained on synthfaces by the
+// Face0 paper's protocol (FACE0-PAPER.md §4), at toy scale, by running
+// real workflows through the engine and the face0 nodes.
 //
-//   - face alignment: the cosine between the synthfaces identity embedding
-//     (synthfaces.Embed) of the input face and that of the generated image;
-//   - text alignment: the share of the caption's probe-able scene
-//     attributes (background colour, hat, glasses) that synthfaces.Measure
-//     reads back from the generated image;
-//
-// for three conditionings of the same prompts and noise seeds: Face0 with
-// the input face's embedding, Face0 with a RandomEmbedding, and no face (the
-// face tokens zeroed). Table 1 averages over Seeds samples; Table 2 keeps,
-// per prompt, the best of BestOf seeds by face alignment.
-//
-// The inputs are held-out identities (synthfaces.HeldOutBase on), which no
-// training saw: each identity's image 0 is the input face, its images
-// 1..Prompts give the captions (and the scenes the text alignment checks).
+// Held-out identities (synthfaces.HeldOutBase on, which no training and no
+// scoring network saw) give the input faces (each identity's image 0).
+// Every identity is sampled with the same 10 fixed prompts (Prompts: 5
+// photo-like, 5 artistic) and Seeds noise seeds, in each Setting (the
+// paper's sampling and the shipped defaults), under four conditionings
+// (Conditions): Face0 with the input face, a per-identity fine-tuning
+// baseline in DreamBooth's spirit (FineTune), Face0 with a random
+// embedding, and no face. Each image is scored as the paper scores
+// (score.go): text alignment and face alignment from an image-text model
+// that did not condition the model (synthfaces/evalnet), face alignment
+// on the detected face crop and 0 when no face is found, overall = face +
+// text; beside them the synthfaces-id-64 face cosine (the space the model
+// is conditioned in) and synthfaces' attribute probes. Table 1 averages
+// every seed, Table 2 keeps per (identity, prompt) the best of the seeds by
+// overall score. Intervals are grouped by identity (stats.go).
 package evaluate
 
 import (
@@ -25,7 +26,6 @@ import (
 	"fmt"
 	"image"
 	"image/png"
-	"math"
 	"os"
 	"path/filepath"
 	"sort"
@@ -37,251 +37,262 @@ import (
 	"github.com/face0/face0/internal/app"
 	"github.com/face0/face0/plugins/value"
 	"github.com/face0/face0/synthfaces"
+	"github.com/face0/face0/synthfaces/evalnet"
 )
-
-// Conditions, in table order.
-const (
-	CondFace   = "Face0, input face"
-	CondRandom = "Face0, random embedding"
-	CondNone   = "no face"
-)
-
-// Conditions lists the compared conditionings.
-var Conditions = []string{CondFace, CondRandom, CondNone}
 
 // Options configure Run. Zero fields take the defaults in brackets.
 type Options struct {
 	App   *app.App
-	Model string // model name in the models folder
+	Model string // model name in the App's models folder
 
-	DatasetSeed uint64  // synthfaces seed of the held-out identities [1]
-	Identities  int     // held-out identities [20]
-	Prompts     int     // prompts per identity [3]
-	Seeds       int     // samples per prompt and condition for Table 1 [4]
-	BestOf      int     // seeds per prompt and condition for Table 2 [8]
-	FirstSeed   int64   // noise seed of the first sample [0]
-	Steps       int     // sampler steps [25]
-	Scheduler   string  // [ddim]
-	Eta         float64 // DDIM's η (0: deterministic; 1: DDPM-like) [0]
-	W           float64 // guidance weight w [the model's]
-	// C and A are guidance c and a; both zero means the paper's c = 1,
-	// a = 0 (the text-only setting c = a = 0 is not a comparison Table 1
-	// makes).
-	C, A float64
+	DatasetSeed uint64 // synthfaces seed of the held-out identities [1]
+	Identities  int    // held-out identities [20]
+	// FirstIdentity skips that many held-out identities (the fine-tuning
+	// baseline's settings were chosen on identities 20-22, which the
+	// default 20 do not include) [0].
+	FirstIdentity int
+	Seeds         int   // noise seeds per prompt and conditioning [8]
+	FirstSeed     int64 // [0]
+	// Settings are the sampler settings, the first being the main one
+	// [PaperSetting, ShippedSetting].
+	Settings []Setting
+	// Prompts selects prompts by index [all of Prompts].
+	Prompts []int
+
+	FineTune   FineTune
+	NoFineTune bool // leave the fine-tuning baseline out (its rows stay empty)
 
 	// Inputs is where the input faces are written for LoadImage [the app's
 	// input folder, sub-folder "evaluate"].
 	Inputs   string
-	Progress func(done, total int)
-}
-
-// Sample is one generated image and its scores.
-type Sample struct {
-	Identity  int     `json:"identity"`
-	Prompt    int     `json:"prompt"`
-	Condition string  `json:"condition"`
-	Seed      int64   `json:"seed"`
-	Face      float64 `json:"face_alignment"`
-	Text      float64 `json:"text_alignment"`
-	// Chance is the text alignment against another identity's caption
-	// (the next identity's, same prompt index): what matching by luck gives.
-	Chance float64 `json:"text_chance"`
-	// Attr and AttrChance hold, per attribute (AttrNames), 1 where the probe
-	// found it as the caption (or the other caption) says.
-	Attr       [3]float64  `json:"attributes"`
-	AttrChance [3]float64  `json:"attributes_chance"`
-	Image      image.Image `json:"-"`
-}
-
-// AttrNames are the probe-able caption attributes, in Sample.Attr order.
-var AttrNames = [3]string{"background colour", "hat (any vs none)", "glasses (any vs none)"}
-
-// score reads the image once and compares it with a scene.
-func score(s synthfaces.Scene, p synthfaces.Probed) (attr [3]float64, frac float64) {
-	b := func(ok bool) float64 {
-		if ok {
-			return 1
-		}
-		return 0
-	}
-	attr = [3]float64{b(p.Background == s.Background), b(p.HasHat() == (s.Hat != "none")), b(p.HasGlasses() == (s.Glasses != "none"))}
-	return attr, (attr[0] + attr[1] + attr[2]) / 3
-}
-
-// Row is one line of a table.
-type Row struct {
-	Condition string  `json:"condition"`
-	Face      float64 `json:"face_alignment"`
-	FaceSE    float64 `json:"face_alignment_se"`
-	Text      float64 `json:"text_alignment"`
-	TextSE    float64 `json:"text_alignment_se"`
-	Chance    float64 `json:"text_chance"`
-	// Attr and AttrChance are the per-attribute rates (AttrNames).
-	Attr       [3]float64 `json:"attributes"`
-	AttrChance [3]float64 `json:"attributes_chance"`
-	N          int        `json:"n"`
-}
-
-// Report is Run's result.
-type Report struct {
-	Model   string   `json:"model"`
-	Options struct { // what was run
-		DatasetSeed uint64  `json:"dataset_seed"`
-		Identities  int     `json:"identities"`
-		Prompts     int     `json:"prompts"`
-		Seeds       int     `json:"seeds"`
-		BestOf      int     `json:"best_of"`
-		Steps       int     `json:"steps"`
-		Scheduler   string  `json:"scheduler"`
-		Eta         float64 `json:"eta"`
-		W           float64 `json:"w"`
-		C           float64 `json:"c"`
-		A           float64 `json:"a"`
-	} `json:"options"`
-	Table1 []Row `json:"table1"`
-	Table2 []Row `json:"table2"`
-	// Reference: the held-out identity's own renders 1..Prompts against its
-	// input face (face alignment an image of the same identity reaches) and
-	// against their captions (how often the probes read a real render right).
-	Reference Row      `json:"reference"`
-	Samples   []Sample `json:"samples"`
-	Seconds   float64  `json:"seconds"`
-	// SecondsPerImage is the median wall time per generated image (the
-	// workflow run of one identity divided by its images).
-	SecondsPerImage float64 `json:"seconds_per_image"`
-	// Inputs are the input faces by identity, in order.
-	Inputs []image.Image `json:"-"`
-	// Captions are the prompts by identity and prompt index.
-	Captions [][]string `json:"captions"`
+	Progress func(msg string)
 }
 
 func (o *Options) defaults() error {
 	if o.App == nil || o.Model == "" {
 		return errors.New("evaluate: an App and a model name are required")
 	}
-	def := func(p *int, v int) {
-		if *p <= 0 {
-			*p = v
-		}
-	}
 	if o.DatasetSeed == 0 {
 		o.DatasetSeed = 1
 	}
-	def(&o.Identities, 20)
-	def(&o.Prompts, 3)
-	def(&o.Seeds, 4)
-	def(&o.BestOf, 8)
-	def(&o.Steps, 25)
-	if o.Scheduler == "" {
-		o.Scheduler = "ddim"
+	if o.Identities <= 0 {
+		o.Identities = 20
 	}
-	if o.C == 0 && o.A == 0 {
-		o.C = 1
+	if o.Seeds <= 0 {
+		o.Seeds = 8
 	}
+	if len(o.Settings) == 0 {
+		o.Settings = []Setting{PaperSetting, ShippedSetting}
+	}
+	if len(o.Prompts) == 0 {
+		for p := range Prompts {
+			o.Prompts = append(o.Prompts, p)
+		}
+	}
+	for _, p := range o.Prompts {
+		if p < 0 || p >= len(Prompts) {
+			return fmt.Errorf("evaluate: prompt %d: there are %d prompts (0-%d)", p, len(Prompts), len(Prompts)-1)
+		}
+	}
+	o.FineTune.defaults()
 	if o.Inputs == "" {
 		o.Inputs = filepath.Join(o.App.Dirs.Input, "evaluate")
 	}
 	if o.Progress == nil {
-		o.Progress = func(int, int) {}
+		o.Progress = func(string) {}
 	}
 	return nil
 }
 
-// Run generates and scores every sample; see the package comment.
+// Report is Run's result.
+type Report struct {
+	Model       string    `json:"model"`
+	DatasetSeed uint64    `json:"dataset_seed"`
+	Identities  []int     `json:"identities"`
+	Seeds       int       `json:"seeds"`
+	Prompts     []Prompt  `json:"prompts"`
+	Settings    []Setting `json:"settings"`
+	FineTune    *FineTune `json:"fine_tune,omitempty"`
+	// Scorer and Embedder name the scoring networks' weights.
+	Scorer   string `json:"scorer"`
+	Embedder string `json:"embedder"`
+	// InputsWithoutFace counts input faces the detector missed (their
+	// face scores are all 0).
+	InputsWithoutFace int         `json:"inputs_without_face"`
+	FineTuned         []FineTuned `json:"fine_tuned,omitempty"`
+	Results           []Result    `json:"results"`
+	// Reference rows: real renders of each identity in each prompt's scene.
+	Reference []GroupRows `json:"reference"`
+	Seconds   float64     `json:"seconds"`
+
+	Samples   []Sample      `json:"-"`
+	Inputs    []image.Image `json:"-"`
+	reference []Sample
+}
+
+// Result is one setting's tables.
+type Result struct {
+	Setting Setting     `json:"setting"`
+	Table1  []GroupRows `json:"table1"`
+	// Table2 holds, per group, the best-of-Seeds rows by overall score.
+	Table2 []GroupRows `json:"table2"`
+	// Diffs: Face0's advantage over each other conditioning, by group.
+	Diffs []GroupDiffs `json:"diffs"`
+	// SecondsPerImage is the median sampling wall time per image (whole
+	// workflow runs of one identity, Seeds-image batches).
+	SecondsPerImage float64 `json:"seconds_per_image"`
+}
+
+// GroupRows are the rows of one prompt group.
+type GroupRows struct {
+	Group string `json:"group"`
+	Rows  []Row  `json:"rows"`
+}
+
+// GroupDiffs are the paired differences of one prompt group.
+type GroupDiffs struct {
+	Group string `json:"group"`
+	Diffs []Diff `json:"diffs"`
+}
+
+// Run fine-tunes the baseline models, generates and scores every sample;
+// see the package comment.
 func Run(ctx context.Context, o Options) (*Report, error) {
 	if err := o.defaults(); err != nil {
+		return nil, err
+	}
+	net, err := evalnet.Load()
+	if err != nil {
 		return nil, err
 	}
 	if err := os.MkdirAll(o.Inputs, 0o755); err != nil {
 		return nil, fmt.Errorf("evaluate: %w", err)
 	}
-	rep := &Report{Model: o.Model}
-	ro := &rep.Options
-	ro.DatasetSeed, ro.Identities, ro.Prompts, ro.Seeds, ro.BestOf = o.DatasetSeed, o.Identities, o.Prompts, o.Seeds, o.BestOf
-	ro.Steps, ro.Scheduler, ro.Eta, ro.W, ro.C, ro.A = o.Steps, o.Scheduler, o.Eta, o.W, o.C, o.A
-
-	n := max(o.Seeds, o.BestOf)
 	t0 := time.Now()
-	var perImage []float64
-	var ref []Sample
+	rep := &Report{Model: o.Model, DatasetSeed: o.DatasetSeed, Seeds: o.Seeds, Settings: o.Settings,
+		Scorer: net.ID(), Embedder: synthfaces.EmbedderID()}
+	for _, p := range o.Prompts {
+		rep.Prompts = append(rep.Prompts, Prompts[p])
+	}
+	var inputs []input
+	var files []string
 	for i := range o.Identities {
-		id := synthfaces.HeldOutBase + i
+		id := synthfaces.HeldOutBase + o.FirstIdentity + i
+		rep.Identities = append(rep.Identities, id)
 		in := synthfaces.RenderSample(o.DatasetSeed, id, 0, synthfaces.RenderOptions{Size: 128})
 		name := fmt.Sprintf("heldout-%d-%d.png", o.DatasetSeed, id)
 		if err := writePNG(filepath.Join(o.Inputs, name), in.Pixels); err != nil {
 			return nil, err
 		}
-		inEmb := synthfaces.Embed(in.Pixels).Vector
+		files = append(files, name)
+		x := embedInput(net, id, in.Pixels)
+		if x.noFound {
+			rep.InputsWithoutFace++
+		}
+		inputs = append(inputs, x)
 		rep.Inputs = append(rep.Inputs, in.Pixels)
-		var caps []string
-		var scenes, other []synthfaces.Scene
-		for p := range o.Prompts {
-			s := synthfaces.RenderSample(o.DatasetSeed, id, p+1, synthfaces.RenderOptions{Size: 128})
-			caps = append(caps, s.Caption)
-			scenes = append(scenes, s.Scene)
-			nextID := synthfaces.HeldOutBase + (i+1)%o.Identities
-			sc, _ := synthfaces.NewScene(o.DatasetSeed, nextID, p+1)
-			other = append(other, sc)
-			pr, _ := synthfaces.Measure(s.Pixels)
-			a, f := score(s.Scene, pr)
-			ac, fc := score(sc, pr)
-			ref = append(ref, Sample{Identity: id, Prompt: p, Condition: "reference",
-				Face: synthfaces.Cosine(inEmb, synthfaces.Embed(s.Pixels).Vector), Text: f, Chance: fc, Attr: a, AttrChance: ac})
-		}
-		rep.Captions = append(rep.Captions, caps)
+	}
+	sc := newScorer(net, inputs)
 
-		wf, err := buildWorkflow(o, filepath.Join("evaluate", name), caps, int64(i), n)
+	// 1. The fine-tuning baseline, one model per identity.
+	var cat *engine.Catalog
+	ftModel := map[int]string{}
+	if !o.NoFineTune {
+		ft := o.FineTune
+		rep.FineTune = &ft
+		tu, err := newTuner(filepath.Join(o.App.Dirs.Models, o.Model), o.DatasetSeed, o.FineTune)
 		if err != nil {
-			return nil, fmt.Errorf("evaluate: identity %d: %w", id, err)
+			return nil, err
 		}
-		plan, err := o.App.Catalog.Compile(wf, decodeIDs(o.Prompts))
-		if err != nil {
-			return nil, fmt.Errorf("evaluate: identity %d: %w", id, err)
+		defer tu.close()
+		for i, id := range rep.Identities {
+			// The settings' hash in the name: the face0 plugin keeps a
+			// model it loaded by path, so a model fine-tuned again under
+			// the same name would not be read again in this process.
+			name := fmt.Sprintf("%s-ft-%d-%d-%s", o.Model, o.DatasetSeed, id, tu.hash())
+			r, err := tu.run(ctx, o.DatasetSeed, id, filepath.Join(o.App.Dirs.Models, name))
+			if err != nil {
+				return nil, err
+			}
+			rep.FineTuned = append(rep.FineTuned, r)
+			ftModel[i] = name
+			o.Progress(fmt.Sprintf("fine-tuned %d/%d identities (%.0f s%s)", i+1, len(rep.Identities), r.Seconds, map[bool]string{true: ", reused"}[r.Reused]))
 		}
-		t1 := time.Now()
-		res, err := o.App.Engine.Run(ctx, plan, engine.RunOptions{PromptID: fmt.Sprintf("evaluate-%d", id), NoCache: true})
-		if err != nil {
-			return nil, fmt.Errorf("evaluate: identity %d: %w", id, err)
-		}
-		perImage = append(perImage, time.Since(t1).Seconds()/float64(len(Conditions)*o.Prompts*n))
-		for ci, cond := range Conditions {
-			for p := range o.Prompts {
-				node := decodeID(ci, p)
-				out, ok := res.Outputs[node]
-				if !ok {
-					return nil, fmt.Errorf("evaluate: identity %d: no output from %s", id, node)
+	}
+	// The nodes list their choices when they describe themselves (LoadImage
+	// the input folder's images, the samplers the models folder's models)
+	// and a name not listed is refused: ask them again now that the input
+	// faces and the fine-tuned models are written.
+	if cat, err = refreshed(ctx, o.App); err != nil {
+		return nil, err
+	}
+
+	// 2. Sampling and scoring.
+	for _, st := range o.Settings {
+		res := Result{Setting: st}
+		var perImage []float64
+		for i, id := range rep.Identities {
+			wf, want, err := buildWorkflow(o, st, filepath.Join("evaluate", files[i]), int64(i), ftModel[i])
+			if err != nil {
+				return nil, fmt.Errorf("evaluate: identity %d: %w", id, err)
+			}
+			plan, err := cat.Compile(wf, want)
+			if err != nil {
+				return nil, fmt.Errorf("evaluate: identity %d: %w", id, err)
+			}
+			t1 := time.Now()
+			out, err := o.App.Engine.Run(ctx, plan, engine.RunOptions{PromptID: fmt.Sprintf("evaluate-%s-%d", st.Name, id), NoCache: true})
+			if err != nil {
+				return nil, fmt.Errorf("evaluate: identity %d: %w", id, err)
+			}
+			perImage = append(perImage, time.Since(t1).Seconds()/float64(len(want)*o.Seeds))
+			for ci, cond := range Conditions {
+				if cond == CondFineTune && ftModel[i] == "" {
+					continue
 				}
-				imgs, err := value.AsImages(out.Values["IMAGE"])
-				if err != nil {
-					return nil, fmt.Errorf("evaluate: identity %d, %s: %w", id, node, err)
-				}
-				if len(imgs) != n {
-					return nil, fmt.Errorf("evaluate: identity %d, %s: %d images, want %d", id, node, len(imgs), n)
-				}
-				for k, img := range imgs {
-					pr, _ := synthfaces.Measure(img)
-					a, f := score(scenes[p], pr)
-					ac, fc := score(other[p], pr)
-					rep.Samples = append(rep.Samples, Sample{
-						Identity: id, Prompt: p, Condition: cond, Seed: o.FirstSeed + int64(k),
-						Face: synthfaces.Cosine(inEmb, synthfaces.Embed(img).Vector), Text: f, Chance: fc, Attr: a, AttrChance: ac, Image: img,
-					})
+				for _, p := range o.Prompts {
+					node := decodeID(ci, p)
+					imgs, err := value.AsImages(out.Outputs[node].Values["IMAGE"])
+					if err != nil || len(imgs) != o.Seeds {
+						return nil, fmt.Errorf("evaluate: identity %d, %s: %d images, want %d (%v)", id, node, len(imgs), o.Seeds, err)
+					}
+					for k, img := range imgs {
+						x := Sample{Setting: st.Name, Identity: id, Prompt: p, Condition: cond, Seed: o.FirstSeed + int64(k), Image: img}
+						sc.score(&x, i, p, img)
+						rep.Samples = append(rep.Samples, x)
+					}
 				}
 			}
+			o.Progress(fmt.Sprintf("%s setting: %d/%d identities", st.Name, i+1, len(rep.Identities)))
 		}
-		o.Progress(i+1, o.Identities)
+		res.SecondsPerImage = median(perImage)
+		rep.Results = append(rep.Results, res)
 	}
+
+	// 3. The ceiling: the identity drawn in each prompt's scene, once per
+	// seed with the nuisance variation of an image index no dataset uses.
+	for i, id := range rep.Identities {
+		a := synthfaces.NewIdentity(o.DatasetSeed, id)
+		for _, p := range o.Prompts {
+			for k := range o.Seeds {
+				_, v := synthfaces.NewScene(o.DatasetSeed, id, 1000+p*o.Seeds+k)
+				img, _ := synthfaces.Render(a, Prompts[p].Scene, v, synthfaces.RenderOptions{Size: 32})
+				x := Sample{Identity: id, Prompt: p, Condition: CondReference, Seed: int64(k), Image: img}
+				sc.score(&x, i, p, img)
+				rep.reference = append(rep.reference, x)
+			}
+		}
+	}
+	rep.tables()
 	rep.Seconds = time.Since(t0).Seconds()
-	rep.SecondsPerImage = median(perImage)
-	rep.Table1, rep.Table2 = tables(rep.Samples, o.Seeds, o.BestOf)
-	rep.Reference = summarize("real renders of the identity", ref)
 	return rep, nil
 }
 
-// buildWorkflow is one identity's graph: the input face embedded, one
-// random embedding, each prompt encoded, and a sampler + decoder per
-// (condition, prompt), all with the same seeds.
-func buildWorkflow(o Options, input string, caps []string, idx int64, batch int) (*workflow.Workflow, error) {
+// buildWorkflow is one identity's graph for one setting: the input face
+// embedded, one random embedding, each prompt encoded (with the
+// identifier for the fine-tuned model), and a sampler and decoder per
+// (conditioning, prompt), all with the same seeds.
+func buildWorkflow(o Options, st Setting, input string, idx int64, ftModel string) (*workflow.Workflow, []string, error) {
 	var nodes []map[string]any
 	add := func(id, typ string, in map[string]any) {
 		nodes = append(nodes, map[string]any{"id": id, "type": typ, "inputs": in})
@@ -291,127 +302,96 @@ func buildWorkflow(o Options, input string, caps []string, idx int64, batch int)
 	add("embed", "EmbedFace", map[string]any{"image": link("load", "IMAGE"), "model": synthfaces.IDSpace})
 	// A different random face per identity, from the model's fitted mixture.
 	add("random", "RandomEmbedding", map[string]any{"model": o.Model, "seed": 1000 + idx})
-	for p, c := range caps {
-		add("text"+strconv.Itoa(p), "EncodeText", map[string]any{"model": o.Model, "text": c})
-	}
-	for ci := range Conditions {
-		for p := range caps {
+	var want []string
+	for ci, cond := range Conditions {
+		model, tp := o.Model, "text"
+		if cond == CondFineTune {
+			if ftModel == "" {
+				continue
+			}
+			model, tp = ftModel, "fttext"
+		}
+		for _, p := range o.Prompts {
+			tid := tp + strconv.Itoa(p)
+			if ci == 0 || cond == CondFineTune {
+				text := Prompts[p].Text
+				if cond == CondFineTune {
+					text = withToken(text, o.FineTune.Token)
+				}
+				add(tid, "EncodeText", map[string]any{"model": model, "text": text})
+			}
 			in := map[string]any{
-				"model": o.Model, "positive": link("text"+strconv.Itoa(p), "CONDITIONING"),
-				"seed": o.FirstSeed, "steps": o.Steps, "batch_size": batch, "scheduler": o.Scheduler,
-				"c": o.C, "a": o.A, "eta": o.Eta,
+				"model": model, "positive": link(tid, "CONDITIONING"),
+				"seed": o.FirstSeed, "steps": st.Steps, "batch_size": o.Seeds, "scheduler": st.Scheduler,
+				"w": st.W, "c": st.C, "a": st.A, "eta": st.Eta,
 			}
-			if o.W != 0 {
-				in["w"] = o.W
-			}
-			switch Conditions[ci] {
+			switch cond {
 			case CondFace:
 				in["face_embedding"] = link("embed", "embedding")
 			case CondRandom:
 				in["face_embedding"] = link("random", "embedding")
 			}
-			s := fmt.Sprintf("sample%d_%d", ci, p)
+			s := "sample" + strconv.Itoa(ci) + "_" + strconv.Itoa(p)
 			add(s, "Face0Sampler", in)
-			add(decodeID(ci, p), "Decode", map[string]any{"model": o.Model, "latent": link(s, "LATENT")})
+			add(decodeID(ci, p), "Decode", map[string]any{"model": model, "latent": link(s, "LATENT")})
+			want = append(want, decodeID(ci, p))
 		}
 	}
 	// Through JSON, so the literals are what a workflow file would hold.
 	data, err := json.Marshal(map[string]any{"version": workflow.Version, "name": "evaluate", "nodes": nodes})
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	wf, _, err := workflow.Parse(data)
-	return wf, err
+	return wf, want, err
+}
+
+// refreshed is the App's node catalog described afresh by its plugins.
+func refreshed(ctx context.Context, a *app.App) (*engine.Catalog, error) {
+	cat, errs := a.Refresh(ctx)
+	if len(errs) > 0 {
+		return nil, fmt.Errorf("evaluate: refreshing the node catalog: %v", errors.Join(errs...))
+	}
+	return cat, nil
 }
 
 func decodeID(cond, prompt int) string { return fmt.Sprintf("decode%d_%d", cond, prompt) }
 
-func decodeIDs(prompts int) []string {
-	var ids []string
-	for c := range Conditions {
-		for p := range prompts {
-			ids = append(ids, decodeID(c, p))
-		}
-	}
-	return ids
-}
-
-// tables reduces the samples: Table 1 averages each condition's first
-// seeds samples per prompt; Table 2 keeps, per prompt, the sample with the
-// best face alignment among the first bestOf.
-func tables(samples []Sample, seeds, bestOf int) (t1, t2 []Row) {
-	type key struct {
-		id, p int
-		cond  string
-	}
-	groups := map[key][]Sample{}
-	var order []key
-	for _, s := range samples {
-		k := key{s.Identity, s.Prompt, s.Condition}
-		if _, ok := groups[k]; !ok {
-			order = append(order, k)
-		}
-		groups[k] = append(groups[k], s)
-	}
-	for _, cond := range Conditions {
-		var all, best []Sample
-		for _, k := range order {
-			if k.cond != cond {
-				continue
+// tables reduces the samples into each setting's tables.
+func (r *Report) tables() {
+	in := func(s []Sample, setting, group, cond string) []Sample {
+		var out []Sample
+		for _, x := range s {
+			if (setting == "" || x.Setting == setting) && x.Condition == cond && (group == GroupAll || Prompts[x.Prompt].Group == group) {
+				out = append(out, x)
 			}
-			g := groups[k]
-			sort.Slice(g, func(i, j int) bool { return g[i].Seed < g[j].Seed })
-			all = append(all, g[:min(seeds, len(g))]...)
-			b := g[0]
-			for _, s := range g[:min(bestOf, len(g))] {
-				if s.Face > b.Face {
-					b = s
+		}
+		return out
+	}
+	for i := range r.Results {
+		res := &r.Results[i]
+		for _, g := range Groups {
+			var t1, t2 GroupRows
+			t1.Group, t2.Group = g, g
+			d := GroupDiffs{Group: g}
+			face := in(r.Samples, res.Setting.Name, g, CondFace)
+			for _, c := range Conditions {
+				s := in(r.Samples, res.Setting.Name, g, c)
+				t1.Rows = append(t1.Rows, summarize(c, s))
+				t2.Rows = append(t2.Rows, summarize(c, bestOf(s, r.Seeds)))
+				if c != CondFace && len(s) > 0 {
+					d.Diffs = append(d.Diffs, pairedDiff(c, face, s))
 				}
 			}
-			best = append(best, b)
-		}
-		t1 = append(t1, summarize(cond, all))
-		t2 = append(t2, summarize(cond, best))
-	}
-	return t1, t2
-}
-
-func summarize(cond string, s []Sample) Row {
-	r := Row{Condition: cond, N: len(s)}
-	if len(s) == 0 {
-		return r
-	}
-	var f, t, c []float64
-	for _, x := range s {
-		f = append(f, x.Face)
-		t = append(t, x.Text)
-		c = append(c, x.Chance)
-	}
-	r.Face, r.FaceSE = meanSE(f)
-	r.Text, r.TextSE = meanSE(t)
-	r.Chance, _ = meanSE(c)
-	for _, x := range s {
-		for k := range 3 {
-			r.Attr[k] += x.Attr[k] / float64(len(s))
-			r.AttrChance[k] += x.AttrChance[k] / float64(len(s))
+			res.Table1 = append(res.Table1, t1)
+			res.Table2 = append(res.Table2, t2)
+			res.Diffs = append(res.Diffs, d)
 		}
 	}
-	return r
-}
-
-func meanSE(v []float64) (mean, se float64) {
-	for _, x := range v {
-		mean += x
+	r.Reference = nil
+	for _, g := range Groups {
+		r.Reference = append(r.Reference, GroupRows{Group: g, Rows: []Row{summarize(CondReference, in(r.reference, "", g, CondReference))}})
 	}
-	mean /= float64(len(v))
-	if len(v) < 2 {
-		return mean, 0
-	}
-	var ss float64
-	for _, x := range v {
-		ss += (x - mean) * (x - mean)
-	}
-	return mean, math.Sqrt(ss/float64(len(v)-1)) / math.Sqrt(float64(len(v)))
 }
 
 func median(v []float64) float64 {
@@ -433,4 +413,9 @@ func writePNG(path string, img image.Image) error {
 		return fmt.Errorf("evaluate: %w", err)
 	}
 	return f.Close()
+}
+
+// AllSamples are the generated samples followed by the reference renders.
+func (r *Report) AllSamples() []Sample {
+	return append(append([]Sample(nil), r.Samples...), r.reference...)
 }

@@ -17,9 +17,10 @@ import (
 // StripOptions configure the feature strips.
 type StripOptions struct {
 	Options
-	Prompt string // the caption every image of a strip shares
-	Seed   int64  // the noise seed every image of a strip shares
-	N      int    // images per strip [7]
+	Setting Setting // the sampler setting [ShippedSetting: what the default workflow shows]
+	Prompt  string  // the caption every image of a strip shares
+	Seed    int64   // the noise seed every image of a strip shares
+	N       int     // images per strip [7]
 }
 
 // Strips makes the README's two strips through the Interpolate and
@@ -30,11 +31,15 @@ func Strips(ctx context.Context, o StripOptions) (interp, random []image.Image, 
 	if err := o.defaults(); err != nil {
 		return nil, nil, err
 	}
+	if o.Setting.Steps == 0 {
+		o.Setting = ShippedSetting
+	}
+	st := o.Setting
 	if o.N <= 1 {
 		o.N = 7
 	}
 	if o.Prompt == "" {
-		o.Prompt = synthfaces.RenderSample(o.DatasetSeed, synthfaces.HeldOutBase, 1, synthfaces.RenderOptions{Size: 32}).Caption
+		o.Prompt = Prompts[0].Text
 	}
 	var nodes []map[string]any
 	add := func(id, typ string, in map[string]any) {
@@ -56,10 +61,7 @@ func Strips(ctx context.Context, o StripOptions) (interp, random []image.Image, 
 	add("text", "EncodeText", map[string]any{"model": o.Model, "text": o.Prompt})
 	sampler := func(id string, face map[string]any) {
 		in := map[string]any{"model": o.Model, "positive": link("text", "CONDITIONING"), "face_embedding": face,
-			"seed": o.Seed, "steps": o.Steps, "batch_size": 1, "scheduler": o.Scheduler, "c": o.C, "a": o.A, "eta": o.Eta}
-		if o.W != 0 {
-			in["w"] = o.W
-		}
+			"seed": o.Seed, "steps": st.Steps, "batch_size": 1, "scheduler": st.Scheduler, "w": st.W, "c": st.C, "a": st.A, "eta": st.Eta}
 		add("sample_"+id, "Face0Sampler", in)
 		add("decode_"+id, "Decode", map[string]any{"model": o.Model, "latent": link("sample_"+id, "LATENT")})
 	}
@@ -85,7 +87,13 @@ func Strips(ctx context.Context, o StripOptions) (interp, random []image.Image, 
 	if err != nil {
 		return nil, nil, err
 	}
-	plan, err := o.App.Catalog.Compile(wf, want)
+	// LoadImage lists the input folder as it was when the plugins last
+	// described their nodes, before the faces above were written.
+	cat, err := refreshed(ctx, o.App)
+	if err != nil {
+		return nil, nil, err
+	}
+	plan, err := cat.Compile(wf, want)
 	if err != nil {
 		return nil, nil, fmt.Errorf("evaluate: strips: %w", err)
 	}

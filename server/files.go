@@ -342,6 +342,11 @@ func (s *Server) postUpload(w http.ResponseWriter, r *http.Request) {
 		uploadError(w, fmt.Errorf("could not save the image: %w", err), path.Join(sub, fileName), kind)
 		return
 	}
+	// The file is one of LoadImage's choices now: the specs are asked for
+	// again, and a prompt naming the file waits for them.
+	if kind == "input" {
+		s.startRefresh(true)
+	}
 	writeJSON(w, http.StatusOK, map[string]any{"name": name, "subfolder": sub, "type": kind})
 }
 

@@ -1,18 +1,42 @@
 package server
 
 import (
+	"bytes"
+	"compress/gzip"
+	"crypto/sha256"
+	"encoding/hex"
 	"encoding/json"
 	"net/http"
+	"sync"
+	"time"
 
 	"github.com/face0/face0/engine"
 	"github.com/face0/face0/engine/port"
 	pb "github.com/face0/face0/plugins/proto"
 )
 
-// objectInfo is /object_info, rendered once per catalog.
+// objectInfo is /object_info, rendered once per catalog. It is the largest
+// answer the editor fetches on each load (tens of KB for a few packs, far
+// more with many plugins): it goes gzipped to clients that accept it, and
+// with an ETag, so that a reload that finds the same catalog gets a 304.
 type objectInfo struct {
 	all     []byte
 	byClass map[string]json.RawMessage
+	etag    string
+
+	gzOnce sync.Once
+	gz     []byte // all, gzipped on first use
+}
+
+func (oi *objectInfo) gzipped() []byte {
+	oi.gzOnce.Do(func() {
+		var b bytes.Buffer
+		zw := gzip.NewWriter(&b)
+		_, _ = zw.Write(oi.all)
+		_ = zw.Close()
+		oi.gz = b.Bytes()
+	})
+	return oi.gz
 }
 
 func buildObjectInfo(c *engine.Catalog) *objectInfo {
@@ -27,21 +51,35 @@ func buildObjectInfo(c *engine.Catalog) *objectInfo {
 		all[d.Spec.Type] = b
 	}
 	oi.all, _ = json.Marshal(all)
+	sum := sha256.Sum256(oi.all)
+	oi.etag = `"` + hex.EncodeToString(sum[:12]) + `"`
 	return oi
 }
 
 func (s *Server) getObjectInfo(w http.ResponseWriter, r *http.Request) {
 	// As ComfyUI does, each request sees the plugins' current specs, unless
 	// they are slow to tell (see refresh.go).
-	s.refreshForRequest(r.Context())
-	w.Header().Set("Content-Type", "application/json")
-	_, _ = w.Write(s.specs.Load().info.all)
+	s.refreshForRequest(r)
+	oi := s.specs.Load().info
+	h := w.Header()
+	h.Set("Content-Type", "application/json")
+	// Revalidated on each use: a plugin may change the catalog any time.
+	h.Set("Cache-Control", "no-cache")
+	h.Set("Vary", "Accept-Encoding")
+	body, etag := oi.all, oi.etag
+	if acceptsGzip(r) {
+		body, etag = oi.gzipped(), etag[:len(etag)-1]+`-gz"`
+		h.Set("Content-Encoding", "gzip")
+	}
+	h.Set("ETag", etag)
+	// ServeContent answers If-None-Match with a 304 without a body.
+	http.ServeContent(w, r, "", time.Time{}, bytes.NewReader(body))
 }
 
 // getObjectInfoOne answers {} for an unknown class, as ComfyUI does.
 func (s *Server) getObjectInfoOne(w http.ResponseWriter, r *http.Request) {
 	cls := r.PathValue("cls")
-	s.refreshForRequest(r.Context())
+	s.refreshForRequest(r)
 	b, ok := s.specs.Load().info.byClass[cls]
 	if !ok {
 		writeJSON(w, http.StatusOK, map[string]any{})
@@ -146,6 +184,11 @@ func comfyInput(in *pb.PortSpec) ([]any, bool) {
 			head = choices
 		} else {
 			head = []any{}
+		}
+		// A choice of the input folder's files with an upload button
+		// (LoadImage's image), as ComfyUI marks it.
+		if w, _ := sch["x-face0-widget"].(string); w == "image" {
+			opts["image_upload"] = true
 		}
 	}
 	if in.Description != "" {

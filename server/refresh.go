@@ -2,6 +2,7 @@ package server
 
 import (
 	"context"
+	"net/http"
 	"time"
 
 	"github.com/face0/face0/engine"
@@ -14,8 +15,8 @@ import (
 // plugins' Describe deadline (a plugin that hangs), so it always happens in
 // the background, one refresh at a time: the queue worker never waits for it,
 // /object_info waits at most objectInfoWait and then serves the specs in
-// force, and only a prompt that fails to validate waits for a refresh in
-// flight (its nodes may be the ones the refresh brings) before it is refused.
+// force, and a prompt that fails to validate waits for a fresh refresh (its
+// nodes or choices may be the ones the refresh brings) before it is refused.
 
 // objectInfoWait is how long /object_info waits for a refresh: long enough
 // for healthy plugins to answer, so that the editor's refresh button shows a
@@ -106,48 +107,44 @@ func (s *Server) pendingRefresh() <-chan struct{} {
 	return nil
 }
 
-// compile compiles wf against the specs in force. If that fails, it waits
-// for the refresh in flight, or one it starts (unless one began less than
-// a second ago), at most until ctx ends, and tries again: the workflow may
-// use a model the refresh is about to list, or a node of a worker that
-// joined since the last refresh.
+// compile compiles wf against the specs in force. If that fails, it asks
+// the plugins for their specs again (joining a refresh in flight) and waits
+// for them, at most until ctx ends or refreshWait has passed, and tries
+// again: the workflow may use a model just written or an image just copied
+// into the input folder, which the specs in force do not list yet.
 func (s *Server) compile(ctx context.Context, wf *workflow.Workflow, targets []string) (*engine.Plan, error) {
 	plan, err := s.catalog().Compile(wf, targets)
 	if err == nil {
 		return plan, nil
 	}
-	pending := s.pendingRefresh()
-	if pending == nil {
-		pending = s.refreshSoon(ctx)
-	}
+	wait, cancel := context.WithTimeout(ctx, refreshWait)
+	defer cancel()
 	select {
-	case <-pending:
-	case <-ctx.Done():
+	case <-s.startRefresh(true):
+	case <-wait.Done():
 		return nil, err
 	}
 	return s.catalog().Compile(wf, targets)
 }
 
-// refreshSoon starts a refresh now, or once a second has passed since the
-// last one began: that one may predate what a prompt needs (a worker that
-// joined a moment later), and skipping it would refuse the prompt.
-func (s *Server) refreshSoon(ctx context.Context) <-chan struct{} {
-	s.refreshMu.Lock()
-	wait := time.Second - time.Since(s.refreshing.last)
-	s.refreshMu.Unlock()
-	if wait > 0 {
-		select {
-		case <-time.After(wait):
-		case <-ctx.Done():
-			return alreadyDone
-		}
-	}
-	return s.startRefresh(false)
-}
+// refreshWait bounds how long a prompt that fails to validate waits for the
+// plugins' specs before it is refused: healthy plugins answer in
+// milliseconds; a hung one must not hold the request for its whole
+// Describe deadline.
+const refreshWait = 5 * time.Second
 
 // refreshForRequest refreshes for a request, waiting objectInfoWait at most.
-func (s *Server) refreshForRequest(ctx context.Context) {
-	ctx, cancel := context.WithTimeout(ctx, objectInfoWait)
+// Requests come often (every client at start-up), so one refresh a second
+// serves them all; a request with ?refresh=1 (the editor's R key, a user
+// who just copied files into a folder) asks the plugins again whatever the
+// last refresh, and waits up to refreshWait for them.
+func (s *Server) refreshForRequest(r *http.Request) {
+	force := r.URL.Query().Get("refresh") == "1"
+	wait := objectInfoWait
+	if force {
+		wait = refreshWait
+	}
+	ctx, cancel := context.WithTimeout(r.Context(), wait)
 	defer cancel()
-	s.refresh(ctx, false)
+	s.refresh(ctx, force)
 }

@@ -14,6 +14,8 @@ import (
 	"net/http"
 	"net/url"
 	"regexp"
+	"slices"
+	"sort"
 	"strconv"
 	"strings"
 	"time"
@@ -27,10 +29,10 @@ func (s *Server) routes() http.Handler {
 	api := map[string]http.HandlerFunc{
 		"GET /prompt":            s.getPrompt,
 		"POST /prompt":           s.postPrompt,
-		"GET /queue":             s.getQueue,
+		"GET /queue":             gzipJSON(s.getQueue),
 		"POST /queue":            s.postQueue,
-		"GET /history":           s.getHistory,
-		"GET /history/{id}":      s.getHistoryOne,
+		"GET /history":           gzipJSON(s.getHistory),
+		"GET /history/{id}":      gzipJSON(s.getHistoryOne),
 		"POST /history":          s.postHistory,
 		"GET /object_info":       s.getObjectInfo,
 		"GET /object_info/{cls}": s.getObjectInfoOne,
@@ -43,7 +45,11 @@ func (s *Server) routes() http.Handler {
 			w.Header().Set("Content-Type", "application/json")
 			_, _ = w.Write(s.cfg.defaultWF)
 		},
-		"GET /face0/types": func(w http.ResponseWriter, r *http.Request) { writeJSON(w, http.StatusOK, s.catalog().Types()) },
+		"GET /face0/types":        func(w http.ResponseWriter, r *http.Request) { writeJSON(w, http.StatusOK, s.catalog().Types()) },
+		"POST /face0/queue/front": s.postQueueFront,
+	}
+	for pattern, h := range s.startupRoutes() {
+		api[pattern] = h
 	}
 	for pattern, h := range api {
 		method, path, _ := strings.Cut(pattern, " ")
@@ -242,7 +248,7 @@ func (s *Server) postPrompt(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusBadRequest, "no_prompt", `no prompt given: send {"prompt": {...}} with a ComfyUI API prompt or a face0 workflow`, nil)
 		return
 	}
-	wf, _, err := workflow.Parse(req.Prompt)
+	wf, format, err := workflow.Parse(req.Prompt)
 	if err != nil {
 		var se *workflow.SchemaError
 		extra := map[string]any{}
@@ -252,6 +258,21 @@ func (s *Server) postPrompt(w http.ResponseWriter, r *http.Request) {
 		writeErrorDetails(w, http.StatusBadRequest, "invalid_prompt", "Invalid prompt: "+err.Error(), err.Error(), extra, nil)
 		return
 	}
+	outputs := s.outputsToExecute(wf, req.Targets)
+	// An API prompt without an output node is refused as ComfyUI refuses
+	// it; so is a face0 workflow whose output nodes are all muted or
+	// bypassed. A face0 workflow without any output node runs every node
+	// nothing reads from, as `face0 run` does here and the engine does.
+	if len(outputs) == 0 && s.typesKnown(wf) && (format == workflow.ComfyUI || s.hasOutputNode(wf)) {
+		// ComfyUI's answer, node_errors an empty list.
+		writeJSON(w, http.StatusBadRequest, map[string]any{
+			"error": map[string]any{"type": engine.KindNoOutputs, "message": "Prompt has no outputs",
+				"details":    "the workflow has no output node that runs (SaveImage, PreviewImage, ...): add one, or name the nodes to run in partial_execution_targets (face0 run --outputs)",
+				"extra_info": map[string]any{}},
+			"node_errors": []any{},
+		})
+		return
+	}
 	if _, err := s.compile(r.Context(), wf, req.Targets); err != nil {
 		var ve *engine.ValidationError
 		if !errors.As(err, &ve) {
@@ -259,6 +280,7 @@ func (s *Server) postPrompt(w http.ResponseWriter, r *http.Request) {
 			return
 		}
 		nodeErrs := ve.NodeErrors()
+		dependentOutputs(nodeErrs, wf, outputs)
 		typ, msg := "prompt_outputs_failed_validation", "Prompt outputs failed validation"
 		if len(nodeErrs) == 0 && len(ve.Problems) > 0 {
 			typ, msg = ve.Problems[0].Kind, ve.Problems[0].Message
@@ -286,7 +308,7 @@ func (s *Server) postPrompt(w http.ResponseWriter, r *http.Request) {
 	}
 	p := &queuedPrompt{
 		ID: id, Prompt: append(json.RawMessage(nil), req.Prompt...), ExtraData: extra, ClientID: clientID,
-		Outputs: s.outputsToExecute(wf, req.Targets), Targets: req.Targets, Queued: time.Now(),
+		Outputs: outputs, Targets: req.Targets, Queued: time.Now(),
 	}
 	if err := s.store.enqueue(p, req.Number, req.Front); err != nil {
 		if errors.Is(err, errDuplicateID) {
@@ -309,11 +331,74 @@ func (s *Server) outputsToExecute(wf *workflow.Workflow, targets []string) []str
 	}
 	out := []string{}
 	for _, n := range wf.Nodes {
-		if d, ok := s.catalog().Lookup(n.Type); ok && d.Spec.OutputNode {
+		if d, ok := s.catalog().Lookup(n.Type); ok && d.Spec.OutputNode && n.Mode == "" {
 			out = append(out, n.ID)
 		}
 	}
 	return out
+}
+
+// hasOutputNode reports whether the workflow has an output node (SaveImage
+// and the like), running or not.
+func (s *Server) hasOutputNode(wf *workflow.Workflow) bool {
+	for _, n := range wf.Nodes {
+		if d, ok := s.catalog().Lookup(n.Type); ok && d.Spec.OutputNode {
+			return true
+		}
+	}
+	return false
+}
+
+// typesKnown reports whether every node that runs is of a known type (else
+// the unknown types are the problem to report, not a lack of outputs).
+func (s *Server) typesKnown(wf *workflow.Workflow) bool {
+	for _, n := range wf.Nodes {
+		if _, ok := s.catalog().Lookup(n.Type); !ok && n.Mode != workflow.ModeMuted {
+			return false
+		}
+	}
+	return true
+}
+
+// dependentOutputs fills each node error's dependent_outputs, as ComfyUI
+// does: the output nodes the failing node feeds, directly or not (itself,
+// when it is one).
+func dependentOutputs(nodeErrs map[string]any, wf *workflow.Workflow, outputs []string) {
+	readers := map[string][]string{} // node -> nodes reading from it
+	for _, n := range wf.Nodes {
+		for _, in := range n.Inputs {
+			if in.Link != nil {
+				readers[in.Link.Node] = append(readers[in.Link.Node], n.ID)
+			}
+		}
+	}
+	isOutput := map[string]bool{}
+	for _, o := range outputs {
+		isOutput[o] = true
+	}
+	for id, e := range nodeErrs {
+		entry, ok := e.(map[string]any)
+		if !ok {
+			continue
+		}
+		deps := []string{}
+		seen := map[string]bool{id: true}
+		for stack := []string{id}; len(stack) > 0; {
+			n := stack[len(stack)-1]
+			stack = stack[:len(stack)-1]
+			if isOutput[n] {
+				deps = append(deps, n)
+			}
+			for _, r := range readers[n] {
+				if !seen[r] {
+					seen[r] = true
+					stack = append(stack, r)
+				}
+			}
+		}
+		sort.Strings(deps)
+		entry["dependent_outputs"] = deps
+	}
 }
 
 func (s *Server) getQueue(w http.ResponseWriter, r *http.Request) {
@@ -366,6 +451,43 @@ func (s *Server) postQueue(w http.ResponseWriter, r *http.Request) {
 		s.broadcastStatus()
 	}
 	writeJSON(w, http.StatusOK, map[string]any{"deleted": nonNil(removed)})
+}
+
+// postQueueFront moves a pending prompt to the front of the queue:
+// {"prompt_id": id}. ComfyUI takes "front" only when a prompt is queued;
+// the editor's queue panel moves one that waits already.
+func (s *Server) postQueueFront(w http.ResponseWriter, r *http.Request) {
+	var req struct {
+		PromptID string `json:"prompt_id"`
+	}
+	if !readJSON(w, r, 1<<16, &req) {
+		return
+	}
+	s.mu.Lock()
+	i := slices.IndexFunc(s.pending, func(p *queuedPrompt) bool { return p.ID == req.PromptID })
+	if i < 0 {
+		s.mu.Unlock()
+		writeError(w, http.StatusNotFound, "not_pending", fmt.Sprintf("prompt %q is not waiting in the queue (it may be running or done already)", req.PromptID), nil)
+		return
+	}
+	p := s.pending[i]
+	number := p.Number
+	if i > 0 {
+		number = s.pending[0].Number - 1
+	}
+	// Stored first: a restart keeps the new order, and a failed write
+	// leaves the old one in place everywhere.
+	if err := s.store.renumber(p.ID, number); err != nil {
+		s.mu.Unlock()
+		writeError(w, http.StatusInternalServerError, "queue_failed", "could not update the stored queue: "+err.Error(), nil)
+		return
+	}
+	p.Number = number
+	s.pending = append(s.pending[:i], s.pending[i+1:]...)
+	s.pending = append([]*queuedPrompt{p}, s.pending...)
+	s.mu.Unlock()
+	s.broadcastStatus()
+	writeJSON(w, http.StatusOK, map[string]any{"prompt_id": p.ID, "number": number})
 }
 
 // getHistory lists the history oldest first, as ComfyUI does: all of it, the

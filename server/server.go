@@ -18,6 +18,7 @@ import (
 	"log"
 	"net/http"
 	"os"
+	"path/filepath"
 	"sort"
 	"sync"
 	"sync/atomic"
@@ -56,6 +57,8 @@ type Server struct {
 	refreshing refreshState   // see refresh.go
 	refreshWG  sync.WaitGroup // the refresh goroutine
 
+	settingsMu sync.Mutex // the user's settings file (startup.go)
+
 	ctx    context.Context // ends at Close
 	cancel context.CancelCauseFunc
 
@@ -84,6 +87,7 @@ type config struct {
 	version      string
 	allowOrigins map[string]bool
 	allowHosts   map[string]bool
+	userDir      string
 }
 
 // Option configures a Server.
@@ -179,6 +183,10 @@ func WithAllowedHosts(hosts ...string) Option {
 	}
 }
 
+// WithUserDir sets the folder of the users' settings and saved files
+// (ComfyUI's user folder; default: "user" beside the database).
+func WithUserDir(dir string) Option { return func(c *config) { c.userDir = dir } }
+
 // New makes a server over a, keeping its queue and history in dbPath, and
 // re-queues whatever was queued or running when a server last stopped. The
 // caller keeps ownership of a and closes it after Close.
@@ -199,6 +207,9 @@ func New(a *app.App, dbPath string, opts ...Option) (*Server, error) {
 	}
 	for _, o := range opts {
 		o(&cfg)
+	}
+	if cfg.userDir == "" {
+		cfg.userDir = filepath.Join(filepath.Dir(dbPath), "user")
 	}
 	if a == nil || a.Catalog == nil || a.Engine == nil {
 		return nil, errors.New("server: the app is not open (call app.Open first)")

@@ -68,6 +68,11 @@ func memory() (total, free uint64) {
 // editorHandler serves the editor's files, or a page saying it is not built.
 func (s *Server) editorHandler() http.Handler {
 	if s.cfg.editor != nil {
+		files, err := loadStatic(s.cfg.editor)
+		if err == nil {
+			return files
+		}
+		s.cfg.log.Printf("the editor's files: %v; serving them uncompressed and uncached", err)
 		return http.FileServerFS(s.cfg.editor)
 	}
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {

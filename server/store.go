@@ -253,6 +253,23 @@ func runsBefore(a, b *queuedPrompt) bool {
 	return a.Seq < b.Seq
 }
 
+// renumber gives a queued prompt a new number (its place in the run order).
+func (s *store) renumber(id string, number float64) error {
+	return s.update(func(tx *bolt.Tx) error {
+		q := tx.Bucket(bucketQueue)
+		v := q.Get([]byte(id))
+		if v == nil {
+			return fmt.Errorf("prompt %s is not in the stored queue", id)
+		}
+		p, err := decodeQueued([]byte(id), v)
+		if err != nil {
+			return fmt.Errorf("queued prompt %s is unreadable: %w", id, err)
+		}
+		p.Number = number
+		return putQueued(q, p)
+	})
+}
+
 func (s *store) dequeue(ids ...string) error {
 	if len(ids) == 0 {
 		return nil

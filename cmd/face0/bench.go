@@ -61,7 +61,10 @@ background writes of the one before are done:
   - the default Face0 workflow on the shipped model.`)
 		fs.PrintDefaults()
 	}
-	if pos, err := parseInterleaved(fs, args); err != nil || len(pos) > 0 {
+	if pos, err := parseInterleaved(fs, args); err != nil {
+		return err // the flag package has printed the usage
+	} else if len(pos) > 0 {
+		fmt.Fprintf(os.Stderr, "face0 bench: unexpected argument %q\n", pos[0])
 		fs.Usage()
 		return exitCode(2)
 	}

@@ -104,7 +104,13 @@ func (b *benchServer) close() {
 // run submits a prompt (ComfyUI API or native) and returns the time until the server
 // reports it finished.
 func (b *benchServer) run(prompt any) (time.Duration, error) {
-	body, err := json.Marshal(map[string]any{"prompt": prompt, "client_id": "bench"})
+	req := map[string]any{"prompt": prompt, "client_id": "bench"}
+	if p, ok := prompt.(apiPrompt); ok {
+		// The chains have no output node: the server, as ComfyUI, runs
+		// only what the request names then.
+		req["partial_execution_targets"] = p.sinks()
+	}
+	body, err := json.Marshal(req)
 	if err != nil {
 		return 0, err
 	}
@@ -185,6 +191,29 @@ type apiPrompt map[string]any
 
 func (p apiPrompt) node(id, class string, inputs map[string]any) {
 	p[id] = map[string]any{"class_type": class, "inputs": inputs}
+}
+
+// sinks are the nodes no other node reads from, sorted.
+func (p apiPrompt) sinks() []string {
+	read := map[string]bool{}
+	for _, n := range p {
+		inputs, _ := n.(map[string]any)["inputs"].(map[string]any)
+		for _, v := range inputs {
+			if l, ok := v.([]any); ok && len(l) == 2 {
+				if id, ok := l[0].(string); ok {
+					read[id] = true
+				}
+			}
+		}
+	}
+	out := []string{}
+	for id := range p {
+		if !read[id] {
+			out = append(out, id)
+		}
+	}
+	sort.Strings(out)
+	return out
 }
 
 func link(id string, output int) []any { return []any{id, output} }

@@ -9,7 +9,7 @@ import (
 // cmdHelp prints the usage, or a command's own (its flags).
 func cmdHelp(args []string) error {
 	switch {
-	case len(args) == 0:
+	case len(args) == 0 || isHelpFlag(args[0]):
 		fmt.Print(usage)
 		return nil
 	case len(args) > 1:
@@ -25,6 +25,9 @@ func cmdHelp(args []string) error {
 	}
 	return unknownCommand(args[0])
 }
+
+// isHelpFlag tells -h, -help and --help.
+func isHelpFlag(a string) bool { return a == "-h" || a == "-help" || a == "--help" }
 
 // noArgs refuses arguments a command does not take.
 func noArgs(cmd string, args []string) error {

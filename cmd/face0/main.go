@@ -40,7 +40,7 @@ Usage:
   face0 run WORKFLOW.json|IMAGE.png [--set NODE.INPUT=VALUE ...] [--out DIR] [--input DIR] [--no-cache] [--local]
                                        (on the home's running server when there is one)
   face0 nodes [--json]
-  face0 serve [--listen 127.0.0.1:8188] [--token TOKEN]   (web API and editor; --nats embedded|URL accepts workers)
+  face0 serve [--listen 127.0.0.1:8188] [--port N] [--token TOKEN]   (web API and editor; --nats embedded|URL accepts workers)
   face0 worker --nats URL [--token TOKEN] [--slots N]   (run nodes for a face0 server on another machine)
   face0 train DATASET [--out MODEL_DIR] [--steps N --batch B --lr X --resume]
   face0 synthfaces DIR [--train N --heldout M --per-identity K --seed S]
@@ -82,6 +82,10 @@ func main() {
 	case "plugin":
 		cmdPlugin(os.Args[2:])
 	case "version", "--version":
+		if len(os.Args) == 3 && isHelpFlag(os.Args[2]) {
+			fmt.Println("usage: face0 version   (prints face0's version)")
+			return
+		}
 		err = noArgs("version", os.Args[2:])
 		if err == nil {
 			fmt.Println("face0", config.Version)

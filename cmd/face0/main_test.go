@@ -133,8 +133,8 @@ func TestRunFailuresExitNonZero(t *testing.T) {
 		args []string
 		want string
 	}{
-		{[]string{"run", "examples/workflows/imagefx.json", "--set", "load.image=missing.png"}, `"missing.png" not found`},
-		{[]string{"run", "examples/workflows/imagefx.json", "--set", "load.image=../../go.mod"}, "inside the input folder"},
+		{[]string{"run", "examples/workflows/imagefx.json", "--set", "load.image=missing.png"}, `"missing.png" is not valid: must be one of 'smiley.png', 'synthface.png'; upload the image`},
+		{[]string{"run", "examples/workflows/imagefx.json", "--set", "load.image=../../go.mod"}, `"../../go.mod" is not valid`},
 		{[]string{"run", "examples/workflows/imagefx.json", "--set", "blur.radius=1000"}, "must be at most 64"},
 		{[]string{"run", "examples/workflows/imagefx.json", "--set", "nope.x=1"}, `no node in the workflow matches "nope.x"`},
 		{[]string{"run", "does-not-exist.json"}, "no such file"},

@@ -39,6 +39,10 @@ func cmdModels(args []string) error {
 		fmt.Fprint(os.Stderr, modelsUsage)
 		return exitCode(2)
 	}
+	if isHelpFlag(args[0]) || args[0] == "help" {
+		fmt.Print(modelsUsage)
+		return nil
+	}
 	fs := flag.NewFlagSet("models "+args[0], flag.ContinueOnError)
 	dir := fs.String("models", config.Models(), "models folder")
 	seed := fs.Uint64("seed", 1, "make-tiny: weight seed")

@@ -11,6 +11,7 @@ import (
 	"os"
 	"os/signal"
 	"path/filepath"
+	"strings"
 	"syscall"
 	"time"
 
@@ -30,7 +31,8 @@ func cmdServe(args []string) error {
 	flags := flag.NewFlagSet("serve", flag.ContinueOnError)
 	var c commonFlags
 	c.register(flags)
-	listen := flags.String("listen", "127.0.0.1:8188", "address to listen on (host:port)")
+	listen := flags.String("listen", "127.0.0.1:8188", "address to listen on: host:port, or a host alone (ComfyUI's --listen 0.0.0.0) with the port from --port")
+	port := flags.Int("port", 0, "port to listen on, as ComfyUI's --port (overrides the port in --listen; default 8188)")
 	token := flags.String("token", os.Getenv("FACE0_TOKEN"), "require this bearer token on every request (default $FACE0_TOKEN)")
 	defaultWF := flags.String("default-workflow", "", "workflow file the editor opens on a first visit (default: the built-in example)")
 	var origins setFlags
@@ -42,7 +44,7 @@ func cmdServe(args []string) error {
 	prompts := flags.Int("prompts", 0, "prompts run at once (default 1, in queue order; with --nats 8, so that workers share the queue)")
 	historyMB := flags.Int64("history-mb", server.DefaultHistoryBytes>>20, "bound the history's stored size (prompts, output summaries, messages) in MiB; the oldest entries go first; 0: no bound")
 	flags.Usage = func() {
-		fmt.Fprintln(os.Stderr, "usage: face0 serve [--listen 127.0.0.1:8188] [--token TOKEN] [--nats URL|embedded] [folder flags]")
+		fmt.Fprintln(os.Stderr, "usage: face0 serve [--listen 127.0.0.1:8188] [--port 8188] [--token TOKEN] [--nats URL|embedded] [folder flags]")
 		flags.PrintDefaults()
 	}
 	if pos, err := parseInterleaved(flags, args); err != nil {
@@ -52,6 +54,12 @@ func cmdServe(args []string) error {
 		flags.Usage()
 		return exitCode(2)
 	}
+	addr, err := listenAddress(*listen, *port)
+	if err != nil {
+		fmt.Fprintf(os.Stderr, "face0 serve: %v\n", err)
+		return exitCode(2)
+	}
+	*listen = addr
 	if *token == "" && !server.IsLoopback(*listen) {
 		fmt.Fprintf(os.Stderr, "face0: warning: listening on %s without a token: anyone who can reach this address can run workflows and read your outputs; pass --token or set FACE0_TOKEN\n", *listen)
 	}
@@ -135,4 +143,21 @@ func cmdServe(args []string) error {
 		return err
 	}
 	return nil
+}
+
+// listenAddress joins --listen and --port: a --listen without a port takes
+// --port's (8188 when neither gives one); --port, when given, wins.
+func listenAddress(listen string, port int) (string, error) {
+	if port < 0 || port > 65535 {
+		return "", fmt.Errorf("--port %d: a port is 1-65535 (0 picks a free one)", port)
+	}
+	host, p, err := net.SplitHostPort(listen)
+	if err != nil {
+		// A host alone: "0.0.0.0", "localhost", "::1".
+		host, p = strings.Trim(listen, "[]"), "8188"
+	}
+	if port > 0 {
+		p = fmt.Sprint(port)
+	}
+	return net.JoinHostPort(host, p), nil
 }

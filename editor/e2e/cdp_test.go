@@ -189,6 +189,12 @@ type page struct {
 	t       *testing.T
 	session string
 	ctx     context.Context
+
+	netMu sync.Mutex
+	net   map[string]*transfer // by request id, while recording
+
+	errMu  sync.Mutex
+	errors []string // uncaught exceptions and console.error/warn: each fails the test
 }
 
 func (b *browser) newPage(ctx context.Context) *page {
@@ -230,11 +236,33 @@ func (b *browser) newPage(ctx context.Context) *page {
 				}
 			}
 			b.t.Logf("browser console.%s: %s", e.Type, strings.Join(parts, " "))
+			if e.Type == "error" || e.Type == "warning" || e.Type == "assert" {
+				p.noteError("console." + e.Type + ": " + strings.Join(parts, " "))
+			}
 		case "Runtime.exceptionThrown":
 			b.t.Logf("browser exception: %s", m.Params)
+			var e struct {
+				ExceptionDetails struct {
+					Text      string
+					Exception struct{ Description string }
+				}
+			}
+			_ = json.Unmarshal(m.Params, &e)
+			p.noteError("uncaught " + e.ExceptionDetails.Text + " " + e.ExceptionDetails.Exception.Description)
+		case "Network.responseReceived", "Network.loadingFinished", "Network.requestServedFromCache":
+			p.noteNetwork(m)
 		}
 	}
 	b.mu.Unlock()
+	// The editor runs without console errors or uncaught exceptions: any
+	// seen in a test fails it.
+	b.t.Cleanup(func() {
+		p.errMu.Lock()
+		defer p.errMu.Unlock()
+		for _, e := range p.errors {
+			p.t.Errorf("the page logged an error: %s", e)
+		}
+	})
 	// A tab in the background has its timers throttled; the editor's history
 	// records changes after a short timer.
 	for _, m := range []string{"Page.enable", "Runtime.enable", "DOM.enable", "Page.bringToFront"} {
@@ -296,14 +324,23 @@ func (p *page) mustEval(expr string, out any) {
 	}
 }
 
+// waitShort bounds a wait for what the page does at once (a click's effect,
+// a node appearing). It guards against a hang and measures nothing: a loaded
+// machine (CI shares two cores with whatever else runs) has taken over 5 s.
+const waitShort = 30 * time.Second
+
 // waitFor polls a JavaScript expression until it is truthy.
 func (p *page) waitFor(expr string, timeout time.Duration, what string) {
 	p.t.Helper()
-	deadline := time.Now().Add(timeout)
+	start := time.Now()
+	deadline := start.Add(timeout)
 	var lastErr error
 	for time.Now().Before(deadline) {
 		var ok bool
 		if lastErr = p.eval("!!("+expr+")", &ok); lastErr == nil && ok {
+			if d := time.Since(start); d > 2*time.Second {
+				p.t.Logf("waited %s for %s", d.Round(100*time.Millisecond), what)
+			}
 			return
 		}
 		time.Sleep(50 * time.Millisecond)
@@ -383,6 +420,12 @@ func (p *page) key(key string, mods int) {
 		code, vk = "Enter", 13
 	case key == "Escape":
 		code, vk = "Escape", 27
+	case key == "ArrowRight":
+		code, vk = "ArrowRight", 39
+	case key == "ArrowLeft":
+		code, vk = "ArrowLeft", 37
+	case key == "ArrowDown":
+		code, vk = "ArrowDown", 40
 	}
 	k := key
 	if mods&modShift != 0 && len(k) == 1 {
@@ -471,4 +514,72 @@ func (p *page) typeInto(selector, text string) {
 	sel, _ := json.Marshal(selector)
 	p.mustEval(fmt.Sprintf(`document.querySelector(%s).select(), true`, sel), nil)
 	p.do("Input.insertText", map[string]any{"text": text})
+}
+
+// clickAt presses and releases a mouse button at a point; count 2 is a
+// double click. button is "left" or "right" (a right click opens the
+// context menu).
+func (p *page) clickAt(x, y float64, button string, count int) {
+	p.t.Helper()
+	buttons := 1
+	if button == "right" {
+		buttons = 2
+	}
+	p.mouse("mouseMoved", x, y, 0)
+	for i := 1; i <= count; i++ {
+		p.do("Input.dispatchMouseEvent", map[string]any{"type": "mousePressed", "x": x, "y": y, "button": button, "buttons": buttons, "clickCount": i})
+		p.do("Input.dispatchMouseEvent", map[string]any{"type": "mouseReleased", "x": x, "y": y, "button": button, "buttons": 0, "clickCount": i})
+	}
+}
+
+// rightClick opens the context menu over an element.
+func (p *page) rightClick(selector string) {
+	p.t.Helper()
+	x, y := p.center(selector)
+	p.clickAt(x, y, "right", 1)
+}
+
+// press, moveTo and release drag by hand, for checking what shows mid-drag.
+func (p *page) press(x, y float64) {
+	p.t.Helper()
+	p.mouse("mouseMoved", x, y, 0)
+	p.do("Input.dispatchMouseEvent", map[string]any{"type": "mousePressed", "x": x, "y": y, "button": "left", "buttons": 1, "clickCount": 1})
+}
+
+func (p *page) moveTo(x0, y0, x1, y1 float64) {
+	p.t.Helper()
+	const steps = 12
+	for i := 1; i <= steps; i++ {
+		f := float64(i) / steps
+		p.do("Input.dispatchMouseEvent", map[string]any{"type": "mouseMoved", "x": x0 + (x1-x0)*f, "y": y0 + (y1-y0)*f, "button": "left", "buttons": 1})
+		time.Sleep(10 * time.Millisecond)
+	}
+}
+
+func (p *page) release(x, y float64) {
+	p.t.Helper()
+	p.do("Input.dispatchMouseEvent", map[string]any{"type": "mouseReleased", "x": x, "y": y, "button": "left", "buttons": 0, "clickCount": 1})
+	p.settleTimers()
+}
+
+func (p *page) noteError(e string) {
+	p.errMu.Lock()
+	p.errors = append(p.errors, e)
+	p.errMu.Unlock()
+}
+
+// settleTimers lets the timers the page set so far run: after a drag, the
+// drag library swallows the next click until its zero-delay timer fires,
+// so a click sent at once would be lost.
+func (p *page) settleTimers() {
+	p.t.Helper()
+	p.mustEval(`new Promise(r => setTimeout(() => r(true), 0))`, nil)
+}
+
+// rect is an element's box on the page.
+func (p *page) rect(selector string) (r struct{ X, Y, W, H float64 }) {
+	p.t.Helper()
+	sel, _ := json.Marshal(selector)
+	p.mustEval(fmt.Sprintf(`(() => { const e = document.querySelector(%s); if (!e) throw new Error("no element " + %s); const r = e.getBoundingClientRect(); return {x: r.x, y: r.y, w: r.width, h: r.height}; })()`, sel, sel), &r)
+	return r
 }

@@ -80,34 +80,102 @@ func (l *lockedBuffer) String() string {
 	return l.b.String()
 }
 
+// binaries builds face0, the example plugin and the engine's test pack once
+// per test binary.
+var binaries = sync.OnceValues(func() (map[string]string, error) {
+	root, err := filepath.Abs("../..")
+	if err != nil {
+		return nil, err
+	}
+	dir, err := os.MkdirTemp("", "face0-e2e-bin-")
+	if err != nil {
+		return nil, err
+	}
+	out := map[string]string{}
+	pkgs := map[string]string{"face0": "./cmd/face0", "imagefx": "./examples/plugins/imagefx", "testpack": "./internal/testplugin/testpack"}
+	errs := make(chan error, len(pkgs))
+	for name, pkg := range pkgs {
+		out[name] = filepath.Join(dir, name)
+		go func(bin, pkg string) {
+			cmd := exec.Command("go", "build", "-o", bin, pkg)
+			cmd.Dir = root
+			if b, err := cmd.CombinedOutput(); err != nil {
+				errs <- fmt.Errorf("go build %s: %v\n%s", pkg, err, b)
+				return
+			}
+			errs <- nil
+		}(out[name], pkg)
+	}
+	for range pkgs {
+		if err := <-errs; err != nil {
+			return nil, err
+		}
+	}
+	return out, nil
+})
+
+// server is a running `face0 serve`.
+type server struct {
+	base, home string
+	stop       func()
+}
+
 // startServer builds face0 and the example plugin and runs `face0 serve` on a
 // free port; it returns the base URL.
 func startServer(t *testing.T, token string) (string, string) {
 	t.Helper()
-	root := moduleRoot(t)
-	bin := filepath.Join(t.TempDir(), "face0")
-	home := t.TempDir()
-	goBuild(t, root, bin, "./cmd/face0")
-	goBuild(t, root, filepath.Join(home, "plugins", "imagefx"), "./examples/plugins/imagefx")
+	s := startServerIn(t, token, t.TempDir(), false)
+	return s.base, s.home
+}
+
+// startServerIn runs `face0 serve` on home (with the engine's test pack too,
+// for its Sleep node, when testpack is set). stop ends it; so does the end
+// of the test.
+func startServerIn(t *testing.T, token, home string, testpack bool) *server {
+	t.Helper()
+	bins, err := binaries()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.MkdirAll(filepath.Join(home, "plugins"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	plugins := []string{"imagefx"}
+	if testpack {
+		plugins = append(plugins, "testpack")
+	}
+	for _, p := range plugins {
+		if err := os.Link(bins[p], filepath.Join(home, "plugins", p)); err != nil && !os.IsExist(err) {
+			if b, err := os.ReadFile(bins[p]); err != nil || os.WriteFile(filepath.Join(home, "plugins", p), b, 0o755) != nil {
+				t.Fatalf("install plugin %s: %v", p, err)
+			}
+		}
+	}
 	port := freePort(t)
 	addr := fmt.Sprintf("127.0.0.1:%d", port)
-	cmd := exec.Command(bin, "serve", "--home", home, "--listen", addr, "--token", token)
+	cmd := exec.Command(bins["face0"], "serve", "--home", home, "--listen", addr, "--token", token)
 	logs := &lockedBuffer{}
 	cmd.Stdout = logs
 	cmd.Stderr = logs
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
+	var once sync.Once
+	stop := func() {
+		once.Do(func() {
+			_ = cmd.Process.Signal(os.Interrupt)
+			done := make(chan struct{})
+			go func() { _ = cmd.Wait(); close(done) }()
+			select {
+			case <-done:
+			case <-time.After(10 * time.Second):
+				_ = cmd.Process.Kill()
+				<-done
+			}
+		})
+	}
 	t.Cleanup(func() {
-		_ = cmd.Process.Signal(os.Interrupt)
-		done := make(chan struct{})
-		go func() { _ = cmd.Wait(); close(done) }()
-		select {
-		case <-done:
-		case <-time.After(10 * time.Second):
-			_ = cmd.Process.Kill()
-			<-done
-		}
+		stop()
 		if t.Failed() {
 			t.Logf("face0 serve log:\n%s", logs.String())
 		}
@@ -129,7 +197,7 @@ func startServer(t *testing.T, token string) (string, string) {
 		}
 		time.Sleep(100 * time.Millisecond)
 	}
-	return base, home
+	return &server{base: base, home: home, stop: stop}
 }
 
 // editorURL is where the editor is served: by face0 serve itself when the
@@ -291,6 +359,21 @@ func TestEditor(t *testing.T) {
 	}
 	p.screenshot(filepath.Join(shots, "02-after-run.png"))
 	p.screenshotElement(`.react-flow__node[data-id="invert"]`, filepath.Join(shots, "02b-invert-node.png"), 3)
+
+	// Queued again, every node comes from the cache; a node that changes
+	// (and what reads from it) is no longer marked cached.
+	p.click("#queue")
+	p.waitFor(`document.querySelectorAll('.f0-badge').length && [...document.querySelectorAll('.react-flow__node')].every(n => [...n.querySelectorAll('.f0-badge')].some(b => b.textContent === "cached"))`,
+		20*time.Second, "every node marked cached")
+	p.typeInto(`.react-flow__node[data-id="scale"] input[name="width"]`, "380")
+	p.key("Enter", 0)
+	var cachedNow []string
+	p.mustEval(`[...document.querySelectorAll('.react-flow__node')].filter(n => [...n.querySelectorAll('.f0-badge')].some(b => b.textContent === "cached")).map(n => n.dataset.id)`, &cachedNow)
+	if strings.Join(cachedNow, ",") != "load" {
+		t.Errorf("after changing ImageScale, nodes still marked cached: %v; want only load", cachedNow)
+	}
+	p.typeInto(`.react-flow__node[data-id="scale"] input[name="width"]`, "384")
+	p.key("Enter", 0)
 	var outName string
 	p.mustEval(`document.querySelector('.react-flow__node[data-id="save_blur"] img.f0-output').title`, &outName)
 	outputs, _ := filepath.Glob(filepath.Join(home, "output", "imagefx", "blur_*.png"))
@@ -298,15 +381,30 @@ func TestEditor(t *testing.T) {
 		t.Fatalf("no blur output saved under %s", filepath.Join(home, "output"))
 	}
 
-	// A node that fails while running shows its error: type a missing file
-	// name into LoadImage and queue with Ctrl+Enter.
-	p.typeInto(`.react-flow__node[data-id="load"] input[name="image"]`, "missing.png")
+	// LoadImage's image is a list of the input folder's images; the upload
+	// is in it now.
+	p.waitFor(`[...document.querySelectorAll('.react-flow__node[data-id="load"] select[name="image"] option')].some(o => o.value === "smiley.png")`,
+		10*time.Second, "the uploaded image among LoadImage's choices")
+
+	// A node that fails while running shows its error: a file in the input
+	// folder that is not an image, chosen from LoadImage's list (R re-reads
+	// the lists), queued with Ctrl+Enter.
+	if err := os.WriteFile(filepath.Join(home, "input", "broken.png"), []byte("not an image"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	p.click(".react-flow__pane")
+	p.key("r", 0)
+	p.waitFor(`[...document.querySelectorAll('.react-flow__node[data-id="load"] select[name="image"] option')].some(o => o.value === "broken.png")`,
+		10*time.Second, "R to list the new file among LoadImage's choices")
+	p.mustEval(`(() => { const s = document.querySelector('.react-flow__node[data-id="load"] select[name="image"]');
+		Object.getOwnPropertyDescriptor(HTMLSelectElement.prototype, "value").set.call(s, "broken.png");
+		s.dispatchEvent(new Event("change", {bubbles: true})); return true; })()`, nil)
 	p.key("Enter", modCtrl)
 	p.waitFor(`document.querySelector('.react-flow__node[data-id="load"] .f0-error')`, 20*time.Second, "LoadImage's execution error")
 	var execErr string
 	p.mustEval(`document.querySelector('.react-flow__node[data-id="load"] .f0-error').textContent`, &execErr)
-	if !strings.Contains(execErr, "missing.png") {
-		t.Errorf("LoadImage's error %q does not name the missing file", execErr)
+	if !strings.Contains(execErr, "broken.png") {
+		t.Errorf("LoadImage's error %q does not name the broken file", execErr)
 	}
 	p.screenshot(filepath.Join(shots, "02c-execution-error.png"))
 

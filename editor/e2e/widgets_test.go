@@ -51,6 +51,10 @@ const fakeObjectInfo = `{
      "face_weight": {"type": "number", "minimum": 0, "maximum": 2, "default": 1, "x-face0-widget": "slider", "x-face0-step": 0.05},
      "cfg": {"type": "number", "minimum": 0, "maximum": 30, "default": 7.5, "x-face0-step": 0.5},
      "tiled": {"type": "boolean", "default": false}}}},
+ "LoadPortrait": {"name": "LoadPortrait", "display_name": "Load Portrait", "category": "image", "description": "",
+  "input": {"required": {"image": ["STRING", {"default": "", "image_upload": true}]}, "optional": {}},
+  "output": ["IMAGE"], "output_name": ["IMAGE"], "output_node": false,
+  "face0_schema": {"type": "object", "properties": {"image": {"type": "string", "default": "", "x-face0-widget": "image"}}}},
  "PreviewImage": {"name": "PreviewImage", "display_name": "PreviewImage", "category": "image", "description": "",
   "input": {"required": {"images": ["IMAGE"]}, "optional": {}},
   "output": [], "output_name": [], "output_node": true}
@@ -76,6 +80,7 @@ func TestEditorWidgets(t *testing.T) {
 	}
 	var mu sync.Mutex
 	var prompts []map[string]any
+	var views []string // the filenames of GET /view, in order
 	files := http.FileServerFS(editor.FS())
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET /object_info", func(w http.ResponseWriter, r *http.Request) { io.WriteString(w, fakeObjectInfo) })
@@ -90,6 +95,12 @@ func TestEditorWidgets(t *testing.T) {
 		prompts = append(prompts, body)
 		mu.Unlock()
 		io.WriteString(w, `{"prompt_id": "fake-1", "number": 1, "node_errors": {}}`)
+	})
+	mux.HandleFunc("GET /view", func(w http.ResponseWriter, r *http.Request) {
+		mu.Lock()
+		views = append(views, r.URL.Query().Get("filename"))
+		mu.Unlock()
+		http.NotFound(w, r)
 	})
 	mux.HandleFunc("GET /", func(w http.ResponseWriter, r *http.Request) {
 		if _, err := fs.Stat(editor.FS(), strings.TrimPrefix(r.URL.Path, "/")); err != nil && r.URL.Path != "/" {
@@ -110,10 +121,11 @@ func TestEditorWidgets(t *testing.T) {
 	p.waitFor(`document.querySelectorAll(".react-flow__node").length === 5`, 20*time.Second, "the fake default workflow")
 
 	node := func(id string) string { return `document.querySelector('.react-flow__node[data-id="` + id + `"]')` }
+	node2css := func(id string) string { return `.react-flow__node[data-id="` + id + `"]` }
 	checks := map[string]string{
 		"a multi-line prompt":           node("text") + `.querySelector('textarea[name="text"]').value === "a portrait, studio light"`,
 		"a seed with a dice button":     node("sampler") + `.querySelector('.f0-seed input[name="seed"]').value === "1234"`,
-		"random-after-run checked":      node("sampler") + `.querySelector('input[name="seed.randomize"]').checked`,
+		"randomize after run":           node("sampler") + `.querySelector('select[name="seed.control"]').value === "randomize"`,
 		"a slider for face_weight":      node("sampler") + `.querySelector('input[type=range][name="face_weight"]').value === "0.8"`,
 		"a plain number for cfg":        node("sampler") + `.querySelector('input[type=number][name="cfg"]').step === "0.5"`,
 		"a checkbox for tiled":          node("sampler") + `.querySelector('input[type=checkbox][name="tiled"]').checked === false`,
@@ -144,24 +156,104 @@ func TestEditorWidgets(t *testing.T) {
 		t.Errorf("an IMAGE -> STRING link (and a cycle) was accepted")
 	}
 
+	// A 16-digit seed fits its box (typed, before it is committed and
+	// clamped to this node's maximum).
+	p.typeInto(node2css("sampler")+` input[name="seed"]`, "9007199254740991")
+	var fits struct {
+		Value          string
+		Scroll, Client float64
+	}
+	p.mustEval(`(() => { const i = `+node("sampler")+`.querySelector('input[name="seed"]'); return {value: i.value, scroll: i.scrollWidth, client: i.clientWidth}; })()`, &fits)
+	if fits.Value != "9007199254740991" || fits.Scroll > fits.Client {
+		t.Errorf("the seed box shows %q in %.0f px and needs %.0f", fits.Value, fits.Client, fits.Scroll)
+	}
+	p.screenshotElement(node2css("sampler"), filepath.Join(shots, "11-seed.png"), 2)
+	p.typeInto(node2css("sampler")+` input[name="seed"]`, "1234")
+	p.key("Enter", 0)
+	p.waitFor(node("sampler")+`.querySelector('input[name="seed"]').value === "1234"`, waitShort, "the seed back to 1234")
+
 	// Queue: the prompt carries the seed shown, then the seed changes.
 	p.click("#queue")
-	p.waitFor(node("sampler")+`.querySelector('input[name="seed"]').value !== "1234"`, 5*time.Second, "the seed to be randomised after queueing")
-	mu.Lock()
-	defer mu.Unlock()
-	if len(prompts) != 1 {
-		t.Fatalf("%d prompts posted, want 1", len(prompts))
-	}
-	wf, _ := prompts[0]["prompt"].(map[string]any)
-	if prompts[0]["client_id"] == "" || wf["version"] != float64(1) {
-		t.Fatalf("posted %v, want a native workflow and a client id", prompts[0])
-	}
-	for _, n := range wf["nodes"].([]any) {
-		n := n.(map[string]any)
-		if n["id"] == "sampler" {
-			if seed := n["inputs"].(map[string]any)["seed"]; seed != float64(1234) {
-				t.Errorf("queued seed %v, want 1234", seed)
+	p.waitFor(node("sampler")+`.querySelector('input[name="seed"]').value !== "1234"`, waitShort, "the seed to be randomised after queueing")
+	func() {
+		mu.Lock()
+		defer mu.Unlock() // once: a Fatal below must not unlock twice
+		if len(prompts) != 1 {
+			t.Fatalf("%d prompts posted, want 1", len(prompts))
+		}
+		wf, _ := prompts[0]["prompt"].(map[string]any)
+		if prompts[0]["client_id"] == "" || wf["version"] != float64(1) {
+			t.Fatalf("posted %v, want a native workflow and a client id", prompts[0])
+		}
+		for _, n := range wf["nodes"].([]any) {
+			n := n.(map[string]any)
+			if n["id"] == "sampler" {
+				if seed := n["inputs"].(map[string]any)["seed"]; seed != float64(1234) {
+					t.Errorf("queued seed %v, want 1234", seed)
+				}
 			}
 		}
+	}()
+
+	// The palette hides, and stays hidden after a reload.
+	p.click("#toggle-palette")
+	p.waitFor(`!document.querySelector('.f0-palette')`, waitShort, "the palette to hide")
+	p.navigate(srv.URL + "/")
+	p.waitFor(`document.querySelectorAll(".react-flow__node").length === 5 && !document.querySelector('.f0-palette')`, 20*time.Second, "a reload without the palette")
+	p.click("#toggle-palette")
+	p.waitFor(`document.querySelector('.f0-palette')`, waitShort, "the palette back")
+
+	// Clear and Default ask before they throw away a graph that is not saved.
+	p.waitFor(`face0.settled()`, 20*time.Second, "the graph to settle")
+	p.click("#clear")
+	p.waitFor(`document.querySelector('.f0-dialog')`, waitShort, "Clear to ask about the unsaved graph (its seed changed)")
+	p.screenshot(filepath.Join(shots, "12-confirm-clear.png"))
+	p.click("#confirm-cancel")
+	p.waitFor(`!document.querySelector('.f0-dialog') && document.querySelectorAll(".react-flow__node").length === 5`, waitShort, "Cancel to keep the graph")
+	p.click("#save")
+	p.click("#clear")
+	p.waitFor(`document.querySelectorAll(".react-flow__node").length === 0 && !document.querySelector('.f0-dialog')`, waitShort, "Clear of a saved graph, without a question")
+	p.mustEval(`face0.addNode("PreviewImage"), true`, nil)
+	p.click("#default")
+	p.waitFor(`document.querySelector('.f0-dialog')`, waitShort, "Default to ask about the unsaved graph")
+	p.click("#confirm-yes")
+	p.waitFor(`document.querySelectorAll(".react-flow__node").length === 5`, waitShort, "Default to replace the graph once agreed")
+
+	// An image name typed into a node without a list of choices fetches its
+	// preview once typing pauses, not once per letter. The page's timers of
+	// a tenth of a second to a second are held while typing, so that a slow
+	// machine cannot make a pause between two letters.
+	p.mustEval(`face0.addNode("LoadPortrait", 60, 560), true`, nil)
+	p.waitFor(node("loadportrait_1")+`.querySelector('input[name="image"]')`, waitShort, "the LoadPortrait node")
+	p.mustEval(`(() => { const set = window.setTimeout, clear = window.clearTimeout; window.__held = new Map();
+		window.setTimeout = (f, ms, ...a) => { if (ms >= 100 && ms <= 1000) { const id = set(() => {}, 1e9); window.__held.set(id, () => f(...a)); return id; } return set(f, ms, ...a); };
+		window.clearTimeout = (id) => { window.__held.delete(id); clear(id); };
+		window.__release = () => { window.setTimeout = set; window.clearTimeout = clear; const fs = [...window.__held.values()]; window.__held.clear(); fs.forEach((f) => f()); return fs.length; };
+		return true; })()`, nil)
+	p.click(node2css("loadportrait_1") + ` input[name="image"]`)
+	const typed = "portrait.png"
+	for _, r := range typed {
+		p.do("Input.insertText", map[string]any{"text": string(r)})
+	}
+	p.waitFor(node("loadportrait_1")+`.querySelector('input[name="image"]').value === "portrait.png"`, waitShort, "the typed name")
+	// React's effects of the last letter (which set its timer) have run
+	// once a frame and a task have passed.
+	p.mustEval(`new Promise(r => requestAnimationFrame(() => setTimeout(() => r(true), 0)))`, nil)
+	p.mustEval(`window.__release()`, nil)
+	p.waitFor(`(() => { const i = `+node("loadportrait_1")+`.querySelector('img.f0-thumb'); return !i || i.complete; })() && !!`+node("loadportrait_1")+`.querySelector('.f0-hint')`,
+		10*time.Second, "the preview of the typed name to be tried (and found missing)")
+	p.screenshotElement(node2css("loadportrait_1"), filepath.Join(shots, "13-typed-image-name.png"), 2)
+	mu.Lock()
+	var early []string
+	final := 0
+	for _, v := range views {
+		if v == typed {
+			final++
+		} else if strings.HasPrefix(typed, v) {
+			early = append(early, v)
+		}
+	}
+	if len(early) > 0 || final != 1 {
+		t.Errorf("typing %q fetched previews of %q and %d of the whole name; want none while typing and one at the end", typed, early, final)
 	}
 }

@@ -58,6 +58,15 @@ export type NodeErrors = Record<
 >;
 
 export type ImageRef = { filename: string; subfolder?: string; type?: string };
+
+/** A queue or history item: [number, prompt_id, prompt, extra_data, outputs_to_execute]. */
+export type QueueItem = [number, string, unknown, Record<string, unknown>, string[]];
+
+export type HistoryEntry = {
+  prompt: QueueItem;
+  outputs: Record<string, { images?: ImageRef[] } & Record<string, unknown>>;
+  status?: { status_str?: string; completed?: boolean; messages?: [string, Record<string, unknown>][] };
+};
 export type UploadRef = { name: string; subfolder?: string; type?: string };
 
 const params = new URLSearchParams(window.location.search);
@@ -119,7 +128,9 @@ async function request<T>(method: string, path: string, body?: BodyInit, content
 }
 
 export const api = {
-  objectInfo: () => request<ObjectInfo>("GET", "object_info"),
+  /** objectInfo reads the node specs; fresh asks the server to ask its
+   *  plugins again first (new files in the input or models folder). */
+  objectInfo: (fresh = false) => request<ObjectInfo>("GET", fresh ? "object_info?refresh=1" : "object_info"),
   async types(): Promise<TypeInfo[]> {
     const data = await request<unknown>("GET", "face0/types");
     // Accept a list of {name, color} or a map name -> colour / info.
@@ -142,8 +153,14 @@ export const api = {
       JSON.stringify({ prompt, client_id: clientId }),
       "application/json",
     ),
-  interrupt: () => request<unknown>("POST", "interrupt", "{}", "application/json"),
-  queue: () => request<{ queue_running?: unknown[]; queue_pending?: unknown[] }>("GET", "queue"),
+  interrupt: (promptId?: string) => request<unknown>("POST", "interrupt", JSON.stringify(promptId ? { prompt_id: promptId } : {}), "application/json"),
+  queue: () => request<{ queue_running?: QueueItem[]; queue_pending?: QueueItem[] }>("GET", "queue"),
+  deleteQueued: (ids: string[]) => request<unknown>("POST", "queue", JSON.stringify({ delete: ids }), "application/json"),
+  clearQueue: () => request<unknown>("POST", "queue", JSON.stringify({ clear: true }), "application/json"),
+  toFront: (id: string) => request<unknown>("POST", "face0/queue/front", JSON.stringify({ prompt_id: id }), "application/json"),
+  history: (maxItems: number) => request<Record<string, HistoryEntry>>("GET", `history?max_items=${maxItems}`),
+  deleteHistory: (ids: string[]) => request<unknown>("POST", "history", JSON.stringify({ delete: ids }), "application/json"),
+  clearHistory: () => request<unknown>("POST", "history", JSON.stringify({ clear: true }), "application/json"),
   async upload(file: File, overwrite = false): Promise<UploadRef> {
     const fd = new FormData();
     fd.append("image", file, file.name);

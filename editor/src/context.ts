@@ -1,4 +1,5 @@
 import { createContext, useContext } from "react";
+import type { NodeData } from "./convert";
 import type { NodeSpec } from "./spec";
 
 export type EditorAPI = {
@@ -8,9 +9,17 @@ export type EditorAPI = {
   linked: Set<string>;
   setValue: (nodeId: string, input: string, value: unknown) => void;
   setTitle: (nodeId: string, title: string) => void;
+  /** patch merges into a node's data (notes' text, groups' titles, ui) */
+  patch: (nodeId: string, p: Partial<NodeData>) => void;
   removeNode: (nodeId: string) => void;
-  setRandomize: (nodeId: string, input: string, on: boolean) => void;
+  /** setControl sets what a seed does after each queued run */
+  setControl: (nodeId: string, input: string, control: string) => void;
   uploadTo: (nodeId: string, input: string, file: File) => Promise<void>;
+  /** the node whose title is being edited, if any */
+  renaming: string | null;
+  setRenaming: (nodeId: string | null) => void;
+  /** typeOf is the type flowing out of a socket (a reroute's follows its source) */
+  typeOf: (nodeId: string, handle: string, dir: "in" | "out") => string;
 };
 
 export const EditorContext = createContext<EditorAPI | null>(null);
@@ -32,4 +41,13 @@ export function typeColor(colors: Record<string, string>, t: string): string {
   let h = 0;
   for (let i = 0; i < base.length; i++) h = (h * 31 + base.charCodeAt(i)) >>> 0;
   return fallback[h % fallback.length];
+}
+
+/** controlOf is a seed input's after-run action: the node's ui.control, or
+ *  the older ui.randomize flag. */
+export function controlOf(data: NodeData, input: string): string {
+  const c = (data.ui?.control as Record<string, string> | undefined)?.[input];
+  if (c) return c;
+  const r = (data.ui?.randomize as Record<string, boolean> | undefined)?.[input];
+  return r === undefined ? "fixed" : r ? "randomize" : "fixed";
 }

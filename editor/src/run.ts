@@ -170,13 +170,42 @@ export function connected(): boolean {
 
 type Msg = { type: string; data?: Record<string, unknown> };
 
+const messageListeners = new Set<(m: Msg) => void>();
+
+/** onMessage calls f with every websocket message (after the run state has
+ *  taken it in); it returns the function that stops it. */
+export function onMessage(f: (m: Msg) => void): () => void {
+  messageListeners.add(f);
+  return () => {
+    messageListeners.delete(f);
+  };
+}
+
+/** clearCached forgets the "cached" marks of nodes that changed. */
+export function clearCached(ids: Iterable<string>) {
+  let changed = false;
+  const nodes = { ...state.nodes };
+  for (const id of ids) {
+    if (nodes[id]?.cached) {
+      nodes[id] = { ...nodes[id], cached: false };
+      changed = true;
+    }
+  }
+  if (changed) setRun((s) => ({ ...s, nodes }));
+}
+
 /** The last messages received, for debugging and tests (window.face0Messages). */
 const received: { type: string; node?: unknown }[] = [];
 (window as unknown as { face0Messages: typeof received }).face0Messages = received;
 
 function handle(m: Msg) {
+  handleRun(m);
+  messageListeners.forEach((f) => f(m));
+}
+
+function handleRun(m: Msg) {
   const d = (m.data || {}) as Record<string, unknown>;
-  received.push({ type: m.type, node: d.node ?? d.node_id });
+  received.push({ type: m.type, node: d.node ?? d.node_id ?? d.nodes });
   if (received.length > 500) received.splice(0, received.length - 500);
   switch (m.type) {
     case "status": {

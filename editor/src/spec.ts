@@ -40,6 +40,11 @@ function param(t: string): string {
   return i >= 0 ? t.slice(i + 1) : "";
 }
 
+/** an puts "a" or "an" before a type name: an IMAGE, a STRING. */
+export function an(t: string): string {
+  return (/^[AEIOU]/i.test(t) ? "an " : "a ") + t;
+}
+
 /** assignable reports whether an output of type from may feed an input of
  *  type to, and if not, why. */
 export function assignable(from: string, to: string): [boolean, string] {
@@ -48,12 +53,12 @@ export function assignable(from: string, to: string): [boolean, string] {
   let tb = baseType(to);
   if (tb === "COMBO") tb = "ENUM";
   if (fb !== tb && !(fb === "INT" && tb === "FLOAT") && !(fb === "STRING" && tb === "ENUM")) {
-    return [false, `${from} output cannot feed a ${to} input`];
+    return [false, `${an(from)} output cannot feed ${an(to)} input`];
   }
   const fp = param(from);
   const tp = param(to);
   if (fp && tp && fp !== tp) {
-    return [false, `${from} output cannot feed a ${to} input: "${fp}" and "${tp}" are different spaces`];
+    return [false, `${an(from)} output cannot feed ${an(to)} input: "${fp}" and "${tp}" are different spaces`];
   }
   return [true, ""];
 }

@@ -10,7 +10,8 @@ type Props = {
   nodeType: string;
   inp: InputSpec;
   value: unknown;
-  randomize: boolean;
+  /** a seed's after-run action: fixed, increment, decrement or randomize */
+  control: string;
 };
 
 function numberStep(inp: InputSpec): number {
@@ -48,6 +49,21 @@ function wantsSlider(inp: InputSpec): boolean {
 function formatNum(v: number, step: number): string {
   const decimals = step >= 1 ? 0 : Math.min(6, Math.ceil(-Math.log10(step)) + 1);
   return String(Number(v.toFixed(decimals)));
+}
+
+/** nextSeed applies a seed's after-run action. */
+export function nextSeed(inp: InputSpec, v: number, control: string): number {
+  const min = typeof inp.schema.minimum === "number" ? inp.schema.minimum : 0;
+  const max = Math.min(typeof inp.schema.maximum === "number" ? inp.schema.maximum : Number.MAX_SAFE_INTEGER, Number.MAX_SAFE_INTEGER);
+  switch (control) {
+    case "randomize":
+      return randomSeed(inp);
+    case "increment":
+      return v + 1 > max ? min : v + 1;
+    case "decrement":
+      return v - 1 < min ? max : v - 1;
+  }
+  return v;
 }
 
 export function randomSeed(inp: InputSpec): number {
@@ -127,6 +143,17 @@ function Slider(p: Props & { onChange: (v: unknown) => void }) {
   );
 }
 
+/** useSettled gives v once it has stopped changing for ms: a thumbnail is
+ *  not fetched for every letter typed. */
+function useSettled<T>(v: T, ms: number): T {
+  const [settled, setSettled] = useState(v);
+  useEffect(() => {
+    const t = setTimeout(() => setSettled(v), ms);
+    return () => clearTimeout(t);
+  }, [v, ms]);
+  return settled;
+}
+
 function ImageUpload(p: Props & { onChange: (v: unknown) => void }) {
   const { nodeId, inp, value, onChange } = p;
   const ed = useEditor();
@@ -136,7 +163,9 @@ function ImageUpload(p: Props & { onChange: (v: unknown) => void }) {
   // Bumped on every upload: the same name may now show another image.
   const version = useRun((s) => s.uploads);
   const name = typeof value === "string" ? value : "";
-  useEffect(() => setBroken(false), [name, version]);
+  // A choice from the list shows at once; typed text once typing pauses.
+  const shown = useSettled(name, inp.choices?.includes(name) ? 0 : 400);
+  useEffect(() => setBroken(false), [shown, version]);
   const upload = async (f: File | undefined) => {
     if (!f) return;
     setBusy(true);
@@ -146,14 +175,14 @@ function ImageUpload(p: Props & { onChange: (v: unknown) => void }) {
       setBusy(false);
     }
   };
-  const slash = name.lastIndexOf("/");
-  const ref = slash >= 0 ? { filename: name.slice(slash + 1), subfolder: name.slice(0, slash), type: "input" } : { filename: name, type: "input" };
+  const slash = shown.lastIndexOf("/");
+  const ref = slash >= 0 ? { filename: shown.slice(slash + 1), subfolder: shown.slice(0, slash), type: "input" } : { filename: shown, type: "input" };
   return (
     <div className="f0-upload">
       <div className="f0-row-inline">
         {inp.choices ? (
           <select className="nodrag" name={inp.name} value={name} onChange={(e) => onChange(e.target.value)}>
-            {!inp.choices.includes(name) && <option value={name}>{name}</option>}
+            {!inp.choices.includes(name) && <option value={name}>{name || "(no image)"}</option>}
             {inp.choices.map((c) => (
               <option key={c} value={c}>
                 {c}
@@ -177,13 +206,15 @@ function ImageUpload(p: Props & { onChange: (v: unknown) => void }) {
           }}
         />
       </div>
-      {name && !broken && (
-        <img className="f0-thumb" alt={name} src={viewURL(ref) + (version ? `&v=${version}` : "")} onError={() => setBroken(true)} draggable={false} />
+      {shown && !broken && (
+        <img className="f0-thumb" alt={shown} src={viewURL(ref) + (version ? `&v=${version}` : "")} onError={() => setBroken(true)} draggable={false} />
       )}
-      {name && broken && <div className="f0-hint">no such image in the input folder</div>}
+      {shown && broken && <div className="f0-hint">no such image in the input folder</div>}
     </div>
   );
 }
+
+const controls = ["fixed", "increment", "decrement", "randomize"];
 
 export function Widget(p: Props) {
   const ed = useEditor();
@@ -211,23 +242,29 @@ export function Widget(p: Props) {
         return (
           <span className="f0-seed">
             <NumberField {...p} value={shown} onChange={onChange} />
-            <button className="nodrag f0-small f0-dice" title="New random seed" onClick={() => onChange(randomSeed(inp))}>
-              <svg viewBox="0 0 16 16" width="13" height="13" aria-label="random">
-                <rect x="1.5" y="1.5" width="13" height="13" rx="3" fill="none" stroke="currentColor" strokeWidth="1.5" />
-                <circle cx="5" cy="5" r="1.3" fill="currentColor" />
-                <circle cx="8" cy="8" r="1.3" fill="currentColor" />
-                <circle cx="11" cy="11" r="1.3" fill="currentColor" />
-              </svg>
-            </button>
-            <label className="nodrag f0-check" title="Pick a new random seed after each queued run">
-              <input
-                type="checkbox"
-                name={inp.name + ".randomize"}
-                checked={p.randomize}
-                onChange={(e) => ed.setRandomize(nodeId, inp.name, e.target.checked)}
-              />
-              random after run
-            </label>
+            <span className="f0-seed-controls">
+              <select
+                className="nodrag"
+                name={inp.name + ".control"}
+                value={p.control}
+                title="What the seed does after each queued run (ComfyUI's control after generate)"
+                onChange={(e) => ed.setControl(nodeId, inp.name, e.target.value)}
+              >
+                {controls.map((c) => (
+                  <option key={c} value={c}>
+                    {c === "fixed" ? "fixed" : c + " after run"}
+                  </option>
+                ))}
+              </select>
+              <button className="nodrag f0-small f0-dice" title="New random seed" onClick={() => onChange(randomSeed(inp))}>
+                <svg viewBox="0 0 16 16" width="13" height="13" aria-label="random">
+                  <rect x="1.5" y="1.5" width="13" height="13" rx="3" fill="none" stroke="currentColor" strokeWidth="1.5" />
+                  <circle cx="5" cy="5" r="1.3" fill="currentColor" />
+                  <circle cx="8" cy="8" r="1.3" fill="currentColor" />
+                  <circle cx="11" cy="11" r="1.3" fill="currentColor" />
+                </svg>
+              </button>
+            </span>
           </span>
         );
       }

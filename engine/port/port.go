@@ -79,11 +79,11 @@ func Assignable(from, to Type) (bool, string) {
 	fb, tb := from.Base(), to.Base()
 	// An INT output may feed a FLOAT input; ComfyUI users wire seeds and sizes so.
 	if fb != tb && !(fb == Int && tb == Float) && !(fb == String && tb == Enum) {
-		return false, fmt.Sprintf("%s output cannot feed a %s input", from, to)
+		return false, fmt.Sprintf("%s output cannot feed %s input", A(from), A(to))
 	}
 	fp, tp := from.Param(), to.Param()
 	if fp != "" && tp != "" && fp != tp {
-		return false, fmt.Sprintf("%s output cannot feed a %s input: %q and %q are different spaces (use the model that matches, or re-embed the face)", from, to, fp, tp)
+		return false, fmt.Sprintf("%s output cannot feed %s input: %q and %q are different spaces (use the model that matches, or re-embed the face)", A(from), A(to), fp, tp)
 	}
 	return true, ""
 }
@@ -179,4 +179,12 @@ func (r *Registry) All() []Info {
 	}
 	sort.Slice(out, func(a, b int) bool { return out[a].Name < out[b].Name })
 	return out
+}
+
+// A puts "a" or "an" before a type name, for messages: an IMAGE, a STRING.
+func A(t Type) string {
+	if s := string(t); s != "" && strings.ContainsRune("AEIOUaeiou", rune(s[0])) {
+		return "an " + s
+	}
+	return "a " + string(t)
 }

@@ -1,6 +1,9 @@
 package port
 
-import "testing"
+import (
+	"strings"
+	"testing"
+)
 
 func TestAssignable(t *testing.T) {
 	tests := []struct {
@@ -58,5 +61,25 @@ func TestRegistry(t *testing.T) {
 	}
 	if !r.Known("MY_TYPE") {
 		t.Fatal("declared type unknown")
+	}
+}
+
+// Refusals read as English: "an IMAGE", "a STRING".
+func TestAssignableWording(t *testing.T) {
+	for _, tt := range []struct {
+		from, to Type
+		want     string
+	}{
+		{Image, Int, "an IMAGE output cannot feed an INT input"},
+		{Latent, String, "a LATENT output cannot feed a STRING input"},
+		{"FACE_EMBEDDING:faceapi-128", "FACE_EMBEDDING:facenet-512", `a FACE_EMBEDDING:faceapi-128 output cannot feed a FACE_EMBEDDING:facenet-512 input: "faceapi-128" and "facenet-512" are different spaces`},
+	} {
+		_, why := Assignable(tt.from, tt.to)
+		if !strings.HasPrefix(why, tt.want) {
+			t.Errorf("Assignable(%s, %s) says %q, want it to begin %q", tt.from, tt.to, why, tt.want)
+		}
+	}
+	if got := A(Enum); got != "an ENUM" {
+		t.Errorf("A(ENUM) = %q", got)
 	}
 }

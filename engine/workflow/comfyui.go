@@ -27,7 +27,11 @@ func looksLikeComfyPrompt(obj map[string]any) bool {
 	return true
 }
 
-var idRE = regexp.MustCompile(`^[A-Za-z0-9_.:-]{1,64}$`)
+var (
+	idRE    = regexp.MustCompile(`^[A-Za-z0-9_.:-]{1,64}$`)
+	typeRE  = regexp.MustCompile(`^[A-Za-z_][A-Za-z0-9_.:/ +-]{0,127}$`) // schema.json's node type
+	inputRE = regexp.MustCompile(`^[A-Za-z_][A-Za-z0-9_ .-]{0,63}$`)     // and input name
+)
 
 // FromComfyPrompt converts a ComfyUI API prompt, already decoded with UseNumber.
 // Links there are two-element arrays ["node id", output index].
@@ -58,6 +62,12 @@ func fromComfyPrompt(obj map[string]any) (*Workflow, error) {
 			errs = append(errs, fmt.Errorf("node %s: class_type must be a non-empty string", id))
 			continue
 		}
+		if !typeRE.MatchString(ct) {
+			// The native format's rule, so that the converted workflow
+			// saves and loads again.
+			errs = append(errs, fmt.Errorf("node %s: class_type %q is not a node type name (a letter or '_', then up to 127 letters, digits and _.:/ +-)", id, ct))
+			continue
+		}
 		node := Node{ID: id, Type: ct, Inputs: map[string]Input{}}
 		if meta, ok := n["_meta"].(map[string]any); ok {
 			if t, ok := meta["title"].(string); ok {
@@ -70,8 +80,14 @@ func fromComfyPrompt(obj map[string]any) (*Workflow, error) {
 			continue
 		}
 		for name, v := range inputs {
+			if !inputRE.MatchString(name) {
+				errs = append(errs, fmt.Errorf("node %s: input name %q is not one (a letter or '_', then up to 63 letters, digits and _ .-)", id, name))
+				continue
+			}
 			if l, ok := comfyLink(v); ok {
 				node.Inputs[name] = Input{Link: l}
+			} else if msg := badComfyLink(v, obj); msg != "" {
+				errs = append(errs, fmt.Errorf("node %s input %s: %s", id, name, msg))
 			} else {
 				node.Inputs[name] = Input{Value: v}
 			}
@@ -136,4 +152,24 @@ func (w *Workflow) ToComfyPrompt(outputIndex func(nodeType, output string) (int,
 		out[n.ID] = entry
 	}
 	return out, nil
+}
+
+// badComfyLink words a list that is meant as a link ([node id, output
+// index], its node in the prompt) but whose index is missing or not one.
+func badComfyLink(v any, prompt map[string]any) string {
+	arr, ok := v.([]any)
+	if !ok || len(arr) == 0 || len(arr) > 2 {
+		return ""
+	}
+	node, ok := arr[0].(string)
+	if _, exists := prompt[node]; !ok || !exists {
+		return ""
+	}
+	if len(arr) == 1 {
+		return fmt.Sprintf("the link to node %q has no output index: a link is [node id, output index], 0 for the first output", node)
+	}
+	if num, ok := arr[1].(json.Number); ok {
+		return fmt.Sprintf("the link to node %q has output index %s: an index is a whole number, 0 for the first output", node, num)
+	}
+	return ""
 }

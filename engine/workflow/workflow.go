@@ -45,12 +45,24 @@ type Workflow struct {
 
 // Node is one node of the graph.
 type Node struct {
-	ID     string           `json:"id"`
-	Type   string           `json:"type"`
-	Title  string           `json:"title,omitempty"`
+	ID    string `json:"id"`
+	Type  string `json:"type"`
+	Title string `json:"title,omitempty"`
+	// Mode is empty for a node that runs, ModeMuted or ModeBypassed
+	// (ComfyUI's "never" and "bypass" modes).
+	Mode   string           `json:"mode,omitempty"`
 	Inputs map[string]Input `json:"inputs,omitempty"`
 	UI     json.RawMessage  `json:"ui,omitempty"`
 }
+
+// Node modes. A muted node does not run: links from it are dropped, so the
+// inputs they fed take their defaults (or are missing). A bypassed node does
+// not run either: a link from one of its outputs is taken from the input it
+// was given of the same type, as if the node were not there.
+const (
+	ModeMuted    = "muted"
+	ModeBypassed = "bypassed"
+)
 
 // Input is either a literal value or a link to another node's output.
 type Input struct {
@@ -165,6 +177,10 @@ func Parse(data []byte) (*Workflow, Format, error) {
 	if len(data) > MaxSize {
 		return nil, "", fmt.Errorf("workflow is larger than %d MiB; workflows hold graphs, not data", MaxSize>>20)
 	}
+	if err := checkEncoding(data); err != nil {
+		return nil, "", err
+	}
+	data = bytes.TrimPrefix(data, []byte("\xef\xbb\xbf")) // UTF-8's byte-order mark marks nothing
 	var top any
 	d := json.NewDecoder(bytes.NewReader(data))
 	d.UseNumber()
@@ -178,8 +194,8 @@ func Parse(data []byte) (*Workflow, Format, error) {
 	if !ok {
 		return nil, "", fmt.Errorf("a workflow must be a JSON object, got %s", jsonKind(top))
 	}
-	if _, ok := obj["last_node_id"]; ok {
-		return nil, "", errors.New(`this is a ComfyUI editor workflow ("last_node_id"); export it with "Save (API Format)" and load that, or save it from the face0 editor`)
+	if isComfyEditor(obj) {
+		return nil, "", errors.New(`this is a ComfyUI editor workflow (nodes with positions and widget values, links by number): open it in the face0 editor, which converts it (its Load button, or drop the file on the canvas), or export it from ComfyUI in API format ("Save (API Format)", "Export (API)") and run that`)
 	}
 	if _, hasVersion := obj["version"]; hasVersion || obj["nodes"] != nil {
 		w, err := parseNative(obj)
@@ -193,6 +209,9 @@ func Parse(data []byte) (*Workflow, Format, error) {
 }
 
 func parseNative(obj map[string]any) (*Workflow, error) {
+	if err := checkLinks(obj); err != nil {
+		return nil, err
+	}
 	if err := validateSchema(obj); err != nil {
 		return nil, err
 	}
@@ -404,4 +423,84 @@ func position(data []byte, off int64) (line, col int) {
 	line = 1 + bytes.Count(data[:off], []byte{'\n'})
 	col = int(off) - bytes.LastIndexByte(data[:off], '\n')
 	return line, col
+}
+
+// checkEncoding refuses UTF-16 text, which JSON readers take for garbage,
+// with what to do.
+func checkEncoding(data []byte) error {
+	utf16 := bytes.HasPrefix(data, []byte{0xff, 0xfe}) || bytes.HasPrefix(data, []byte{0xfe, 0xff}) ||
+		// Without a mark: ASCII text with every other byte zero.
+		(len(data) >= 4 && data[0] != 0 && data[1] == 0 && data[2] != 0 && data[3] == 0) ||
+		(len(data) >= 4 && data[0] == 0 && data[1] != 0 && data[2] == 0 && data[3] != 0)
+	if utf16 {
+		return errors.New("the file is UTF-16 text (as some Windows editors save it): save it as UTF-8 and load it again")
+	}
+	return nil
+}
+
+// isComfyEditor tells ComfyUI's editor files (schema 0.4, with
+// last_node_id, and 1, with state) from native workflows, which share
+// "version" and "nodes" with the newer one.
+func isComfyEditor(obj map[string]any) bool {
+	if _, ok := obj["last_node_id"]; ok {
+		return true
+	}
+	if _, ok := obj["state"].(map[string]any); ok {
+		return true
+	}
+	nodes, _ := obj["nodes"].([]any)
+	for _, n := range nodes {
+		m, _ := n.(map[string]any)
+		_, numeric := m["id"].(json.Number)
+		_, widgets := m["widgets_values"]
+		_, inputList := m["inputs"].([]any)
+		if numeric || widgets || inputList {
+			return true
+		}
+	}
+	return false
+}
+
+// checkLinks words a broken link as one: an object that names a node but
+// whose output is missing or not an index (the schema alone would call it
+// a value that matches nothing).
+func checkLinks(obj map[string]any) error {
+	nodes, _ := obj["nodes"].([]any)
+	var causes []SchemaCause
+	for i, n := range nodes {
+		m, _ := n.(map[string]any)
+		inputs, _ := m["inputs"].(map[string]any)
+		for _, name := range sortedNames(inputs) {
+			link, _ := inputs[name].(map[string]any)
+			node, isLink := link["node"].(string)
+			if !isLink {
+				continue
+			}
+			where := fmt.Sprintf("/nodes/%d/inputs/%s", i, name)
+			out, has := link["output"]
+			switch o := out.(type) {
+			case nil:
+				if !has {
+					causes = append(causes, SchemaCause{where, fmt.Sprintf(`the link to node %q has no "output": give the output's name, or its position (0 for the first output)`, node)})
+				}
+			case json.Number:
+				if v, err := strconv.Atoi(o.String()); err != nil || v < 0 {
+					causes = append(causes, SchemaCause{where, fmt.Sprintf(`the link to node %q has output index %s: an index is a whole number, 0 for the first output (or give the output's name)`, node, o)})
+				}
+			}
+		}
+	}
+	if len(causes) > 0 {
+		return &SchemaError{Causes: causes}
+	}
+	return nil
+}
+
+func sortedNames(m map[string]any) []string {
+	out := make([]string, 0, len(m))
+	for k := range m {
+		out = append(out, k)
+	}
+	sort.Strings(out)
+	return out
 }

@@ -56,11 +56,25 @@ type rig struct {
 	dirs *pb.Dirs
 }
 
-func newRig(t *testing.T) *rig {
+// newRig makes the folders, puts files into the input folder and starts the
+// packs, in that order: LoadImage lists the input folder's images when the
+// host asks for its spec, as `face0 run` and the server do.
+func newRig(t *testing.T, files map[string][]byte) *rig {
 	bin := face0(t)
+	root := t.TempDir()
+	dirs := &pb.Dirs{Input: filepath.Join(root, "input"), Output: filepath.Join(root, "output"), Temp: filepath.Join(root, "temp"), Models: filepath.Join(root, "models")}
+	for _, d := range []string{dirs.Input, dirs.Output, dirs.Temp, dirs.Models} {
+		os.MkdirAll(d, 0o755)
+	}
+	for n, d := range files {
+		if err := os.WriteFile(filepath.Join(dirs.Input, n), d, 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	env := []string{"FACE0_INPUT=" + dirs.Input, "FACE0_MODELS=" + dirs.Models}
 	mgr, problems := host.Start(context.Background(), []host.Source{
-		{Name: "image", Path: bin, Args: []string{"plugin", "image"}},
-		{Name: "face", Path: bin, Args: []string{"plugin", "face"}},
+		{Name: "image", Path: bin, Args: []string{"plugin", "image"}, Env: env},
+		{Name: "face", Path: bin, Args: []string{"plugin", "face"}, Env: env},
 	}, host.WithLog(io.Discard))
 	if len(problems) > 0 {
 		t.Fatalf("start packs: %v", problems)
@@ -70,14 +84,11 @@ func newRig(t *testing.T) *rig {
 	if len(errs) > 0 {
 		t.Fatalf("catalog: %v", errs)
 	}
-	root := t.TempDir()
-	dirs := &pb.Dirs{Input: filepath.Join(root, "input"), Output: filepath.Join(root, "output"), Temp: filepath.Join(root, "temp"), Models: filepath.Join(root, "models")}
-	for _, d := range []string{dirs.Input, dirs.Output, dirs.Temp, dirs.Models} {
-		os.MkdirAll(d, 0o755)
-	}
 	return &rig{cat: cat, eng: engine.New(mgr, engine.WithDirs(dirs)), dirs: dirs}
 }
 
+// run compiles and runs a workflow; a workflow the catalog refuses is an
+// error like a failed run.
 func (r *rig) run(t *testing.T, src string, outputs ...string) (*engine.Result, error) {
 	t.Helper()
 	w, _, err := workflow.Parse([]byte(src))
@@ -86,7 +97,7 @@ func (r *rig) run(t *testing.T, src string, outputs ...string) (*engine.Result, 
 	}
 	plan, err := r.cat.Compile(w, outputs)
 	if err != nil {
-		t.Fatalf("compile: %v", err)
+		return nil, fmt.Errorf("compile: %w", err)
 	}
 	return r.eng.Run(context.Background(), plan, engine.RunOptions{PromptID: "t"})
 }
@@ -121,7 +132,6 @@ func TestPipelineThroughPlugins(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	r := newRig(t)
 	var blank bytes.Buffer
 	png.Encode(&blank, image.NewGray(image.Rect(0, 0, 96, 64)))
 	files := map[string][]byte{
@@ -132,11 +142,7 @@ func TestPipelineThroughPlugins(t *testing.T) {
 		"bomb.png":      pngHeader(100000, 100000),
 		"notimage.jpg":  []byte("hello, this is text, not an image"),
 	}
-	for n, d := range files {
-		if err := os.WriteFile(filepath.Join(r.dirs.Input, n), d, 0o644); err != nil {
-			t.Fatal(err)
-		}
-	}
+	r := newRig(t, files)
 	os.WriteFile(filepath.Join(filepath.Dir(r.dirs.Input), "secret.jpg"), photo, 0o644)
 
 	t.Run("bad images", func(t *testing.T) {
@@ -145,8 +151,10 @@ func TestPipelineThroughPlugins(t *testing.T) {
 			{"truncated.jpg", `image "truncated.jpg": corrupt or truncated jpeg data`},
 			{"bomb.png", `image "bomb.png" is 100000x100000 pixels, over the limit`},
 			{"notimage.jpg", `image "notimage.jpg" is not a PNG, JPEG, GIF or WebP image`},
-			{"../secret.jpg", "give a file name inside the input folder, not a path outside it"},
-			{"missing.jpg", `image "missing.jpg" not found in the input folder`},
+			// Names that are not among the input folder's images are
+			// refused before anything runs, naming the input.
+			{"../secret.jpg", `input image: value "../secret.jpg" is not valid`},
+			{"missing.jpg", `input image: value "missing.jpg" is not valid`},
 		}
 		for _, tt := range tests {
 			_, err := r.run(t, pipeline(tt.file, "tiny-face", "error"), "save", "embed")

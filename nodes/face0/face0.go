@@ -82,7 +82,7 @@ type samplerIn struct {
 	Negative  *sdk.Tensor    `face0:"negative,type=CONDITIONING" doc:"optional negative prompt for the unconditioned branch; default: the empty prompt"`
 	Face      *sdk.Embedding `face0:"face_embedding" doc:"the face; unconnected or null: the face tokens are zeroed"`
 	Seed      int64          `face0:"seed,min=0,max=9007199254740991,default=0,randomize" doc:"sample i of the batch uses seed+i, so a sample never depends on its neighbours"`
-	Steps     int            `face0:"steps,min=1,max=1000,default=50"`
+	Steps     int            `face0:"steps,min=1,max=998,default=50" doc:"denoising steps; 998 at most, what every scheduler takes under SD 1.x's schedule (DPM++ 2M's leading spacing stops there)"`
 	Width     int            `face0:"width,min=0,max=4096,step=8,default=0" doc:"pixels, a multiple of 8; 0: the model's native size"`
 	Height    int            `face0:"height,min=0,max=4096,step=8,default=0" doc:"pixels, a multiple of 8; 0: the model's native size"`
 	BatchSize int            `face0:"batch_size,min=1,max=64,default=1"`

@@ -32,9 +32,9 @@ import (
 // Pack returns the built-in image pack.
 func Pack(version string) sdk.Pack {
 	return sdk.Pack{Name: "image", Version: version, Nodes: []sdk.Node{
-		sdk.Func("LoadImage", loadImage, sdk.Category("image"),
+		uploadHint{sdk.Func("LoadImage", loadImage, sdk.Category("image"),
 			sdk.Describe("Loads a PNG, JPEG, GIF or WebP image from the input folder, turned upright by its EXIF orientation; transparent images are put on white (or keep their alpha), and MASK gives the alpha."),
-			sdk.WithFingerprint(fingerprintImage)),
+			sdk.WithFingerprint(fingerprintImage), sdk.Choices("image", inputChoices))},
 		// Both write files: a cached result counts only while its files are
 		// still there unchanged (in this run's folders); otherwise they are
 		// written again. An identical file already there is reused.
@@ -133,6 +133,7 @@ func fingerprintImage(_ context.Context, dirs *pb.Dirs, in map[string]*pb.Value)
 }
 
 func loadImage(ctx *sdk.Context, in loadIn) (loadOut, error) {
+	noteInput(ctx.Dirs)
 	path, err := resolveInput(ctx.Dirs, in.Image)
 	if err != nil {
 		return loadOut{}, err

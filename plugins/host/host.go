@@ -98,6 +98,7 @@ var (
 func Start(ctx context.Context, sources []Source, opts ...Option) (*Manager, []error) {
 	m := &Manager{log: os.Stderr, deadlines: DefaultDeadlines(), byNode: map[string]*pack{}, mem: shm.NewHost(4)}
 	shm.Sweep(time.Hour)
+	SweepSockets()
 	for _, o := range opts {
 		o(m)
 	}

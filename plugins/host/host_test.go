@@ -20,6 +20,10 @@ import (
 var binDir string
 
 func TestMain(m *testing.M) {
+	if bin := os.Getenv(envKilledHost); bin != "" {
+		runHostUntilKilled(bin)
+		return
+	}
 	var err error
 	binDir, err = os.MkdirTemp("", "face0-host-test-")
 	if err == nil {

@@ -18,6 +18,7 @@ import (
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 
+	"github.com/face0/face0/plugins/procid"
 	pb "github.com/face0/face0/plugins/proto"
 	"github.com/face0/face0/plugins/protocol"
 	"github.com/face0/face0/plugins/shm"
@@ -222,16 +223,23 @@ func (p *pack) launch() (*proc, error) {
 	return c, nil
 }
 
+// socketPrefix starts the name of every plugin socket folder; the host's
+// procid follows it ("face0-plugin-<pid>.<start>-<random>"), so that a later
+// host can remove the folders of one that was killed (SweepSockets).
+const socketPrefix = "face0-plugin-"
+
 // socketDir makes the folder a process makes its unix socket in. A socket's
-// path must fit in 108 bytes; go-plugin adds about 20 to the folder, so under
-// a long TMPDIR the folder goes to /tmp instead of failing every start.
+// path must fit in 108 bytes; go-plugin adds at most 17 to the folder
+// ("/plugin" and a random number), so under a long TMPDIR the folder goes to
+// /tmp instead of failing every start.
 func socketDir() (string, error) {
-	dir, err := os.MkdirTemp("", "face0-plugin-")
-	if err != nil || len(dir) <= 80 {
+	pattern := socketPrefix + procid.Self().String() + "-"
+	dir, err := os.MkdirTemp("", pattern)
+	if err != nil || len(dir) <= 90 {
 		return dir, err
 	}
 	os.Remove(dir)
-	return os.MkdirTemp("/tmp", "face0-plugin-")
+	return os.MkdirTemp("/tmp", pattern)
 }
 
 // stop kills the process and removes its socket folder.

@@ -340,7 +340,7 @@ func (h *Host) drop(s *segment) {
 	h.removing.Add(1)
 	go func() {
 		defer h.removing.Done()
-		if !closing && s.maker.pid != 0 && s.maker.alive() && countFree(s.maker) < maxFree {
+		if !closing && s.maker.Alive() && countFree(s.maker) < maxFree {
 			if unix.Renameat2(unix.AT_FDCWD, s.path, unix.AT_FDCWD, nameFor(free, s.maker), unix.RENAME_NOREPLACE) == nil {
 				return
 			}

@@ -3,14 +3,12 @@ package shm
 import (
 	"crypto/rand"
 	"encoding/hex"
-	"fmt"
 	"os"
 	"path/filepath"
-	"strconv"
 	"strings"
-	"sync"
 	"time"
 
+	"github.com/face0/face0/plugins/procid"
 	"golang.org/x/sys/unix"
 )
 
@@ -45,61 +43,11 @@ const (
 	free                // handed back to its maker, for reuse
 )
 
-// owner identifies a process across PID reuse.
-type owner struct {
-	pid   int
-	start uint64
-}
-
-var (
-	selfOnce sync.Once
-	selfID   owner
-)
+// owner identifies a file's maker across PID reuse.
+type owner = procid.ID
 
 // self is this process.
-func self() owner {
-	selfOnce.Do(func() {
-		pid := os.Getpid()
-		start, _ := startTime(pid)
-		selfID = owner{pid: pid, start: start}
-	})
-	return selfID
-}
-
-func (o owner) String() string { return fmt.Sprintf("%d.%d", o.pid, o.start) }
-
-// alive reports whether the process still runs (the same one: same start).
-// A zombie has exited: it only waits for its parent to notice.
-func (o owner) alive() bool {
-	start, state, err := procStat(o.pid)
-	return err == nil && start == o.start && state != "Z" && state != "X"
-}
-
-func startTime(pid int) (uint64, error) {
-	start, _, err := procStat(pid)
-	return start, err
-}
-
-// procStat reads the state (field 3) and start time (field 22) of
-// /proc/<pid>/stat. The command name (field 2) may hold spaces and
-// parentheses, so fields are counted after its last ')'.
-func procStat(pid int) (start uint64, state string, err error) {
-	b, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/stat")
-	if err != nil {
-		return 0, "", err
-	}
-	s := string(b)
-	i := strings.LastIndexByte(s, ')')
-	if i < 0 {
-		return 0, "", fmt.Errorf("unreadable /proc/%d/stat", pid)
-	}
-	f := strings.Fields(s[i+1:])
-	if len(f) < 20 {
-		return 0, "", fmt.Errorf("unreadable /proc/%d/stat", pid)
-	}
-	start, err = strconv.ParseUint(f[19], 10, 64)
-	return start, f[0], err
-}
+func self() owner { return procid.Self() }
 
 // newName returns a fresh path of kind k owned by this process.
 func newName(k kind) string { return nameFor(k, self()) }
@@ -142,16 +90,8 @@ func parseName(base string) (k kind, o owner, ok bool) {
 	if !found {
 		return k, owner{}, false
 	}
-	pidS, startS, found := strings.Cut(id, ".")
-	if !found {
-		return k, owner{}, false
-	}
-	pid, err1 := strconv.Atoi(pidS)
-	start, err2 := strconv.ParseUint(startS, 10, 64)
-	if err1 != nil || err2 != nil || pid <= 0 {
-		return k, owner{}, false
-	}
-	return k, owner{pid: pid, start: start}, true
+	o, ok = procid.Parse(id)
+	return k, o, ok
 }
 
 // Sweep removes files that processes left behind: it never removes a file
@@ -177,7 +117,7 @@ func sweep(age time.Duration, ownedOnly bool) {
 		}
 		_, o, ok := parseName(name)
 		switch {
-		case ok && o.alive():
+		case ok && o.Alive():
 			continue
 		case !ok && ownedOnly:
 			continue

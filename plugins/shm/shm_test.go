@@ -372,7 +372,7 @@ func TestSweepSparesLiveOwnersAndOpenFiles(t *testing.T) {
 		return p
 	}
 	mine := mk(filepath.Base(newName(kept)))                          // a live owner: this test
-	dead := mk(poolPrefix + owner{pid: 1, start: 1}.String() + "-aa") // pid 1 did not start at tick 1
+	dead := mk(poolPrefix + owner{PID: 1, Start: 1}.String() + "-aa") // pid 1 did not start at tick 1
 	legacy := mk(prefix + "0123456789abcdef01234567")
 	legacyOpen := mk(poolPrefix + "0123456789abcdef0123456a")
 	f, err := os.Open(legacyOpen)
