@@ -4,9 +4,11 @@ import (
 	"context"
 	"io"
 	"net/http/httptest"
+	"os"
 	"path/filepath"
 	"slices"
 	"testing"
+	"time"
 
 	"github.com/face0/face0/internal/app"
 	"github.com/face0/face0/ml/sdmodel"
@@ -48,5 +50,82 @@ func TestObjectInfoSeesNewModels(t *testing.T) {
 	s.refresh(context.Background(), true) // what the next run's end or a later request does
 	if c := choices(); !slices.Contains(c, any("fresh")) {
 		t.Fatalf("choices after writing a model: %v", c)
+	}
+}
+
+// A prompt that names a model written after the last refresh (or a node of
+// a worker that joined since) is not refused: the failed validation starts
+// a refresh and tries again with its specs.
+func TestPromptStartsRefresh(t *testing.T) {
+	home := newHome(t)
+	a, err := app.Open(context.Background(), app.Options{
+		Home: home, PluginsDir: filepath.Join(home, "no-plugins"), Log: io.Discard,
+		Extra: []host.Source{{Name: "face0", Path: bins.face0, Args: []string{"plugin", "face0"}}},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	s, err := New(a, filepath.Join(home, "server.db"), WithLog(io.Discard), WithPaused())
+	if err != nil {
+		a.Close()
+		t.Fatal(err)
+	}
+	ts := &testServer{Server: s, app: a}
+	ts.http = httptest.NewServer(s.Handler())
+	ts.url = ts.http.URL
+	t.Cleanup(ts.stop)
+	if err := sdmodel.Generate(filepath.Join(a.Dirs.Models, "fresh"), sdmodel.TinyConfig()); err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(1100 * time.Millisecond) // past the refresh at the server's start, if any
+	wf := map[string]any{"version": 1, "nodes": []any{
+		map[string]any{"id": "t", "type": "EncodeText", "inputs": map[string]any{"model": "fresh", "text": "a"}},
+	}}
+	code, out := call(t, "POST", ts.url+"/prompt", map[string]any{"prompt": wf})
+	if code != 200 {
+		t.Fatalf("POST /prompt naming a model written after the start: %d %v", code, out)
+	}
+}
+
+// A prompt that names a model written just after a refresh began (a worker
+// that joined a moment after a run ended, which refreshes) is not refused
+// for the refresh being less than a second old: it waits for the next.
+func TestPromptAfterRecentRefresh(t *testing.T) {
+	home := newHome(t)
+	a, err := app.Open(context.Background(), app.Options{
+		Home: home, PluginsDir: filepath.Join(home, "no-plugins"), Log: io.Discard,
+		Extra: []host.Source{{Name: "face0", Path: bins.face0, Args: []string{"plugin", "face0"}}},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	s, err := New(a, filepath.Join(home, "server.db"), WithLog(io.Discard), WithPaused())
+	if err != nil {
+		a.Close()
+		t.Fatal(err)
+	}
+	ts := &testServer{Server: s, app: a}
+	ts.http = httptest.NewServer(s.Handler())
+	ts.url = ts.http.URL
+	t.Cleanup(ts.stop)
+	// The model is made aside, and appears in one rename just after a
+	// refresh (as a run's end starts one).
+	aside := filepath.Join(t.TempDir(), "fresh")
+	if err := sdmodel.Generate(aside, sdmodel.TinyConfig()); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.MkdirAll(a.Dirs.Models, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	<-s.startRefresh(true)
+	if err := os.Rename(aside, filepath.Join(a.Dirs.Models, "fresh")); err != nil {
+		t.Fatal(err)
+	}
+	wf := map[string]any{"version": 1, "nodes": []any{
+		map[string]any{"id": "t", "type": "EncodeText", "inputs": map[string]any{"model": "fresh", "text": "a"}},
+	}}
+	code, out := call(t, "POST", ts.url+"/prompt", map[string]any{"prompt": wf})
+	if code != 200 {
+		t.Fatalf("POST /prompt naming a model that appeared just after a refresh: %d %v", code, out)
 	}
 }

@@ -404,8 +404,8 @@ func dependentOutputs(nodeErrs map[string]any, wf *workflow.Workflow, outputs []
 func (s *Server) getQueue(w http.ResponseWriter, r *http.Request) {
 	s.mu.Lock()
 	running := [][]any{}
-	if s.running != nil {
-		running = append(running, s.running.item())
+	for _, r := range s.running {
+		running = append(running, r.item())
 	}
 	pending := make([][]any, 0, len(s.pending))
 	for _, p := range s.pending {

@@ -2,7 +2,8 @@
 // messages over the face0 engine, so that scripts and clients written for
 // ComfyUI work unchanged, plus a few face0 routes for the editor.
 //
-// One worker runs queued prompts in order. The queue and the history live in a
+// One worker runs queued prompts in order (WithConcurrency: several, each
+// prompt still on one). The queue and the history live in a
 // bbolt file of their own, so a queued prompt survives a restart and the
 // history keeps the outputs of earlier runs.
 package server
@@ -62,9 +63,8 @@ type Server struct {
 	cancel context.CancelCauseFunc
 
 	mu         sync.Mutex
-	pending    []*queuedPrompt // in run order
-	running    *queuedPrompt
-	cancelRun  context.CancelCauseFunc
+	pending    []*queuedPrompt  // in run order
+	running    []*runningPrompt // in start order
 	paused     bool
 	wake       chan struct{}
 	workerDone chan struct{}
@@ -82,6 +82,7 @@ type config struct {
 	maxHistory   int
 	maxHistBytes int64
 	maxAttempts  int
+	concurrency  int
 	log          *log.Logger
 	version      string
 	allowOrigins map[string]bool
@@ -139,6 +140,17 @@ const DefaultMaxAttempts = 3
 // DefaultMaxAttempts). A shutdown by signal or Close does not count.
 func WithMaxAttempts(n int) Option { return func(c *config) { c.maxAttempts = max(1, n) } }
 
+// WithConcurrency runs up to n queued prompts at once (default 1, in queue
+// order, as ComfyUI does): for a server whose nodes run on workers of
+// other machines (cluster/dispatch), where one prompt leaves most of them idle.
+func WithConcurrency(n int) Option { return func(c *config) { c.concurrency = max(1, n) } }
+
+// runningPrompt is a prompt being run, and how to stop it.
+type runningPrompt struct {
+	*queuedPrompt
+	cancel context.CancelCauseFunc
+}
+
 // WithLog sends the server's own messages to w (default stderr).
 func WithLog(w io.Writer) Option {
 	return func(c *config) { c.log = log.New(w, "face0 serve: ", log.LstdFlags) }
@@ -187,6 +199,7 @@ func New(a *app.App, dbPath string, opts ...Option) (*Server, error) {
 		maxHistory:   10000,
 		maxHistBytes: DefaultHistoryBytes,
 		maxAttempts:  DefaultMaxAttempts,
+		concurrency:  1,
 		log:          log.New(os.Stderr, "face0 serve: ", log.LstdFlags),
 		version:      "dev",
 		allowOrigins: map[string]bool{},
@@ -237,7 +250,18 @@ func New(a *app.App, dbPath string, opts ...Option) (*Server, error) {
 	if len(queued) > 0 {
 		cfg.log.Printf("re-queued %d prompt(s) left from the last run", len(queued))
 	}
-	go s.worker()
+	var workers sync.WaitGroup
+	for range cfg.concurrency {
+		workers.Add(1)
+		go func() {
+			defer workers.Done()
+			s.worker()
+		}()
+	}
+	go func() {
+		workers.Wait()
+		close(s.workerDone)
+	}()
 	return s, nil
 }
 
@@ -285,11 +309,7 @@ func (s *Server) poke() {
 func (s *Server) queueRemaining() int {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	n := len(s.pending)
-	if s.running != nil {
-		n++
-	}
-	return n
+	return len(s.pending) + len(s.running)
 }
 
 func (s *Server) broadcastStatus() {
@@ -320,8 +340,12 @@ func (s *Server) next() (*queuedPrompt, context.Context) {
 			p := s.pending[0]
 			s.pending = s.pending[1:]
 			ctx, cancel := context.WithCancelCause(s.ctx)
-			s.running, s.cancelRun = p, cancel
+			s.running = append(s.running, &runningPrompt{p, cancel})
+			more := len(s.pending) > 0
 			s.mu.Unlock()
+			if more {
+				s.poke() // another worker may take the next one
+			}
 			return p, ctx
 		}
 		s.mu.Unlock()
@@ -333,7 +357,6 @@ func (s *Server) next() (*queuedPrompt, context.Context) {
 }
 
 func (s *Server) worker() {
-	defer close(s.workerDone)
 	for {
 		p, ctx := s.next()
 		if p == nil {
@@ -356,7 +379,7 @@ func (s *Server) execute(ctx context.Context, p *queuedPrompt) {
 		// Without a count on disk, a prompt that crashes the server would run
 		// at every start; it stays queued in the file for a later start.
 		s.cfg.log.Printf("prompt %s: not run: cannot record the attempt: %v", p.ID, err)
-		s.endRun()
+		s.endRun(p)
 		s.broadcastStatus()
 		return
 	}
@@ -376,7 +399,7 @@ func (s *Server) execute(ctx context.Context, p *queuedPrompt) {
 		_, _ = s.engine.Run(ctx, plan, engine.RunOptions{PromptID: p.ID, Sink: sink, UIOnly: true})
 	}
 	if errors.Is(context.Cause(ctx), errShutdown) {
-		s.endRun()
+		s.endRun(p)
 		// Cut short on purpose: the prompt runs again at the next start, and
 		// this attempt does not count against it.
 		if err := s.store.undoAttempt(p.ID); err != nil {
@@ -393,7 +416,7 @@ func (s *Server) execute(ctx context.Context, p *queuedPrompt) {
 		s.cfg.log.Printf("prompt %s: could not record its history: %v", p.ID, err)
 	}
 	s.mu.Unlock()
-	s.endRun()
+	s.endRun(p)
 	s.hub.send(p.ClientID, jsonFrame("executing", map[string]any{"node": nil, "prompt_id": p.ID}, false))
 	s.broadcastStatus()
 	// A run may have changed what nodes offer (a trained model); the next
@@ -401,12 +424,17 @@ func (s *Server) execute(ctx context.Context, p *queuedPrompt) {
 	s.startRefresh(true)
 }
 
-// endRun clears the running prompt.
-func (s *Server) endRun() {
+// endRun clears a running prompt.
+func (s *Server) endRun(p *queuedPrompt) {
 	s.mu.Lock()
-	s.cancelRun(nil)
-	s.running, s.cancelRun = nil, nil
-	s.mu.Unlock()
+	defer s.mu.Unlock()
+	for i, r := range s.running {
+		if r.queuedPrompt == p {
+			r.cancel(nil)
+			s.running = append(s.running[:i], s.running[i+1:]...)
+			return
+		}
+	}
 }
 
 type specState struct {
@@ -417,13 +445,17 @@ type specState struct {
 // catalog is the node catalog in force now.
 func (s *Server) catalog() *engine.Catalog { return s.specs.Load().catalog }
 
-// interrupt cancels the running prompt (only if it is id, when id is given).
+// interrupt cancels the running prompt (only if it is id, when id is
+// given; every running one when several run and no id is given).
 func (s *Server) interrupt(id string) bool {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if s.running == nil || (id != "" && s.running.ID != id) {
-		return false
+	done := false
+	for _, r := range s.running {
+		if id == "" || r.ID == id {
+			r.cancel(errUserInterrupt)
+			done = true
+		}
 	}
-	s.cancelRun(errUserInterrupt)
-	return true
+	return done
 }

@@ -40,7 +40,8 @@ Usage:
   face0 run WORKFLOW.json|IMAGE.png [--set NODE.INPUT=VALUE ...] [--out DIR] [--input DIR] [--no-cache] [--local]
                                        (on the home's running server when there is one)
   face0 nodes [--json]
-  face0 serve [--listen 127.0.0.1:8188] [--port N] [--token TOKEN]   (web API and editor)
+  face0 serve [--listen 127.0.0.1:8188] [--port N] [--token TOKEN]   (web API and editor; --nats embedded|URL accepts workers)
+  face0 worker --nats URL [--token TOKEN] [--slots N]   (run nodes for a face0 server on another machine)
   face0 train DATASET [--out MODEL_DIR] [--steps N --batch B --lr X --resume]
   face0 synthfaces DIR [--train N --heldout M --per-identity K --seed S]
   face0 evaluate --model NAME [--report DIR]   (Tables 1 and 2 on synthfaces' held-out faces)
@@ -66,6 +67,8 @@ func main() {
 		err = cmdNodes(os.Args[2:])
 	case "serve":
 		err = cmdServe(os.Args[2:])
+	case "worker":
+		err = cmdWorker(os.Args[2:])
 	case "models":
 		err = cmdModels(os.Args[2:])
 	case "train":

@@ -41,11 +41,15 @@ func (c *commonFlags) register(fs *flag.FlagSet) {
 	fs.BoolVar(&c.noCache, "no-cache", false, "neither use nor fill the cache")
 }
 
-func (c *commonFlags) open(ctx context.Context) (*app.App, error) {
-	a, err := app.Open(ctx, app.Options{
+func (c *commonFlags) open(ctx context.Context, mods ...func(*app.Options)) (*app.App, error) {
+	o := app.Options{
 		Home: c.home, InputDir: c.input, OutputDir: c.out, PluginsDir: c.plugins, CacheDir: c.cacheDir,
 		Builtins: builtinNames(), NoCache: c.noCache,
-	})
+	}
+	for _, m := range mods {
+		m(&o)
+	}
+	a, err := app.Open(ctx, o)
 	if err != nil {
 		return nil, err
 	}

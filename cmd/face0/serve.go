@@ -17,6 +17,7 @@ import (
 
 	"github.com/face0/face0/editor"
 	"github.com/face0/face0/engine/workflow"
+	"github.com/face0/face0/internal/app"
 	"github.com/face0/face0/internal/config"
 	"github.com/face0/face0/server"
 )
@@ -38,9 +39,12 @@ func cmdServe(args []string) error {
 	flags.Var(&origins, "allow-origin", "let browser pages from this origin call the API (e.g. http://localhost:5173); repeatable")
 	var hosts setFlags
 	flags.Var(&hosts, "allow-host", "without a token, also answer requests addressed to this host name (besides localhost, IP addresses and the --listen name); repeatable")
+	var nf natsFlags
+	nf.register(flags)
+	prompts := flags.Int("prompts", 0, "prompts run at once (default 1, in queue order; with --nats 8, so that workers share the queue)")
 	historyMB := flags.Int64("history-mb", server.DefaultHistoryBytes>>20, "bound the history's stored size (prompts, output summaries, messages) in MiB; the oldest entries go first; 0: no bound")
 	flags.Usage = func() {
-		fmt.Fprintln(os.Stderr, "usage: face0 serve [--listen 127.0.0.1:8188] [--port 8188] [--token TOKEN] [folder flags]")
+		fmt.Fprintln(os.Stderr, "usage: face0 serve [--listen 127.0.0.1:8188] [--port 8188] [--token TOKEN] [--nats URL|embedded] [folder flags]")
 		flags.PrintDefaults()
 	}
 	if pos, err := parseInterleaved(flags, args); err != nil {
@@ -64,7 +68,20 @@ func cmdServe(args []string) error {
 	// make face0 ignore Ctrl-C.
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
-	a, err := c.open(ctx)
+	var mods []func(*app.Options)
+	if nf.url != "" {
+		nc, dispatcher, err := nf.start(ctx, c.home)
+		if err != nil {
+			return fmt.Errorf("--nats: %w", err)
+		}
+		defer nc.close() // after the app: its dispatcher uses the connection
+		mods = append(mods, func(o *app.Options) { o.Dispatch = dispatcher })
+		fmt.Fprintf(os.Stderr, "face0: accepting workers through NATS at %s (face0 worker --nats URL on each machine; see docs/scale-out.md)\n", nc.url)
+		if *prompts == 0 {
+			*prompts = 8
+		}
+	}
+	a, err := c.open(ctx, mods...)
 	if err != nil {
 		return err
 	}
@@ -73,6 +90,7 @@ func cmdServe(args []string) error {
 	opts := []server.Option{
 		server.WithVersion(config.Version), server.WithAllowedOrigins(origins...),
 		server.WithAllowedHosts(append(hosts, *listen)...), server.WithHistoryBytes(*historyMB << 20),
+		server.WithConcurrency(max(1, *prompts)),
 	}
 	if *token != "" {
 		opts = append(opts, server.WithToken(*token))

@@ -35,15 +35,32 @@ type Options struct {
 	// Deadlines of plugin calls; zero fields are read from the environment
 	// (FACE0_PLUGIN_START_TIMEOUT...), else defaulted (host.DefaultDeadlines).
 	Deadlines host.Deadlines
+	// Dispatch, when set, runs nodes on other machines too: it gets this
+	// machine's plugin host and returns the runner the engine uses instead
+	// (cluster/dispatch), whose nodes make the catalog.
+	Dispatch func(local *host.Manager) (Dispatcher, error)
+}
+
+// Dispatcher is a runner that sends nodes to other machines and runs the
+// rest on this one's plugin host, to which it hands back what that lent.
+type Dispatcher interface {
+	engine.Runner
+	engine.Releaser
+	// Nodes and Types are what this machine and the workers offer.
+	Nodes() []engine.NodeDef
+	Types() []*pb.TypeSpec
+	Close()
 }
 
 // App is a started face0.
 type App struct {
-	Host    *host.Manager
-	Catalog *engine.Catalog
-	Engine  *engine.Engine
-	Cache   *cache.Store // nil with NoCache
-	Dirs    *pb.Dirs
+	Host *host.Manager
+	// Dispatcher runs nodes on other machines too; nil without.
+	Dispatcher Dispatcher
+	Catalog    *engine.Catalog
+	Engine     *engine.Engine
+	Cache      *cache.Store // nil with NoCache
+	Dirs       *pb.Dirs
 	// Problems are plugins or node specs that could not be loaded; the rest work.
 	Problems []error
 }
@@ -118,11 +135,26 @@ func Open(ctx context.Context, o Options) (*App, error) {
 		mgr.Close()
 		return nil, ErrInterrupted
 	}
-	cat, specProblems := engine.NewCatalog(mgr.Nodes(), mgr.Types())
-	problems = append(problems, specProblems...)
-
-	a := &App{Host: mgr, Catalog: cat, Dirs: dirs, Problems: problems}
+	var runner interface {
+		engine.Runner
+		Nodes() []engine.NodeDef
+		Types() []*pb.TypeSpec
+	} = mgr
+	a := &App{Host: mgr, Dirs: dirs}
 	opts := []engine.Option{engine.WithDirs(dirs)}
+	if o.Dispatch != nil {
+		d, err := o.Dispatch(mgr)
+		if err != nil {
+			mgr.Close()
+			return nil, err
+		}
+		a.Dispatcher, runner = d, d
+		// Nodes out on workers cost this machine nothing while they run;
+		// the dispatcher bounds the nodes run here.
+		opts = append(opts, engine.WithParallelism(256))
+	}
+	cat, specProblems := engine.NewCatalog(runner.Nodes(), runner.Types())
+	a.Catalog, a.Problems = cat, append(problems, specProblems...)
 	if !o.NoCache {
 		// The cache's warnings (damaged index replaced, entries dropped)
 		// go where the rest of face0's messages go.
@@ -132,13 +164,16 @@ func Open(ctx context.Context, o Options) (*App, error) {
 		}
 		c, err := cache.Open(o.CacheDir, copts...)
 		if err != nil {
+			if a.Dispatcher != nil {
+				a.Dispatcher.Close()
+			}
 			mgr.Close()
 			return nil, err
 		}
 		a.Cache = c
 		opts = append(opts, engine.WithCache(c))
 	}
-	a.Engine = engine.New(mgr, opts...)
+	a.Engine = engine.New(runner, opts...)
 	return a, nil
 }
 
@@ -148,7 +183,13 @@ func Open(ctx context.Context, o Options) (*App, error) {
 // model that the sampler nodes then offer.
 func (a *App) Refresh(ctx context.Context) (*engine.Catalog, []error) {
 	problems := a.Host.Refresh(ctx)
-	cat, errs := engine.NewCatalog(a.Host.Nodes(), a.Host.Types())
+	var cat *engine.Catalog
+	var errs []error
+	if a.Dispatcher != nil {
+		cat, errs = engine.NewCatalog(a.Dispatcher.Nodes(), a.Dispatcher.Types())
+	} else {
+		cat, errs = engine.NewCatalog(a.Host.Nodes(), a.Host.Types())
+	}
 	return cat, append(problems, errs...)
 }
 
@@ -167,6 +208,9 @@ func mergeDeadlines(d, env host.Deadlines) host.Deadlines {
 // Close stops the plugins and closes the cache.
 func (a *App) Close() error {
 	a.Engine.Wait() // background cache writes read what the plugins lent
+	if a.Dispatcher != nil {
+		a.Dispatcher.Close()
+	}
 	a.Host.Close()
 	if a.Cache != nil {
 		return a.Cache.Close()

@@ -5,6 +5,7 @@ package main
 import (
 	"errors"
 	"fmt"
+	"image"
 	"math/rand/v2"
 	"os"
 	"time"
@@ -17,8 +18,14 @@ import (
 )
 
 func main() {
-	nodes := append(append(testnodes.Trivial(), testnodes.Tensors()...), sideEffectNodes()...)
-	sdk.Serve(sdk.Pack{Name: "testpack", Version: "1.0.0", Types: testnodes.Types(), Nodes: append(nodes,
+	nodes := append(append(append(testnodes.Trivial(), testnodes.Tensors()...), sideEffectNodes()...), modelNodes()...)
+	// A machine may run another version of a pack: tests of the scheduler
+	// set one.
+	version := "1.0.0"
+	if v := os.Getenv("FACE0_TESTPACK_VERSION"); v != "" {
+		version = v
+	}
+	sdk.Serve(sdk.Pack{Name: "testpack", Version: version, Types: testnodes.Types(), Nodes: append(nodes,
 		sdk.Func("Concat", concat, sdk.Category("test")),
 		sdk.Func("Fail", fail, sdk.Category("test")),
 		sdk.Func("Panic", panicNode, sdk.Category("test")),
@@ -76,9 +83,10 @@ func exitNode(_ *sdk.Context, in exitIn) (intOut, error) {
 }
 
 type sleepIn struct {
-	Ms    int64 `face0:"ms,min=0,max=600000"`
-	Steps int64 `face0:"steps,min=1,max=1000,default=4"`
-	Value int64 `face0:"value,default=0"`
+	Ms      int64 `face0:"ms,min=0,max=600000"`
+	Steps   int64 `face0:"steps,min=1,max=1000,default=4"`
+	Value   int64 `face0:"value,default=0"`
+	Preview bool  `face0:"preview,default=false" doc:"show an 8x8 image at every step, its grey the step's"`
 }
 
 func sleep(ctx *sdk.Context, in sleepIn) (intOut, error) {
@@ -88,6 +96,13 @@ func sleep(ctx *sdk.Context, in sleepIn) (intOut, error) {
 		case <-ctx.Done():
 			return intOut{}, ctx.Err()
 		case <-time.After(per):
+		}
+		if in.Preview {
+			img := image.NewGray(image.Rect(0, 0, 8, 8))
+			for p := range img.Pix {
+				img.Pix[p] = uint8(i)
+			}
+			ctx.Preview(img)
 		}
 		ctx.Progress(i, in.Steps)
 	}
