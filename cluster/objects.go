@@ -17,6 +17,7 @@ import (
 	"github.com/zeebo/blake3"
 
 	pb "github.com/face0/face0/plugins/proto"
+	"github.com/face0/face0/plugins/value"
 )
 
 // RefPrefix marks a tensor whose bytes are in the object store: on the wire,
@@ -185,7 +186,7 @@ func (o *Objects) get(ctx context.Context, name string) ([]byte, error) {
 // the object store and replaced by a reference. values is not modified: it
 // belongs to the engine, which may hand it to other nodes.
 func (o *Objects) Send(ctx context.Context, values map[string]*pb.Value) (map[string]*pb.Value, error) {
-	return rewriteAll(values, func(t *pb.Tensor) (*pb.Tensor, error) {
+	return value.RewriteTensorsIn(values, func(t *pb.Tensor) (*pb.Tensor, error) {
 		if len(t.Data) < InlineMax || t.ShmFile != "" {
 			return t, nil
 		}
@@ -202,7 +203,7 @@ func (o *Objects) Send(ctx context.Context, values map[string]*pb.Value) (map[st
 func (o *Objects) Receive(ctx context.Context, values map[string]*pb.Value) error {
 	var err error
 	for _, v := range values {
-		walk(v, func(t *pb.Tensor) {
+		value.EachTensor(v, func(t *pb.Tensor) {
 			name, ok := strings.CutPrefix(t.ShmFile, RefPrefix)
 			if !ok || err != nil {
 				if t.ShmFile != "" && err == nil && !ok {

@@ -12,6 +12,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	pb "github.com/face0/face0/plugins/proto"
+	"github.com/face0/face0/plugins/value"
 )
 
 // Host is the host's side of the transfers, shared by all its plugins.
@@ -68,7 +69,7 @@ func NewHost(idle int) *Host {
 // written into a pool file. Pass lent to Done when the call has ended. The
 // input is not modified.
 func (h *Host) Send(values map[string]*pb.Value) (out map[string]*pb.Value, lent []string, err error) {
-	out, err = rewriteAll(values, func(t *pb.Tensor) (*pb.Tensor, error) {
+	out, err = value.RewriteTensorsIn(values, func(t *pb.Tensor) (*pb.Tensor, error) {
 		if t.ShmFile != "" {
 			return t, nil
 		}
@@ -175,7 +176,7 @@ func (h *Host) Done(lent []string) {
 func (h *Host) Receive(values map[string]*pb.Value) error {
 	var err error
 	for _, v := range values {
-		walk(v, func(t *pb.Tensor) {
+		value.EachTensor(v, func(t *pb.Tensor) {
 			if t.ShmFile == "" {
 				return
 			}
@@ -312,7 +313,7 @@ func (h *Host) Release(values map[string]*pb.Value) {
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	for _, v := range values {
-		walk(v, func(t *pb.Tensor) {
+		value.EachTensor(v, func(t *pb.Tensor) {
 			s := h.byTensor[t]
 			if s == nil {
 				return
@@ -369,7 +370,7 @@ func countFree(o owner) int {
 // copied into memory the garbage collector manages. The input is unchanged
 // and still needs its Release.
 func (h *Host) Detach(values map[string]*pb.Value) (map[string]*pb.Value, error) {
-	return rewriteAll(values, func(t *pb.Tensor) (*pb.Tensor, error) {
+	return value.RewriteTensorsIn(values, func(t *pb.Tensor) (*pb.Tensor, error) {
 		h.mu.Lock()
 		s := h.byTensor[t]
 		h.mu.Unlock()

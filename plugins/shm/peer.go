@@ -13,6 +13,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	pb "github.com/face0/face0/plugins/proto"
+	"github.com/face0/face0/plugins/value"
 )
 
 // Inputs are the tensors of one request that live in files, mapped for the
@@ -34,7 +35,7 @@ func MapInputs(values map[string]*pb.Value) (*Inputs, error) {
 	in := &Inputs{}
 	var err error
 	for _, v := range values {
-		walk(v, func(t *pb.Tensor) {
+		value.EachTensor(v, func(t *pb.Tensor) {
 			if err != nil || t.ShmFile == "" {
 				return
 			}
@@ -116,7 +117,7 @@ func (in *Inputs) unchanged(data []byte) (string, bool) {
 // response is sent, or to Remove if it could not be.
 func WriteOutputs(values map[string]*pb.Value, in *Inputs) (map[string]*pb.Value, []string, error) {
 	var files []string
-	out, err := rewriteAll(values, func(t *pb.Tensor) (*pb.Tensor, error) {
+	out, err := value.RewriteTensorsIn(values, func(t *pb.Tensor) (*pb.Tensor, error) {
 		if t.ShmFile != "" {
 			return t, nil
 		}

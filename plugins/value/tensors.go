@@ -1,36 +1,28 @@
-package cluster
+package value
 
-import (
-	pb "github.com/face0/face0/plugins/proto"
-)
+import pb "github.com/face0/face0/plugins/proto"
 
-// walk calls f on every tensor in v, lists and records included.
-func walk(v *pb.Value, f func(*pb.Tensor)) {
+// EachTensor calls f on every tensor in v, inside lists and records too.
+func EachTensor(v *pb.Value, f func(*pb.Tensor)) {
 	switch k := v.GetKind().(type) {
 	case *pb.Value_Tensor:
 		f(k.Tensor)
 	case *pb.Value_List:
 		for _, e := range k.List.Items {
-			walk(e, f)
+			EachTensor(e, f)
 		}
 	case *pb.Value_Record:
 		for _, e := range k.Record.Fields {
-			walk(e, f)
+			EachTensor(e, f)
 		}
 	}
 }
 
-// Tensors calls f on every tensor in values.
-func Tensors(values map[string]*pb.Value, f func(*pb.Tensor)) {
-	for _, v := range values {
-		walk(v, f)
-	}
-}
-
-// rewrite returns v with every tensor replaced by what f makes of it,
-// copying only the path down to the tensors that change: v itself is never
-// modified.
-func rewrite(v *pb.Value, f func(*pb.Tensor) (*pb.Tensor, error)) (*pb.Value, error) {
+// RewriteTensors returns v with every tensor replaced by what f makes of it
+// (f returns its argument to keep a tensor). Only the path down to the
+// tensors that change is copied: v itself is never modified, since values
+// may be shared with other nodes (and the cache).
+func RewriteTensors(v *pb.Value, f func(*pb.Tensor) (*pb.Tensor, error)) (*pb.Value, error) {
 	switch k := v.GetKind().(type) {
 	case *pb.Value_Tensor:
 		t, err := f(k.Tensor)
@@ -41,7 +33,7 @@ func rewrite(v *pb.Value, f func(*pb.Tensor) (*pb.Tensor, error)) (*pb.Value, er
 	case *pb.Value_List:
 		var items []*pb.Value
 		for i, e := range k.List.Items {
-			ne, err := rewrite(e, f)
+			ne, err := RewriteTensors(e, f)
 			if err != nil {
 				return nil, err
 			}
@@ -59,19 +51,20 @@ func rewrite(v *pb.Value, f func(*pb.Tensor) (*pb.Tensor, error)) (*pb.Value, er
 	case *pb.Value_Record:
 		var fields map[string]*pb.Value
 		for name, e := range k.Record.Fields {
-			ne, err := rewrite(e, f)
+			ne, err := RewriteTensors(e, f)
 			if err != nil {
 				return nil, err
 			}
-			if ne != e {
-				if fields == nil {
-					fields = make(map[string]*pb.Value, len(k.Record.Fields))
-					for n, x := range k.Record.Fields {
-						fields[n] = x
-					}
-				}
-				fields[name] = ne
+			if ne == e {
+				continue
 			}
+			if fields == nil {
+				fields = make(map[string]*pb.Value, len(k.Record.Fields))
+				for n, x := range k.Record.Fields {
+					fields[n] = x
+				}
+			}
+			fields[name] = ne
 		}
 		if fields == nil {
 			return v, nil
@@ -81,10 +74,12 @@ func rewrite(v *pb.Value, f func(*pb.Tensor) (*pb.Tensor, error)) (*pb.Value, er
 	return v, nil
 }
 
-func rewriteAll(values map[string]*pb.Value, f func(*pb.Tensor) (*pb.Tensor, error)) (map[string]*pb.Value, error) {
+// RewriteTensorsIn applies RewriteTensors to every value of a node's inputs
+// or outputs, into a new map.
+func RewriteTensorsIn(values map[string]*pb.Value, f func(*pb.Tensor) (*pb.Tensor, error)) (map[string]*pb.Value, error) {
 	out := make(map[string]*pb.Value, len(values))
 	for k, v := range values {
-		nv, err := rewrite(v, f)
+		nv, err := RewriteTensors(v, f)
 		if err != nil {
 			return nil, err
 		}
