@@ -244,38 +244,40 @@ func (w *Worker) hasResult(disp, job string) bool {
 // the node or its model: the machine that runs a node says what it depends on.
 func (w *Worker) answerFingerprint(m *nats.Msg) {
 	req := &pb.FingerprintRequest{}
-	reply := nats.NewMsg(m.Reply)
-	if err := proto.Unmarshal(m.Data, req); err != nil {
-		reply.Header.Set(cluster.HdrRPCError, err.Error())
-	} else {
+	w.answer(m, req, func(ctx context.Context) ([]byte, error) {
 		req.Dirs = w.o.Dirs
-		ctx, cancel := context.WithTimeout(w.runCtx, 2*time.Minute)
-		fp, err := w.host.Fingerprint(ctx, req)
-		cancel()
-		if err != nil {
-			reply.Header.Set(cluster.HdrRPCError, err.Error())
-		}
-		reply.Data = fp
-	}
-	_ = m.RespondMsg(reply)
+		return w.host.Fingerprint(ctx, req)
+	})
 }
 
 // answerVerify checks a cached result's side effects on this machine.
 func (w *Worker) answerVerify(m *nats.Msg) {
 	req := &pb.VerifyRequest{}
+	w.answer(m, req, func(ctx context.Context) ([]byte, error) {
+		req.Dirs = w.o.Dirs
+		resp, err := w.host.Verify(ctx, req)
+		if err != nil {
+			return nil, err
+		}
+		return proto.Marshal(resp)
+	})
+}
+
+// answer replies to a server's request about a node on this machine: m's
+// data is read into req, call answers it within two minutes, and an error
+// (unreadable request or failed call) goes back in the HdrRPCError header.
+func (w *Worker) answer(m *nats.Msg, req proto.Message, call func(context.Context) ([]byte, error)) {
 	reply := nats.NewMsg(m.Reply)
 	if err := proto.Unmarshal(m.Data, req); err != nil {
 		reply.Header.Set(cluster.HdrRPCError, err.Error())
 	} else {
-		req.Dirs = w.o.Dirs
 		ctx, cancel := context.WithTimeout(w.runCtx, 2*time.Minute)
-		resp, err := w.host.Verify(ctx, req)
+		data, err := call(ctx)
 		cancel()
 		if err != nil {
 			reply.Header.Set(cluster.HdrRPCError, err.Error())
-		} else {
-			reply.Data, _ = proto.Marshal(resp)
 		}
+		reply.Data = data
 	}
 	_ = m.RespondMsg(reply)
 }
