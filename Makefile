@@ -54,10 +54,11 @@ run-example: setup build example-plugin
 	$(BIN) run examples/workflows/imagefx.json --home $(FACE0_HOME) --input examples/inputs --out out
 
 # test runs every test: set-up first (assets from package registries), then
-# vet, the whole suite, and the race detector on the engine and server.
+# vet, the whole suite, and the race detector on the engine, plugins, server
+# and cluster (the concurrent parts).
 test: setup-test vet
 	$(GO) test -count=1 ./...
-	$(GO) test -count=1 -race ./engine/... ./plugins/... ./server/...
+	$(GO) test -count=1 -race ./engine/... ./plugins/... ./server/... ./cluster/...
 
 vet:
 	$(GO) vet ./...
