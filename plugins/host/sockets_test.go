@@ -62,6 +62,7 @@ func TestSocketsOfAKilledHostAreSwept(t *testing.T) {
 
 	child := osexec.Command(os.Args[0], "-test.run=^$")
 	child.Env = append(os.Environ(), envKilledHost+"="+binDir)
+	child.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL} // never outlives the test binary
 	out, err := child.StdoutPipe()
 	if err != nil {
 		t.Fatal(err)
@@ -69,9 +70,10 @@ func TestSocketsOfAKilledHostAreSwept(t *testing.T) {
 	if err := child.Start(); err != nil {
 		t.Fatal(err)
 	}
+	// Whatever fails below, the host (and with it its plugin) goes.
+	t.Cleanup(func() { child.Process.Kill(); child.Wait() })
 	line, err := bufio.NewReader(out).ReadString('\n')
 	if err != nil || line != "ready\n" {
-		child.Process.Kill()
 		t.Fatalf("the host to kill did not start: %q, %v", line, err)
 	}
 	killed := socketFolders(t, tmp)
