@@ -222,9 +222,8 @@ func (s *Server) listUserData(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusForbidden, "bad_dir", err.Error(), nil)
 		return
 	}
-	root, err := s.userRoot()
-	if err != nil {
-		writeError(w, http.StatusInternalServerError, "userdata_failed", err.Error(), nil)
+	root, ok := s.openUserRoot(w)
+	if !ok {
 		return
 	}
 	defer root.Close()
@@ -265,15 +264,25 @@ func (s *Server) listUserData(w http.ResponseWriter, r *http.Request) {
 	writeJSON(w, http.StatusOK, out)
 }
 
+// openUserRoot opens the user folder for a handler, answering 500 when it
+// cannot (ok false: the answer is written).
+func (s *Server) openUserRoot(w http.ResponseWriter) (root *os.Root, ok bool) {
+	root, err := s.userRoot()
+	if err != nil {
+		writeError(w, http.StatusInternalServerError, "userdata_failed", err.Error(), nil)
+		return nil, false
+	}
+	return root, true
+}
+
 func (s *Server) getUserData(w http.ResponseWriter, r *http.Request) {
 	rel, err := userPath(r.PathValue("file"))
 	if err != nil {
 		writeError(w, http.StatusForbidden, "bad_file", err.Error(), nil)
 		return
 	}
-	root, err := s.userRoot()
-	if err != nil {
-		writeError(w, http.StatusInternalServerError, "userdata_failed", err.Error(), nil)
+	root, ok := s.openUserRoot(w)
+	if !ok {
 		return
 	}
 	defer root.Close()
@@ -312,9 +321,8 @@ func (s *Server) postUserData(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusRequestEntityTooLarge, "body_too_large", fmt.Sprintf("user files are limited to %d MiB", maxUserFile>>20), nil)
 		return
 	}
-	root, err := s.userRoot()
-	if err != nil {
-		writeError(w, http.StatusInternalServerError, "userdata_failed", err.Error(), nil)
+	root, ok := s.openUserRoot(w)
+	if !ok {
 		return
 	}
 	defer root.Close()
@@ -363,9 +371,8 @@ func (s *Server) deleteUserData(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusForbidden, "bad_file", err.Error(), nil)
 		return
 	}
-	root, err := s.userRoot()
-	if err != nil {
-		writeError(w, http.StatusInternalServerError, "userdata_failed", err.Error(), nil)
+	root, ok := s.openUserRoot(w)
+	if !ok {
 		return
 	}
 	defer root.Close()
@@ -389,9 +396,8 @@ func (s *Server) moveUserData(w http.ResponseWriter, r *http.Request) {
 }
 
 func (s *Server) move(w http.ResponseWriter, r *http.Request, from, to string) {
-	root, err := s.userRoot()
-	if err != nil {
-		writeError(w, http.StatusInternalServerError, "userdata_failed", err.Error(), nil)
+	root, ok := s.openUserRoot(w)
+	if !ok {
 		return
 	}
 	defer root.Close()
