@@ -68,7 +68,7 @@ func Open(dir string, opts ...Option) (*Store, error) {
 
 	// The cap may be lower than when the data was written.
 	if s.cfg.maxBytes > 0 && s.bytes > s.cfg.maxBytes {
-		s.batch()
+		s.batch(true)
 		if s.failures > 0 {
 			s.closeDB()
 			return nil, fmt.Errorf("cache: evicting down to the %d-byte cap in %s: %w", s.cfg.maxBytes, s.dbPath, s.lastErr)

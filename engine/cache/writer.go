@@ -30,15 +30,17 @@ func (s *Store) writeLoop() {
 		tick = t.C
 	}
 	for {
+		ticked := false
 		select {
 		case <-s.stop:
 			return
 		case <-tick:
+			ticked = true
 		case <-s.kick:
 		}
 		// A batch that failed is retried on the next kick or tick, not in
 		// a tight loop against a failing disk.
-		for s.batch() {
+		for s.batch(ticked) {
 		}
 	}
 }
@@ -68,8 +70,11 @@ type touch struct {
 }
 
 // batch runs one batch and reports whether another may have work: it did
-// something and did not fail.
-func (s *Store) batch() bool {
+// something and did not fail. Access times alone are written only when
+// touchAll is set (the ticker fired, or Open evicts), when a Flush waits,
+// when a batch writes anyway, or when flushThreshold of them are pending: a
+// kick left over from earlier Puts must not turn a few Gets into an fsync.
+func (s *Store) batch(touchAll bool) bool {
 	s.batchMu.Lock()
 	defer s.batchMu.Unlock()
 
@@ -83,8 +88,11 @@ func (s *Store) batch() bool {
 	g := s.gen
 	keys := s.dirtyKeys
 	s.dirtyKeys = map[Key]struct{}{}
-	touched := s.takeDirtyLocked()
 	over := s.cfg.maxBytes > 0 && s.bytes > s.cfg.maxBytes
+	var touched []touch
+	if touchAll || len(keys) > 0 || over || g > s.doneGen || len(s.dirty) >= flushThreshold {
+		touched = s.takeDirtyLocked()
+	}
 	if len(keys) == 0 && len(touched) == 0 && !over {
 		s.doneGen = g
 		s.cond.Broadcast()
