@@ -261,3 +261,16 @@ func waitHistory(t testing.TB, base, id string) map[string]any {
 }
 
 var jsonUnmarshal = json.Unmarshal
+
+// previewMetaOf reports whether a client of session sid has announced
+// supports_preview_metadata and the server's reader has taken it.
+func (h *hub) previewMetaOf(sid string) bool {
+	h.mu.RLock()
+	defer h.mu.RUnlock()
+	for c := range h.clients {
+		if c.sid == sid && c.previewMeta.Load() {
+			return true
+		}
+	}
+	return false
+}

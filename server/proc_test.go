@@ -12,6 +12,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/face0/face0/internal/testenv"
 )
 
 // proc is a real `face0 serve` process, for what only a real process shows: a
@@ -53,6 +55,7 @@ func startProc(t testing.TB, home string, args ...string) *proc {
 	if err != nil {
 		t.Fatal(err)
 	}
+	testenv.DieWithTest(cmd)
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
 	}

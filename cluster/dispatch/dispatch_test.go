@@ -275,8 +275,11 @@ func TestConcurrentDeliverySavesOnce(t *testing.T) {
 	if ran := w1.w.Stats().Ran + w2.w.Stats().Ran; ran != 1 {
 		t.Errorf("the node ran %d times", ran)
 	}
-	if waited := w1.w.Stats().Waited + w2.w.Stats().Waited; waited != 1 {
-		t.Errorf("%d deliveries put back, want 1", waited)
+	// At least once: the second delivery met the live claim and waited. It
+	// waits again (an ack wait later) when the first worker, slowed by a
+	// loaded machine, has not stored its result by then; that is correct.
+	if waited := w1.w.Stats().Waited + w2.w.Stats().Waited; waited < 1 {
+		t.Errorf("%d deliveries put back, want at least 1: the second delivery did not wait for the first worker's claim", waited)
 	}
 }
 

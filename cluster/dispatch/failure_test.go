@@ -176,11 +176,19 @@ func (r *rig) restartNATS() {
 	addr := strings.TrimPrefix(r.nats.URL(), "nats://")
 	r.nats.Shutdown()
 	time.Sleep(300 * time.Millisecond)
-	srv, err := natsd.Start(natsd.Config{Listen: addr, Dir: filepath.Join(r.dir, "nats"), Token: r.token})
-	if err != nil {
-		r.t.Fatal(err)
+	// The same address, so that clients reconnect; the port may take a
+	// moment to be free again (or be taken meanwhile: then this fails).
+	var err error
+	for deadline := time.Now().Add(30 * time.Second); ; time.Sleep(200 * time.Millisecond) {
+		var srv *natsd.Server
+		if srv, err = natsd.Start(natsd.Config{Listen: addr, Dir: filepath.Join(r.dir, "nats"), Token: r.token}); err == nil {
+			r.nats = srv
+			return
+		}
+		if time.Now().After(deadline) {
+			r.t.Fatalf("restarting NATS on %s: %v", addr, err)
+		}
 	}
-	r.nats = srv
 }
 
 // Workers authenticate with a token or an NKey; wrong credentials are

@@ -43,10 +43,12 @@ func TestMain(m *testing.M) {
 	os.Exit(code)
 }
 
-// Short times, so that a dead worker's job moves within a test.
+// Short times, so that a dead worker's job moves within a test. deadAfter
+// is 20 heartbeats: a live worker that a loaded machine (-race, 2 cores)
+// keeps silent for a second must not be judged gone.
 const (
 	ackWait   = 2 * time.Second
-	deadAfter = time.Second
+	deadAfter = 2 * time.Second
 )
 
 // rig is a NATS server, a dispatching "server" with the test pack, and

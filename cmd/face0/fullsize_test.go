@@ -37,6 +37,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/face0/face0/internal/testenv"
 	"github.com/face0/face0/ml/ort"
 	"github.com/face0/face0/ml/ort/orttest"
 	"github.com/face0/face0/ml/sdmodel"
@@ -85,6 +86,7 @@ func runStage(t *testing.T, env []string, bin string, args ...string) (string, i
 	var out bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &out, &out
 	start := time.Now()
+	testenv.DieWithTest(cmd)
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
 	}

@@ -8,6 +8,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/face0/face0/internal/testenv"
 )
 
 // --help of every command (and of each models subcommand) prints its usage
@@ -42,6 +44,7 @@ func TestServePort(t *testing.T) {
 		port := l.Addr().(*net.TCPAddr).Port
 		l.Close()
 		cmd := exec.Command(face0Bin, append([]string{"serve", "--home", c.home, "--port", fmt.Sprint(port)}, extra...)...)
+		testenv.DieWithTest(cmd)
 		if err := cmd.Start(); err != nil {
 			t.Fatal(err)
 		}

@@ -7,6 +7,8 @@ import (
 	"regexp"
 	"strings"
 	"testing"
+
+	"github.com/face0/face0/internal/testenv"
 )
 
 // TestScaleOutEmbeddedNKeys: face0 serve --nats embedded starts NATS in its
@@ -63,7 +65,7 @@ func TestScaleOutEmbeddedNKeys(t *testing.T) {
 		{"other-key", []string{"--nkey", badSeed}, "check the NKey seed (--nkey " + badSeed + "): its public key is not among those the server allows"},
 		{"no-credentials", nil, "it needs credentials: pass --token (or $FACE0_NATS_TOKEN) or --nkey SEEDFILE"},
 	} {
-		cmd := exec.Command(face0Bin, append([]string{"worker", "--nats", url, "--home", t.TempDir(), "--packs", "none"}, tc.creds...)...)
+		cmd := testenv.DieWithTest(exec.Command(face0Bin, append([]string{"worker", "--nats", url, "--home", t.TempDir(), "--packs", "none"}, tc.creds...)...))
 		cmd.Dir = root
 		cmd.Env = append(os.Environ(), "FACE0_NATS_TOKEN=")
 		out, err := cmd.CombinedOutput()

@@ -70,7 +70,17 @@ func (c *testCluster) restartNATS() {
 	c.t.Helper()
 	c.nats.Shutdown()
 	time.Sleep(200 * time.Millisecond)
-	c.startNATS(c.addr)
+	// The port may take a moment to be free again.
+	for deadline := time.Now().Add(30 * time.Second); ; time.Sleep(200 * time.Millisecond) {
+		srv, err := natsd.Start(natsd.Config{Listen: c.addr, Dir: filepath.Join(c.dir, "nats"), Token: c.token})
+		if err == nil {
+			c.nats = srv
+			return
+		}
+		if time.Now().After(deadline) {
+			c.t.Fatalf("restarting NATS on %s: %v", c.addr, err)
+		}
+	}
 }
 
 // startWorker starts face0 worker with a home holding the test pack and the
@@ -97,6 +107,7 @@ func (c *testCluster) startWorker(name, url string, models ...string) *workerPro
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
 	w := &workerProc{name: name, cmd: cmd, stderr: &testenv.Buffer{}, done: make(chan struct{})}
 	cmd.Stderr = w.stderr
+	testenv.DieWithTest(cmd)
 	if err := cmd.Start(); err != nil {
 		c.t.Fatal(err)
 	}

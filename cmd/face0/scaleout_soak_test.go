@@ -14,6 +14,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/face0/face0/internal/testenv"
 	"github.com/face0/face0/internal/testplugin"
 )
 
@@ -31,6 +32,7 @@ func (n *natsProc) start(t *testing.T) {
 	host, port, _ := net.SplitHostPort(n.addr)
 	n.cmd = exec.Command(n.bin, "-js", "-sd", n.dir, "-a", host, "-p", port, "--auth", n.token)
 	n.cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	testenv.DieWithTest(n.cmd)
 	if err := n.cmd.Start(); err != nil {
 		t.Fatal(err)
 	}

@@ -13,6 +13,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/face0/face0/internal/testenv"
 	"github.com/gorilla/websocket"
 )
 
@@ -32,7 +33,7 @@ func TestScaleOut(t *testing.T) {
 
 	t.Run("wrong-token", func(t *testing.T) {
 		root, _ := filepath.Abs("../..")
-		cmd := exec.Command(face0Bin, "worker", "--nats", "nats://"+c.addr, "--token", "not-the-token", "--home", t.TempDir(), "--packs", "none")
+		cmd := testenv.DieWithTest(exec.Command(face0Bin, "worker", "--nats", "nats://"+c.addr, "--token", "not-the-token", "--home", t.TempDir(), "--packs", "none"))
 		cmd.Dir = root
 		out, err := cmd.CombinedOutput()
 		if ee, ok := err.(*exec.ExitError); !ok || ee.ExitCode() != 1 {

@@ -70,6 +70,7 @@ func startServer(t *testing.T, home string, args ...string) *testServer {
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
 	s := &testServer{cmd: cmd, stderr: &testenv.Buffer{}, done: make(chan struct{})}
 	cmd.Stderr = s.stderr
+	testenv.DieWithTest(cmd)
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
@@ -227,6 +228,7 @@ func launchRun(t *testing.T, c *cli, args ...string) (*exec.Cmd, *testenv.Buffer
 	if err != nil {
 		t.Fatal(err)
 	}
+	testenv.DieWithTest(cmd)
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
 	}

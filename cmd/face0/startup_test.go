@@ -52,6 +52,7 @@ func startWithHostile(t *testing.T, args []string, mood string, env ...string) (
 	cmd.Env = append(append(os.Environ(), "HOSTILE="+mood, "HOSTILE_MARK="+mark), env...)
 	stderr = &testenv.Buffer{}
 	cmd.Stdout, cmd.Stderr = stderr, stderr
+	testenv.DieWithTest(cmd)
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
 	}

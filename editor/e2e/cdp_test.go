@@ -20,6 +20,8 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/face0/face0/internal/testenv"
 )
 
 type cdpMessage struct {
@@ -89,6 +91,7 @@ func startBrowser(t *testing.T, bin string, width, height int) *browser {
 	logf, _ := os.Create(t.TempDir() + "/chromium.log")
 	cmd.Stdout = logf
 	cmd.Stderr = logf
+	testenv.DieWithTest(cmd)
 	if err := cmd.Start(); err != nil {
 		t.Fatalf("start %s: %v", bin, err)
 	}

@@ -29,6 +29,7 @@ import (
 	"time"
 
 	"github.com/face0/face0/editor"
+	"github.com/face0/face0/internal/testenv"
 )
 
 func moduleRoot(t *testing.T) string {
@@ -60,24 +61,6 @@ func freePort(t *testing.T) int {
 	}
 	defer l.Close()
 	return l.Addr().(*net.TCPAddr).Port
-}
-
-// lockedBuffer collects the server's log.
-type lockedBuffer struct {
-	mu sync.Mutex
-	b  strings.Builder
-}
-
-func (l *lockedBuffer) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.Write(p)
-}
-
-func (l *lockedBuffer) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.String()
 }
 
 // binaries builds face0, the example plugin and the engine's test pack once
@@ -154,9 +137,10 @@ func startServerIn(t *testing.T, token, home string, testpack bool) *server {
 	port := freePort(t)
 	addr := fmt.Sprintf("127.0.0.1:%d", port)
 	cmd := exec.Command(bins["face0"], "serve", "--home", home, "--listen", addr, "--token", token)
-	logs := &lockedBuffer{}
+	logs := &testenv.Buffer{}
 	cmd.Stdout = logs
 	cmd.Stderr = logs
+	testenv.DieWithTest(cmd)
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
 	}

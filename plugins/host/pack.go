@@ -327,10 +327,12 @@ var callIDs atomic.Uint64
 
 func nextCallID() string { return strconv.FormatUint(callIDs.Add(1), 10) }
 
-// exited reports whether the process has gone, waiting briefly: after a crash
-// the broken stream can arrive before go-plugin notices the exit.
+// exited reports whether the process has gone, waiting a little: after a
+// crash the broken stream can arrive before go-plugin's goroutine has reaped
+// the process, which on a loaded machine (seen under -race on 2 cores) can
+// take longer than half a second. Only a broken call pays for the wait.
 func (c *proc) exited() bool {
-	for i := 0; i < 50; i++ {
+	for i := 0; i < 200; i++ {
 		if c.client.Exited() {
 			return true
 		}
