@@ -228,7 +228,7 @@ func checkSteps(t *testing.T, dir string, durable, upto int) {
 // durable for sure and an upper bound on the steps it may have started.
 func killDuringPuts(t *testing.T, dir string, start, target int, delay time.Duration) (durable, upto int) {
 	t.Helper()
-	cmd := exec.Command(os.Args[0], "-test.run=^$")
+	cmd := testenv.DieWithTest(exec.Command(os.Args[0], "-test.run=^$"))
 	cmd.Env = append(os.Environ(), childModeEnv+"=putloop", childDirEnv+"="+dir, childArgEnv+"="+strconv.Itoa(start))
 	stdout, err := cmd.StdoutPipe()
 	if err != nil {
