@@ -353,16 +353,39 @@ func (p *page) waitFor(expr string, timeout time.Duration, what string) {
 	p.t.Fatalf("timed out after %s waiting for %s (%s); last error %v; editor message %q", timeout, what, expr, lastErr, msg)
 }
 
-// center returns the middle of the first element matching a CSS selector.
+// center returns the middle of the first element matching a CSS selector,
+// once a click there would reach it: an element can exist before it can be
+// clicked (React Flow keeps a new node hidden until it has measured it, a
+// closing dialog still covers the page for a frame), and a user clicks what
+// they see.
 func (p *page) center(selector string) (float64, float64) {
 	p.t.Helper()
-	var r struct{ X, Y float64 }
-	sel, _ := json.Marshal(selector)
-	if err := p.eval(fmt.Sprintf(`(() => { const e = document.querySelector(%s); if (!e) throw new Error("no element " + %s);
-		e.scrollIntoView({block: "nearest"}); const r = e.getBoundingClientRect(); return {x: r.x + r.width/2, y: r.y + r.height/2}; })()`, sel, sel), &r); err != nil {
-		p.t.Fatal(err)
+	var r struct {
+		X, Y float64
+		Hit  bool
+		Top  string
 	}
-	return r.X, r.Y
+	sel, _ := json.Marshal(selector)
+	expr := fmt.Sprintf(`(() => { const e = document.querySelector(%s); if (!e) throw new Error("no element " + %s);
+		e.scrollIntoView({block: "nearest"}); const r = e.getBoundingClientRect(); const x = r.x + r.width/2, y = r.y + r.height/2;
+		const top = document.elementFromPoint(x, y);
+		return {x, y, hit: !!top && (top === e || e.contains(top)), top: top ? top.tagName + "." + top.className : "nothing (outside the page or hidden)"}; })()`, sel, sel)
+	// Twice at the same place: scrollIntoView may move a canvas (which
+	// React Flow scrolls back at once) or the element may be moving.
+	var prevX, prevY float64
+	prevHit := false
+	for deadline := time.Now().Add(waitShort); ; time.Sleep(20 * time.Millisecond) {
+		if err := p.eval(expr, &r); err != nil {
+			p.t.Fatal(err)
+		}
+		if r.Hit && prevHit && r.X == prevX && r.Y == prevY {
+			return r.X, r.Y
+		}
+		prevX, prevY, prevHit = r.X, r.Y, r.Hit
+		if time.Now().After(deadline) {
+			p.t.Fatalf("%s cannot be clicked after %v: at its middle is %s", selector, waitShort, r.Top)
+		}
+	}
 }
 
 // click presses and releases the left mouse button over an element, as a user would.

@@ -75,15 +75,33 @@ export function Editor({ specs, colors }: { specs: Record<string, NodeSpec>; col
     [setNodes],
   );
 
+  /** fitPending: a loaded graph waits to be fitted into view until React
+   * Flow has measured its nodes. A fixed 50 ms delay fitted too early on a
+   * slow machine, and moved the view under a click made as the graph showed. */
+  const fitPending = useRef(false);
+  const [fitAsked, setFitAsked] = useState(0);
+  /** fit fits the whole graph into view once its nodes are measured. */
+  const fit = useCallback(() => {
+    fitPending.current = true;
+    setFitAsked((n) => n + 1);
+  }, []);
   const apply = useCallback(
     (g: Graph, fit: boolean) => {
       setAll(g.nodes.map(G.withDefaults));
       setEdges(g.edges);
       setMeta(g.meta);
-      if (fit) setTimeout(() => rf.fitView({ padding: 0.15, maxZoom: 1 }), 50);
+      if (fit) fitPending.current = g.nodes.length > 0;
     },
-    [rf, setAll, setEdges],
+    [setAll, setEdges],
   );
+  useEffect(() => {
+    if (!fitPending.current) return;
+    // Measuring changes the nodes, which runs this again.
+    const measured = nodes.every((n) => n.hidden || rf.getInternalNode(n.id)?.measured.width);
+    if (!measured) return;
+    fitPending.current = false;
+    rf.fitView({ padding: 0.15, maxZoom: 1 });
+  }, [nodes, rf, fitAsked]);
   const hist = useUndo({ nodes, edges, meta, ready, refs, apply, current });
 
   const load = useCallback(
@@ -472,7 +490,8 @@ export function Editor({ specs, colors }: { specs: Record<string, NodeSpec>; col
     return () => window.removeEventListener("keydown", onKey);
   }, [queue, save, hist.undo, hist.redo, copy, paste, selectAll, toggleMode, groupSelected]);
 
-  useScriptHooks({ current, load, queue, undo: hist.undo, redo: hist.redo, addNode, why, link, setAll, nodesRef, position: hist.position, settled: hist.settled });
+  const settled = useCallback(() => hist.settled() && !fitPending.current, [hist.settled]);
+  useScriptHooks({ current, load, queue, undo: hist.undo, redo: hist.redo, addNode, why, link, setAll, nodesRef, position: hist.position, settled, fit });
 
   const styledEdges = useMemo(
     () =>

@@ -1,6 +1,6 @@
 // window.face0: the editor's graph for scripts and the browser tests
 // (workflow(), load(wf), queue(n), undo(), redo(), addNode(type), connect(),
-// select(ids), selected(), history(), settled()).
+// select(ids), selected(), history(), settled(), fit()).
 import type { Connection, XYPosition } from "@xyflow/react";
 import { useEffect } from "react";
 import type { FNode, Native } from "./convert";
@@ -18,10 +18,11 @@ type Args = {
   nodesRef: { current: FNode[] };
   position: () => { index: number; length: number };
   settled: () => boolean;
+  fit: () => void;
 };
 
 export function useScriptHooks(a: Args) {
-  const { current, load, queue, undo, redo, addNode, why, link, setAll, nodesRef, position, settled } = a;
+  const { current, load, queue, undo, redo, addNode, why, link, setAll, nodesRef, position, settled, fit } = a;
   useEffect(() => {
     (window as unknown as { face0: unknown }).face0 = {
       workflow: () => current(),
@@ -40,6 +41,7 @@ export function useScriptHooks(a: Args) {
       selected: () => nodesRef.current.filter((n) => n.selected).map((n) => n.id),
       history: position,
       settled,
+      fit,
     };
-  }, [current, load, queue, undo, redo, addNode, why, link, setAll, nodesRef, position, settled]);
+  }, [current, load, queue, undo, redo, addNode, why, link, setAll, nodesRef, position, settled, fit]);
 }
