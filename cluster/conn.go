@@ -1,6 +1,7 @@
 package cluster
 
 import (
+	"crypto/x509"
 	"errors"
 	"fmt"
 	"os"
@@ -17,12 +18,33 @@ import (
 type Auth struct {
 	Token    string
 	NKeySeed string // path of a seed file ("SU...")
+	// TLSCA is a PEM file of the certificates that may sign the NATS
+	// server's (its own certificate, when self-signed). Given, the
+	// connection must be TLS; without it, a server that requires TLS is
+	// verified against the system's CAs.
+	TLSCA string
 }
 
 // EnvToken holds the NATS token when no flag gives it.
 const EnvToken = "FACE0_NATS_TOKEN"
 
 func (a Auth) options() ([]nats.Option, error) {
+	var tlsOpts []nats.Option
+	if a.TLSCA != "" {
+		pem, err := os.ReadFile(a.TLSCA)
+		if err != nil {
+			return nil, fmt.Errorf("TLS CA file: %w", err)
+		}
+		if !x509.NewCertPool().AppendCertsFromPEM(pem) {
+			return nil, fmt.Errorf("TLS CA file %s holds no PEM certificate (it should hold the NATS server's certificate, or the CA that signed it)", a.TLSCA)
+		}
+		tlsOpts = append(tlsOpts, nats.RootCAs(a.TLSCA))
+	}
+	creds, err := a.credentials()
+	return append(tlsOpts, creds...), err
+}
+
+func (a Auth) credentials() ([]nats.Option, error) {
 	switch {
 	case a.Token != "" && a.NKeySeed != "":
 		return nil, errors.New("give either a NATS token or an NKey seed, not both")
@@ -87,6 +109,16 @@ func explainConnect(url string, auth Auth, err error) error {
 		return fmt.Errorf("the NATS server at %s refused the credentials (authorization violation): %s; see docs/scale-out.md", url, how)
 	case errors.Is(err, nats.ErrNkeysNotSupported):
 		return fmt.Errorf("the NATS server at %s does not take NKeys: use --token instead", url)
+	case errors.Is(err, nats.ErrSecureConnWanted):
+		return fmt.Errorf("the NATS server at %s does not use TLS, and --tls-ca asks for it: give the server a certificate (face0 serve --nats-tls-cert/--nats-tls-key), or drop --tls-ca", url)
+	case errors.As(err, new(x509.UnknownAuthorityError)) || strings.Contains(msg, "certificate signed by unknown authority"):
+		how := "pass --tls-ca FILE: the server's certificate (when self-signed) or the CA that signed it"
+		if auth.TLSCA != "" {
+			how = "--tls-ca " + auth.TLSCA + " holds neither the server's certificate nor the CA that signed it"
+		}
+		return fmt.Errorf("the NATS server at %s uses TLS with a certificate this process does not trust: %s; see docs/scale-out.md", url, how)
+	case errors.As(err, new(x509.HostnameError)) || strings.Contains(msg, "certificate is valid for"):
+		return fmt.Errorf("the NATS server at %s has a certificate for other names (%v): connect by a name or address it lists", url, err)
 	case errors.Is(err, nats.ErrNoServers):
 		return fmt.Errorf("cannot reach the NATS server at %s: %w (is face0 serve --nats running there, and is the port open?)", url, ErrUnreachable)
 	}

@@ -5,6 +5,9 @@ package natsd
 
 import (
 	"bufio"
+	"bytes"
+	"crypto/tls"
+	"crypto/x509"
 	"errors"
 	"fmt"
 	"io"
@@ -29,6 +32,11 @@ type Config struct {
 	// show. Neither is allowed only on a loopback address.
 	Token string
 	NKeys []string
+	// TLSCert and TLSKey are PEM files of the certificate (with its chain)
+	// and key clients see. Given, every client must speak TLS: tokens and
+	// tensors then never cross the network in the clear. Workers verify the
+	// certificate against their --tls-ca (or the system's CAs).
+	TLSCert, TLSKey string
 	// Log receives the server's warnings and errors; nil: discarded.
 	Log io.Writer
 }
@@ -72,10 +80,18 @@ func Start(c Config) (*Server, error) {
 		MaxPayload: 1 << 20,
 	}
 	s := &Server{}
+	if c.TLSCert != "" || c.TLSKey != "" {
+		tc, self, err := serverTLS(c.TLSCert, c.TLSKey)
+		if err != nil {
+			return nil, err
+		}
+		opts.TLSConfig, opts.TLSTimeout = tc, 5
+		s.self = append(s.self, nats.Secure(self))
+	}
 	switch {
 	case c.Token != "":
 		opts.Authorization = c.Token
-		s.self = []nats.Option{nats.Token(c.Token)}
+		s.self = append(s.self, nats.Token(c.Token))
 	case len(c.NKeys) > 0:
 		for _, k := range c.NKeys {
 			if !nkeys.IsValidPublicUserKey(k) {
@@ -90,7 +106,7 @@ func Start(c Config) (*Server, error) {
 		}
 		pub, _ := kp.PublicKey()
 		opts.Nkeys = append(opts.Nkeys, &server.NkeyUser{Nkey: pub})
-		s.self = []nats.Option{nats.Nkey(pub, kp.Sign)}
+		s.self = append(s.self, nats.Nkey(pub, kp.Sign))
 	}
 	srv, err := server.NewServer(opts)
 	if err != nil {
@@ -99,6 +115,9 @@ func Start(c Config) (*Server, error) {
 	log := &logger{w: c.Log, fatal: make(chan string, 1)}
 	if log.w == nil {
 		log.w = io.Discard
+	}
+	if opts.TLSConfig == nil && !loopback(host) {
+		fmt.Fprintf(log.w, "face0: warning: embedded NATS listens on %s without TLS: the token and the tensors cross the network unencrypted; give it --nats-tls-cert and --nats-tls-key (docs/scale-out.md), or keep it on a private network\n", c.Listen)
 	}
 	srv.SetLoggerV2(log, false, false, false)
 	go srv.Start()
@@ -186,4 +205,32 @@ func (l *logger) Fatalf(f string, v ...any) {
 	case l.fatal <- fmt.Sprintf(f, v...):
 	default:
 	}
+}
+
+// serverTLS loads the server's certificate and key, and makes the TLS
+// configuration this process connects to its own server with: it trusts
+// exactly that certificate (the server may be reached at 127.0.0.1, a name
+// the certificate need not list).
+func serverTLS(certFile, keyFile string) (server *tls.Config, self *tls.Config, err error) {
+	if certFile == "" || keyFile == "" {
+		return nil, nil, errors.New("embedded NATS: TLS needs both a certificate and its key (--nats-tls-cert and --nats-tls-key)")
+	}
+	pair, err := tls.LoadX509KeyPair(certFile, keyFile)
+	if err != nil {
+		return nil, nil, fmt.Errorf("embedded NATS: TLS certificate %s with key %s: %w (both PEM files; the key must match the certificate)", certFile, keyFile, err)
+	}
+	leaf := pair.Certificate[0]
+	server = &tls.Config{Certificates: []tls.Certificate{pair}, MinVersion: tls.VersionTLS12}
+	self = &tls.Config{
+		MinVersion: tls.VersionTLS12,
+		// Verified below, against the one certificate this server serves.
+		InsecureSkipVerify: true,
+		VerifyPeerCertificate: func(raw [][]byte, _ [][]*x509.Certificate) error {
+			if len(raw) == 0 || !bytes.Equal(raw[0], leaf) {
+				return errors.New("embedded NATS: the server answering is not this process's own (another certificate)")
+			}
+			return nil
+		},
+	}
+	return server, self, nil
 }

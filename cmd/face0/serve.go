@@ -76,7 +76,11 @@ func cmdServe(args []string) error {
 		}
 		defer nc.close() // after the app: its dispatcher uses the connection
 		mods = append(mods, func(o *app.Options) { o.Dispatch = dispatcher })
-		fmt.Fprintf(os.Stderr, "face0: accepting workers through NATS at %s (face0 worker --nats URL on each machine; see docs/scale-out.md)\n", nc.url)
+		how := "face0 worker --nats URL"
+		if strings.HasPrefix(nc.url, "tls://") {
+			how += " --tls-ca CERT"
+		}
+		fmt.Fprintf(os.Stderr, "face0: accepting workers through NATS at %s (%s on each machine; see docs/scale-out.md)\n", nc.url, how)
 		if *prompts == 0 {
 			*prompts = 8
 		}

@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
+	"errors"
 	"flag"
 	"fmt"
 	"os"
@@ -22,6 +23,7 @@ import (
 // natsFlags are face0 serve's flags for accepting workers.
 type natsFlags struct {
 	url, listen, token, nkey, nkeys string
+	tlsCert, tlsKey, tlsCA          string
 	objectTTL                       time.Duration
 }
 
@@ -31,6 +33,9 @@ func (n *natsFlags) register(fs *flag.FlagSet) {
 	fs.StringVar(&n.token, "nats-token", os.Getenv(cluster.EnvToken), "with --nats: the token workers must show (embedded), or this server shows (URL) (default $"+cluster.EnvToken+")")
 	fs.StringVar(&n.nkey, "nats-nkey", "", "with --nats URL: this server's NKey seed file")
 	fs.StringVar(&n.nkeys, "nats-nkeys", "", "with --nats embedded: a file of the NKey public keys (U...) of the workers allowed, one a line")
+	fs.StringVar(&n.tlsCert, "nats-tls-cert", "", "with --nats embedded: a PEM certificate (with its chain); workers then connect with TLS only (see docs/scale-out.md)")
+	fs.StringVar(&n.tlsKey, "nats-tls-key", "", "with --nats embedded: the PEM key of --nats-tls-cert")
+	fs.StringVar(&n.tlsCA, "nats-tls-ca", "", "with --nats URL: a PEM file of the NATS server's certificate or its CA, to connect with TLS")
 	fs.DurationVar(&n.objectTTL, "nats-object-ttl", time.Hour, "how long tensors stay in the NATS object store")
 }
 
@@ -48,9 +53,12 @@ type natsCluster struct {
 func (n *natsFlags) start(ctx context.Context, home string) (*natsCluster, func(*host.Manager) (app.Dispatcher, error), error) {
 	c := &natsCluster{url: n.url}
 	var opts []nats.Option
-	auth := cluster.Auth{Token: n.token, NKeySeed: n.nkey}
+	auth := cluster.Auth{Token: n.token, NKeySeed: n.nkey, TLSCA: n.tlsCA}
 	if n.url == "embedded" {
-		cfg := natsd.Config{Listen: n.listen, Dir: filepath.Join(home, "nats"), Token: n.token, Log: os.Stderr}
+		if n.tlsCA != "" {
+			return nil, nil, errors.New("--nats-tls-ca is for a NATS server elsewhere (--nats URL); the embedded one serves --nats-tls-cert, which workers trust with their --tls-ca")
+		}
+		cfg := natsd.Config{Listen: n.listen, Dir: filepath.Join(home, "nats"), Token: n.token, Log: os.Stderr, TLSCert: n.tlsCert, TLSKey: n.tlsKey}
 		if n.nkeys != "" {
 			keys, err := natsd.ReadNKeys(n.nkeys)
 			if err != nil {
@@ -67,6 +75,8 @@ func (n *natsFlags) start(ctx context.Context, home string) (*natsCluster, func(
 		auth = cluster.Auth{}
 	} else if n.nkeys != "" {
 		return nil, nil, fmt.Errorf("--nats-nkeys lists the workers an embedded NATS server allows; with --nats %s, the NATS server's own configuration does", n.url)
+	} else if n.tlsCert != "" || n.tlsKey != "" {
+		return nil, nil, fmt.Errorf("--nats-tls-cert and --nats-tls-key are the embedded NATS server's; with --nats %s, the NATS server's own configuration has its certificate (use --nats-tls-ca to trust it)", n.url)
 	}
 	nc, err := cluster.Connect(c.url, auth, "face0 serve", opts...)
 	if err != nil {

@@ -28,6 +28,7 @@ func cmdWorker(args []string) error {
 	url := fs.String("nats", "", "the NATS server of the face0 server (face0 serve --nats ...), like nats://gpu-box:4222")
 	token := fs.String("token", os.Getenv(cluster.EnvToken), "the NATS token (default $"+cluster.EnvToken+")")
 	nkey := fs.String("nkey", "", "an NKey seed file (SU...) instead of a token")
+	tlsCA := fs.String("tls-ca", "", "a PEM file of the NATS server's certificate (when self-signed) or of its CA: connect with TLS and trust it")
 	newNKey := fs.String("new-nkey", "", "write a new NKey seed to this file (readable by you only), print its public key for the server's --nats-nkeys file, and exit")
 	name := fs.String("name", "", "this worker's name in the server's log and the nodes' (default: the host name)")
 	slots := fs.Int("slots", 1, "nodes run at once")
@@ -96,7 +97,7 @@ another worker at once). See docs/scale-out.md.
 		close(abort)
 	}()
 
-	nc, err := connectWorker(ctx, *url, cluster.Auth{Token: *token, NKeySeed: *nkey}, *name)
+	nc, err := connectWorker(ctx, *url, cluster.Auth{Token: *token, NKeySeed: *nkey, TLSCA: *tlsCA}, *name)
 	if err != nil {
 		return err
 	}
