@@ -20,7 +20,7 @@ import {
 import { useCallback, useEffect, useMemo, useRef, useState } from "react";
 import { api } from "./api";
 import { EditorContext, type EditorAPI, typeColor } from "./context";
-import { edgeId, type FEdge, type FNode, fromNative, type Graph, type Meta, type Native, type NodeData, readWorkflow, toNative } from "./convert";
+import { edgeId, type FEdge, type FNode, fromNative, type Graph, type Meta, type Native, readWorkflow, toNative } from "./convert";
 import { GroupView, NoteView, RerouteView } from "./ExtraNodes";
 import * as G from "./graph";
 import { Confirm, ConnectionHint, ContextMenu, NodeSearch, type SearchFilter } from "./Menus";
@@ -28,7 +28,7 @@ import { NodeView } from "./NodeView";
 import { Palette } from "./Palette";
 import { QueuePanel } from "./QueuePanel";
 import { clearCached, getRun, say, setGraph, setRun, useRun } from "./run";
-import { assignable, defaultValue, isSeed, type NodeSpec } from "./spec";
+import { assignable, type NodeSpec } from "./spec";
 import { Toolbar } from "./Toolbar";
 import { useClipboard } from "./clipboard";
 import { useFiles } from "./files";
@@ -36,8 +36,9 @@ import { useGroupDrag } from "./useGroupDrag";
 import { useMenus } from "./useMenus";
 import { useQueue } from "./useQueue";
 import { useScriptHooks } from "./scripthooks";
+import { useAddNodes } from "./useAddNodes";
+import { useFit } from "./useFit";
 import { markSaved, storageKey, unsaved, useUndo } from "./useUndo";
-import { randomSeed } from "./widgets";
 
 const paletteKey = "face0.editor.palette";
 const nodeTypes: NodeTypes = { face0: NodeView, note: NoteView, group: GroupView, reroute: RerouteView };
@@ -75,33 +76,16 @@ export function Editor({ specs, colors }: { specs: Record<string, NodeSpec>; col
     [setNodes],
   );
 
-  /** fitPending: a loaded graph waits to be fitted into view until React
-   * Flow has measured its nodes. A fixed 50 ms delay fitted too early on a
-   * slow machine, and moved the view under a click made as the graph showed. */
-  const fitPending = useRef(false);
-  const [fitAsked, setFitAsked] = useState(0);
-  /** fit fits the whole graph into view once its nodes are measured. */
-  const fit = useCallback(() => {
-    fitPending.current = true;
-    setFitAsked((n) => n + 1);
-  }, []);
+  const view = useFit(nodes, rf);
   const apply = useCallback(
     (g: Graph, fit: boolean) => {
       setAll(g.nodes.map(G.withDefaults));
       setEdges(g.edges);
       setMeta(g.meta);
-      if (fit) fitPending.current = g.nodes.length > 0;
+      if (fit && g.nodes.length > 0) view.fit();
     },
-    [setAll, setEdges],
+    [setAll, setEdges, view.fit],
   );
-  useEffect(() => {
-    if (!fitPending.current) return;
-    // Measuring changes the nodes, which runs this again.
-    const measured = nodes.every((n) => n.hidden || rf.getInternalNode(n.id)?.measured.width);
-    if (!measured) return;
-    fitPending.current = false;
-    rf.fitView({ padding: 0.15, maxZoom: 1 });
-  }, [nodes, rf, fitAsked]);
   const hist = useUndo({ nodes, edges, meta, ready, refs, apply, current });
 
   const load = useCallback(
@@ -165,77 +149,7 @@ export function Editor({ specs, colors }: { specs: Record<string, NodeSpec>; col
     [specs],
   );
 
-  /** place moves new nodes off the nodes already there. */
-  const place = useCallback(
-    (added: FNode[]): FNode[] => {
-      const obst = G.obstacles(nodesRef.current, specs);
-      const off = G.freeOffset(
-        added.filter((n) => n.type !== "group").map((n) => G.rectOf(n, specs)),
-        obst,
-      );
-      return added.map((n) => ({ ...n, position: { x: n.position.x + off.x, y: n.position.y + off.y } }));
-    },
-    [specs],
-  );
-
-  /** at is where a new node goes: the mouse, else the middle of the view. */
-  const at = useCallback((): XYPosition => {
-    if (pointer.current) return { x: pointer.current.x - 20, y: pointer.current.y - 14 };
-    const r = wrapRef.current?.getBoundingClientRect();
-    const c = r ? rf.screenToFlowPosition({ x: r.left + r.width / 2, y: r.top + r.height / 3 }) : { x: 0, y: 0 };
-    return { x: c.x - 120, y: c.y };
-  }, [rf]);
-
-  const addNodes = useCallback(
-    (added: FNode[], extraEdges: FEdge[] = []) => {
-      const placed = place(added.map(G.withDefaults)).map((n) => ({ ...n, selected: true }));
-      setAll([...nodesRef.current.map((n) => (n.selected ? { ...n, selected: false } : n)), ...placed]);
-      if (extraEdges.length) setEdges((es) => [...es, ...extraEdges]);
-      return placed;
-    },
-    [place, setAll, setEdges],
-  );
-
-  const addNode = useCallback(
-    (type: string, pos?: XYPosition): string | null => {
-      const spec = specs[type];
-      if (!spec) return null;
-      const id = G.newId(type, new Set(nodesRef.current.map((n) => n.id)));
-      const values: Record<string, unknown> = {};
-      const control: Record<string, string> = {};
-      for (const inp of spec.inputs) {
-        if (!inp.literal) continue;
-        let v = defaultValue(inp);
-        if (isSeed(inp)) {
-          control[inp.name] = "randomize";
-          if (v === undefined || v === 0) v = randomSeed(inp);
-        }
-        if (v !== undefined) values[inp.name] = v;
-      }
-      const data: NodeData = { nodeType: type, values };
-      if (Object.keys(control).length) data.ui = { control };
-      addNodes([{ id, type: "face0", position: pos ?? at(), data }]);
-      return id;
-    },
-    [specs, addNodes, at],
-  );
-
-  const addVirtual = useCallback(
-    (kind: "note" | "group" | "reroute", pos?: XYPosition): string => {
-      const id = G.newId(kind, new Set(nodesRef.current.map((n) => n.id)));
-      const data: NodeData = { nodeType: "", values: {} };
-      if (kind === "group") data.text = "Group";
-      if (kind === "note") data.text = "";
-      const n: FNode = { id, type: kind, position: pos ?? at(), data };
-      if (kind === "note") {
-        n.width = 240;
-        n.height = 120;
-      }
-      addNodes([n]);
-      return id;
-    },
-    [addNodes, at],
-  );
+  const { at, addNodes, addNode, addVirtual } = useAddNodes({ specs, rf, nodesRef, pointer, wrapRef, setAll, setEdges });
 
   const why = useCallback(
     (c: Connection | Edge): string => {
@@ -490,8 +404,8 @@ export function Editor({ specs, colors }: { specs: Record<string, NodeSpec>; col
     return () => window.removeEventListener("keydown", onKey);
   }, [queue, save, hist.undo, hist.redo, copy, paste, selectAll, toggleMode, groupSelected]);
 
-  const settled = useCallback(() => hist.settled() && !fitPending.current, [hist.settled]);
-  useScriptHooks({ current, load, queue, undo: hist.undo, redo: hist.redo, addNode, why, link, setAll, nodesRef, position: hist.position, settled, fit });
+  const settled = useCallback(() => hist.settled() && !view.pending(), [hist.settled, view.pending]);
+  useScriptHooks({ current, load, queue, undo: hist.undo, redo: hist.redo, addNode, why, link, setAll, nodesRef, position: hist.position, settled, fit: view.fit });
 
   const styledEdges = useMemo(
     () =>
