@@ -43,16 +43,7 @@ func TestScaleOutEmbeddedNKeys(t *testing.T) {
 	keys := filepath.Join(dir, "workers.keys")
 	os.WriteFile(keys, []byte("# the workers allowed\n"+goodPub+"\n"), 0o644)
 
-	c := &testCluster{t: t, dir: dir, workers: map[string]*workerProc{}, creds: []string{"--nkey", goodSeed}}
-	c.home = t.TempDir()
-	os.MkdirAll(filepath.Join(c.home, "plugins"), 0o755)
-	withTestpack(t, c.home)
-	c.server = startServer(t, c.home, "--nats", "embedded", "--nats-listen", "127.0.0.1:0", "--nats-nkeys", keys)
-	m := regexp.MustCompile(`accepting workers through NATS at (\S+)`).FindStringSubmatch(c.server.stderr.String())
-	if m == nil {
-		t.Fatalf("face0 serve did not say where workers connect:\n%s", c.server.stderr.String())
-	}
-	url := m[1]
+	c, url := startEmbedded(t, dir, []string{"--nkey", goodSeed}, "--nats-nkeys", keys)
 	if _, err := os.Stat(filepath.Join(c.home, "nats", "jetstream")); err != nil {
 		t.Errorf("the embedded NATS server keeps no JetStream files under the home: %v", err)
 	}

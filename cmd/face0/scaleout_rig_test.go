@@ -348,3 +348,20 @@ func delayCopy(dst, src net.Conn, d time.Duration) {
 	dst.Close()
 	src.Close()
 }
+
+// startEmbedded starts face0 serve with --nats embedded on a free port, and
+// the given flags, and returns the cluster (its workers connect with creds)
+// and the URL the server gives workers.
+func startEmbedded(t *testing.T, dir string, creds []string, flags ...string) (*testCluster, string) {
+	t.Helper()
+	c := &testCluster{t: t, dir: dir, workers: map[string]*workerProc{}, creds: creds}
+	c.home = t.TempDir()
+	os.MkdirAll(filepath.Join(c.home, "plugins"), 0o755)
+	withTestpack(t, c.home)
+	c.server = startServer(t, c.home, append([]string{"--nats", "embedded", "--nats-listen", "127.0.0.1:0"}, flags...)...)
+	m := regexp.MustCompile(`accepting workers through NATS at (\S+)`).FindStringSubmatch(c.server.stderr.String())
+	if m == nil {
+		t.Fatalf("face0 serve did not say where workers connect:\n%s", c.server.stderr.String())
+	}
+	return c, m[1]
+}

@@ -1,10 +1,8 @@
 package main
 
 import (
-	"os"
 	"os/exec"
 	"path/filepath"
-	"regexp"
 	"strings"
 	"testing"
 
@@ -21,17 +19,7 @@ func TestScaleOutEmbeddedTLS(t *testing.T) {
 	cert, key := testenv.SelfSigned(t, dir, "nats", "127.0.0.1")
 	const token = "tls-test-token"
 
-	c := &testCluster{t: t, dir: dir, workers: map[string]*workerProc{}, creds: []string{"--token", token, "--tls-ca", cert}}
-	c.home = t.TempDir()
-	os.MkdirAll(filepath.Join(c.home, "plugins"), 0o755)
-	withTestpack(t, c.home)
-	c.server = startServer(t, c.home, "--nats", "embedded", "--nats-listen", "127.0.0.1:0", "--nats-token", token,
-		"--nats-tls-cert", cert, "--nats-tls-key", key)
-	m := regexp.MustCompile(`accepting workers through NATS at (\S+)`).FindStringSubmatch(c.server.stderr.String())
-	if m == nil {
-		t.Fatalf("face0 serve did not say where workers connect:\n%s", c.server.stderr.String())
-	}
-	url := m[1]
+	c, url := startEmbedded(t, dir, []string{"--token", token, "--tls-ca", cert}, "--nats-token", token, "--nats-tls-cert", cert, "--nats-tls-key", key)
 	if !strings.HasPrefix(url, "tls://") {
 		t.Errorf("face0 serve gives workers %s, want a tls:// URL", url)
 	}
