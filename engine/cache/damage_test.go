@@ -415,6 +415,10 @@ func TestOpenCleansOrphansAndTempFiles(t *testing.T) {
 	orphan := testValue("orphan", 40_000)
 	orphanPath := blobPathFor(dir, orphan)
 	write := func(p string, b []byte) {
+		// Its fan-out directory exists only once a blob was written there.
+		if err := os.MkdirAll(filepath.Dir(p), 0o755); err != nil {
+			t.Fatal(err)
+		}
 		if err := os.WriteFile(p, b, 0o600); err != nil {
 			t.Fatal(err)
 		}

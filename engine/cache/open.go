@@ -403,29 +403,22 @@ func (s *Store) load() error {
 	return nil
 }
 
-// scanBlobs creates the 256 fan-out directories (so a write never has to
-// create and fsync one), removes leftover temp files and returns the size of
-// every well-named blob file. Files we did not name are left alone.
+// scanBlobs removes leftover temp files and returns the size of every
+// well-named blob file. Files we did not name are left alone. The fan-out
+// directories (blobs/00 to blobs/ff) are made by the writer when it first
+// needs one, so opening a new cache costs no 256 directories and fsyncs, and
+// opening one costs a listing only of those that exist.
 func (s *Store) scanBlobs() (map[[32]byte]int64, error) {
-	created := false
-	for i := range 256 {
-		d := filepath.Join(s.blobDir, fmt.Sprintf("%02x", i))
-		err := os.Mkdir(d, 0o755)
-		if err == nil {
-			created = true
-		} else if !errors.Is(err, os.ErrExist) {
-			return nil, fmt.Errorf("cache: creating %s: %w; check the cache directory's permissions", d, err)
-		}
+	subs, err := os.ReadDir(s.blobDir)
+	if err != nil {
+		return nil, fmt.Errorf("cache: listing %s: %w; check the cache directory's permissions", s.blobDir, err)
 	}
-	if created {
-		if err := syncDir(s.blobDir); err != nil {
-			return nil, fmt.Errorf("cache: syncing %s: %w", s.blobDir, err)
-		}
-	}
-
 	files := map[[32]byte]int64{}
-	for i := range 256 {
-		sub := fmt.Sprintf("%02x", i)
+	for _, sd := range subs {
+		sub := sd.Name()
+		if !sd.IsDir() || len(sub) != 2 || strings.Trim(sub, "0123456789abcdef") != "" {
+			continue // not ours
+		}
 		d := filepath.Join(s.blobDir, sub)
 		des, err := os.ReadDir(d)
 		if err != nil {

@@ -466,7 +466,7 @@ func (s *Store) writeTemp(h [32]byte, value []byte) (path string, err error) {
 	dir := filepath.Dir(s.blobPath(h))
 	f, err := os.CreateTemp(dir, tmpPrefix+"*")
 	if errors.Is(err, os.ErrNotExist) {
-		// Open creates every fan-out directory; recreate one removed since.
+		// The first blob of its fan-out directory (or one removed since).
 		if err = os.MkdirAll(dir, 0o755); err == nil {
 			if err = syncDir(s.blobDir); err == nil {
 				f, err = os.CreateTemp(dir, tmpPrefix+"*")
