@@ -24,6 +24,17 @@ export function useFit(nodes: FNode[], rf: ReactFlowInstance<FNode, FEdge>) {
     pending.current = false;
     rf.fitView({ padding: 0.15, maxZoom: 1 });
   }, [nodes, rf, asked]);
+  // A node that is never measured (not shown at all) must not keep the
+  // graph out of view for ever: fit with what is measured after a while.
+  useEffect(() => {
+    if (!asked) return;
+    const t = setTimeout(() => {
+      if (!pending.current) return;
+      pending.current = false;
+      rf.fitView({ padding: 0.15, maxZoom: 1 });
+    }, 1500);
+    return () => clearTimeout(t);
+  }, [rf, asked]);
   const isPending = useCallback(() => pending.current, []);
   return { fit, pending: isPending };
 }
