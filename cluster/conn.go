@@ -112,7 +112,7 @@ func explainConnect(url string, auth Auth, err error) error {
 	case errors.Is(err, nats.ErrSecureConnWanted):
 		return fmt.Errorf("the NATS server at %s does not use TLS, and --tls-ca asks for it: give the server a certificate (face0 serve --nats-tls-cert/--nats-tls-key), or drop --tls-ca", url)
 	case errors.As(err, new(x509.UnknownAuthorityError)) || strings.Contains(msg, "certificate signed by unknown authority"):
-		how := "pass --tls-ca FILE: the server's certificate (when self-signed) or the CA that signed it"
+		how := "pass --tls-ca FILE (face0 serve: --nats-tls-ca FILE): the server's certificate (when self-signed) or the CA that signed it"
 		if auth.TLSCA != "" {
 			how = "--tls-ca " + auth.TLSCA + " holds neither the server's certificate nor the CA that signed it"
 		}

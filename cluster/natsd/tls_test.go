@@ -43,7 +43,7 @@ func TestTLS(t *testing.T) {
 	}{
 		{"trusted", srv.URL(), cluster.Auth{Token: "s3cret", TLSCA: cert}, ""},
 		{"trusted, nats:// URL", plainURL, cluster.Auth{Token: "s3cret", TLSCA: cert}, ""},
-		{"no CA", plainURL, cluster.Auth{Token: "s3cret"}, "a certificate this process does not trust: pass --tls-ca FILE"},
+		{"no CA", plainURL, cluster.Auth{Token: "s3cret"}, "a certificate this process does not trust: pass --tls-ca FILE (face0 serve: --nats-tls-ca FILE)"},
 		{"another CA", srv.URL(), cluster.Auth{Token: "s3cret", TLSCA: other}, "--tls-ca " + other + " holds neither the server's certificate nor the CA that signed it"},
 		{"not PEM", srv.URL(), cluster.Auth{Token: "s3cret", TLSCA: filepath.Join(dir, "a")}, "TLS CA file"},
 		{"trusted, wrong token", srv.URL(), cluster.Auth{Token: "wrong", TLSCA: cert}, "refused the credentials"},

@@ -30,7 +30,7 @@ func TestScaleOutEmbeddedTLS(t *testing.T) {
 	if ee, ok := err.(*exec.ExitError); !ok || ee.ExitCode() != 1 {
 		t.Errorf("a worker without --tls-ca ended with %v\n%s", err, out)
 	}
-	if want := "a certificate this process does not trust: pass --tls-ca FILE"; !strings.Contains(string(out), want) || strings.Contains(string(out), "goroutine") {
+	if want := "a certificate this process does not trust: pass --tls-ca FILE (face0 serve: --nats-tls-ca FILE)"; !strings.Contains(string(out), want) || strings.Contains(string(out), "goroutine") {
 		t.Errorf("the worker without --tls-ca said %q, want %q and no stack trace", out, want)
 	}
 
