@@ -240,16 +240,7 @@ func (t *tuner) encode(caps []string) ([][]float32, error) {
 		for _, c := range caps[start : start+n] {
 			ids = append(ids, t.base.Tokenizer.Tokenize(c, clip.WithContextLength(L), clip.WithPadToken(int32(man.PadToken)))...)
 		}
-		var in ort.Tensor
-		if t.base.InputIDsType == onnx.Int64 {
-			d := make([]int64, len(ids))
-			for i, v := range ids {
-				d[i] = int64(v)
-			}
-			in = ort.I64(d, int64(n), int64(L))
-		} else {
-			in = ort.I32(ids, int64(n), int64(L))
-		}
+		in := ort.Ints(ids, t.base.InputIDsType, int64(n), int64(L))
 		res, err := t.enc.Run(map[string]ort.Tensor{sdmodel.InInputIDs: in})
 		if err != nil {
 			return nil, fmt.Errorf("evaluate: fine-tuning baseline: text encoder: %w", err)

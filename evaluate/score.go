@@ -98,11 +98,11 @@ func (sc *scorer) score(x *Sample, i, p int, img image.Image) {
 	in := sc.inputs[i]
 	f, _, ok := sc.net.Face(img)
 	x.Found = ok
-	x.Face = evalnet.Cosine(in.face, f)
+	x.Face = synthfaces.Cosine(in.face, f)
 	fid := synthfaces.Embed(img).Vector
 	x.FaceID = synthfaces.Cosine(in.faceID, fid)
 	v := sc.net.Image(img)
-	x.Text = evalnet.Cosine(v, sc.prompts[p])
+	x.Text = synthfaces.Cosine(v, sc.prompts[p])
 	pr, _ := synthfaces.Measure(img)
 	x.Attr = agreement(Prompts[p].Scene, pr)
 	x.Probe = mean3(x.Attr)
@@ -111,7 +111,7 @@ func (sc *scorer) score(x *Sample, i, p int, img image.Image) {
 		if q == p {
 			continue
 		}
-		x.TextChance += evalnet.Cosine(v, sc.prompts[q])
+		x.TextChance += synthfaces.Cosine(v, sc.prompts[q])
 		a := agreement(Prompts[q].Scene, pr)
 		for k := range 3 {
 			x.AttrChance[k] += a[k]
@@ -128,7 +128,7 @@ func (sc *scorer) score(x *Sample, i, p int, img image.Image) {
 		if j == i {
 			continue
 		}
-		x.FaceChance += evalnet.Cosine(o.face, f)
+		x.FaceChance += synthfaces.Cosine(o.face, f)
 		x.FaceIDChance += synthfaces.Cosine(o.faceID, fid)
 		n++
 	}

@@ -18,23 +18,7 @@ import (
 // A model written while the server runs (by a Train node, say) shows up in the
 // model choices of /object_info without a restart.
 func TestObjectInfoSeesNewModels(t *testing.T) {
-	home := newHome(t)
-	a, err := app.Open(context.Background(), app.Options{
-		Home: home, PluginsDir: filepath.Join(home, "no-plugins"), Log: io.Discard,
-		Extra: []host.Source{{Name: "face0", Path: bins.face0, Args: []string{"plugin", "face0"}}},
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	s, err := New(a, filepath.Join(home, "server.db"), WithLog(io.Discard))
-	if err != nil {
-		a.Close()
-		t.Fatal(err)
-	}
-	ts := &testServer{Server: s, app: a}
-	ts.http = httptest.NewServer(s.Handler())
-	ts.url = ts.http.URL
-	t.Cleanup(ts.stop)
+	ts, a := startFace0Server(t)
 
 	choices := func() []any {
 		_, one := call(t, "GET", ts.url+"/object_info/EncodeText", nil)
@@ -47,7 +31,7 @@ func TestObjectInfoSeesNewModels(t *testing.T) {
 	if err := sdmodel.Generate(filepath.Join(a.Dirs.Models, "fresh"), sdmodel.TinyConfig()); err != nil {
 		t.Fatal(err)
 	}
-	s.refresh(context.Background(), true) // what the next run's end or a later request does
+	ts.refresh(context.Background(), true) // what the next run's end or a later request does
 	if c := choices(); !slices.Contains(c, any("fresh")) {
 		t.Fatalf("choices after writing a model: %v", c)
 	}
@@ -57,23 +41,7 @@ func TestObjectInfoSeesNewModels(t *testing.T) {
 // a worker that joined since) is not refused: the failed validation starts
 // a refresh and tries again with its specs.
 func TestPromptStartsRefresh(t *testing.T) {
-	home := newHome(t)
-	a, err := app.Open(context.Background(), app.Options{
-		Home: home, PluginsDir: filepath.Join(home, "no-plugins"), Log: io.Discard,
-		Extra: []host.Source{{Name: "face0", Path: bins.face0, Args: []string{"plugin", "face0"}}},
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	s, err := New(a, filepath.Join(home, "server.db"), WithLog(io.Discard), WithPaused())
-	if err != nil {
-		a.Close()
-		t.Fatal(err)
-	}
-	ts := &testServer{Server: s, app: a}
-	ts.http = httptest.NewServer(s.Handler())
-	ts.url = ts.http.URL
-	t.Cleanup(ts.stop)
+	ts, a := startFace0Server(t, WithPaused())
 	if err := sdmodel.Generate(filepath.Join(a.Dirs.Models, "fresh"), sdmodel.TinyConfig()); err != nil {
 		t.Fatal(err)
 	}
@@ -91,23 +59,7 @@ func TestPromptStartsRefresh(t *testing.T) {
 // that joined a moment after a run ended, which refreshes) is not refused
 // for the refresh being less than a second old: it waits for the next.
 func TestPromptAfterRecentRefresh(t *testing.T) {
-	home := newHome(t)
-	a, err := app.Open(context.Background(), app.Options{
-		Home: home, PluginsDir: filepath.Join(home, "no-plugins"), Log: io.Discard,
-		Extra: []host.Source{{Name: "face0", Path: bins.face0, Args: []string{"plugin", "face0"}}},
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	s, err := New(a, filepath.Join(home, "server.db"), WithLog(io.Discard), WithPaused())
-	if err != nil {
-		a.Close()
-		t.Fatal(err)
-	}
-	ts := &testServer{Server: s, app: a}
-	ts.http = httptest.NewServer(s.Handler())
-	ts.url = ts.http.URL
-	t.Cleanup(ts.stop)
+	ts, a := startFace0Server(t, WithPaused())
 	// The model is made aside, and appears in one rename just after a
 	// refresh (as a run's end starts one).
 	aside := filepath.Join(t.TempDir(), "fresh")
@@ -117,7 +69,7 @@ func TestPromptAfterRecentRefresh(t *testing.T) {
 	if err := os.MkdirAll(a.Dirs.Models, 0o755); err != nil {
 		t.Fatal(err)
 	}
-	<-s.startRefresh(true)
+	<-ts.startRefresh(true)
 	if err := os.Rename(aside, filepath.Join(a.Dirs.Models, "fresh")); err != nil {
 		t.Fatal(err)
 	}
@@ -128,4 +80,28 @@ func TestPromptAfterRecentRefresh(t *testing.T) {
 	if code != 200 {
 		t.Fatalf("POST /prompt naming a model that appeared just after a refresh: %d %v", code, out)
 	}
+}
+
+// startFace0Server starts a server whose only pack is the Face0 pack (its
+// EncodeText lists the models folder's models as choices).
+func startFace0Server(t *testing.T, opts ...Option) (*testServer, *app.App) {
+	t.Helper()
+	home := newHome(t)
+	a, err := app.Open(context.Background(), app.Options{
+		Home: home, PluginsDir: filepath.Join(home, "no-plugins"), Log: io.Discard,
+		Extra: []host.Source{{Name: "face0", Path: bins.face0, Args: []string{"plugin", "face0"}}},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	s, err := New(a, filepath.Join(home, "server.db"), append([]Option{WithLog(io.Discard)}, opts...)...)
+	if err != nil {
+		a.Close()
+		t.Fatal(err)
+	}
+	ts := &testServer{Server: s, app: a}
+	ts.http = httptest.NewServer(s.Handler())
+	ts.url = ts.http.URL
+	t.Cleanup(ts.stop)
+	return ts, a
 }

@@ -96,9 +96,13 @@ func AttrEmbedding(a Identity) Embedding {
 	return Embedding{Space: EmbeddingSpace, Vector: v}
 }
 
-// Cosine is the cosine similarity of two embeddings (0 when either is
-// zero): how face alignment compares an input face with a generated one.
+// Cosine is the cosine similarity of two embeddings; 0 when either is nil
+// or zero (a missing face scores 0, as in the paper): how face alignment
+// compares an input face with a generated one.
 func Cosine(a, b []float32) float64 {
+	if a == nil || b == nil {
+		return 0
+	}
 	var ab, aa, bb float64
 	for i := range a {
 		ab += float64(a[i]) * float64(b[i])

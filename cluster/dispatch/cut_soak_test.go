@@ -3,12 +3,12 @@
 package dispatch_test
 
 import (
-	"net"
 	"path/filepath"
 	"strings"
-	"sync"
 	"testing"
 	"time"
+
+	"github.com/face0/face0/internal/testenv"
 )
 
 // TestSoakCutOffSideEffectStops: a worker cut off from NATS while it runs a
@@ -17,15 +17,15 @@ import (
 // takes the job over. (Long: the job comes back only after the ack wait.)
 func TestSoakCutOffSideEffectStops(t *testing.T) {
 	r := newRig(t, rigOptions{noLocal: true})
-	link := newCutProxy(t, strings.TrimPrefix(r.nats.URL(), "nats://"))
+	link := testenv.NewLinkProxy(t, strings.TrimPrefix(r.nats.URL(), "nats://"), 0)
 	const wait = 30 * time.Second // far beyond cluster.BeatAge
-	cut := r.addWorkerSpec("cut", workerSpec{url: "nats://" + link.addr, ackWait: wait}, 1)
+	cut := r.addWorkerSpec("cut", workerSpec{url: "nats://" + link.Addr, ackWait: wait}, 1)
 	_, done, first := r.startRun(`{"version":1,"nodes":[{"id":"save","type":"WriteTextSlow","inputs":{"value":9,"prefix":"cutoff","ms":15000}}]}`, "save")
 	if on := first(); on != "cut" {
 		t.Fatalf("the node runs on %q", on)
 	}
 	spare := r.addWorkerSpec("spare", workerSpec{ackWait: wait}, 1)
-	link.cut()
+	link.Cut()
 	select {
 	case end := <-done:
 		if end.err != nil {
@@ -48,71 +48,4 @@ func TestSoakCutOffSideEffectStops(t *testing.T) {
 	if s := cut.w.Stats(); s.Dropped != 1 {
 		t.Errorf("the cut worker's stats: %+v, want its node dropped", s)
 	}
-}
-
-// cutProxy forwards TCP connections until cut, then closes them and
-// refuses new ones.
-type cutProxy struct {
-	addr string
-	mu   sync.Mutex
-	down bool
-	open []net.Conn
-}
-
-func newCutProxy(t *testing.T, target string) *cutProxy {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	p := &cutProxy{addr: ln.Addr().String()}
-	t.Cleanup(func() { ln.Close(); p.cut() })
-	go func() {
-		for {
-			in, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			p.mu.Lock()
-			down := p.down
-			p.mu.Unlock()
-			out, err := net.Dial("tcp", target)
-			if down || err != nil {
-				in.Close()
-				continue
-			}
-			p.mu.Lock()
-			p.open = append(p.open, in, out)
-			p.mu.Unlock()
-			go pipe(in, out)
-			go pipe(out, in)
-		}
-	}()
-	return p
-}
-
-func pipe(dst, src net.Conn) {
-	buf := make([]byte, 64<<10)
-	for {
-		n, err := src.Read(buf)
-		if n > 0 {
-			if _, werr := dst.Write(buf[:n]); werr != nil {
-				break
-			}
-		}
-		if err != nil {
-			break
-		}
-	}
-	dst.Close()
-	src.Close()
-}
-
-func (p *cutProxy) cut() {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	p.down = true
-	for _, c := range p.open {
-		c.Close()
-	}
-	p.open = nil
 }

@@ -294,16 +294,8 @@ func (r *rig) close() {
 
 func (r *rig) run(ctx context.Context, src string, outputs ...string) (*engine.Result, *events.Recorder, error) {
 	r.t.Helper()
-	w, _, err := workflow.Parse([]byte(src))
-	if err != nil {
-		r.t.Fatalf("parse: %v", err)
-	}
-	plan, err := r.catalog.Compile(w, outputs)
-	if err != nil {
-		r.t.Fatalf("compile: %v", err)
-	}
 	rec := &events.Recorder{}
-	res, err := r.engine.Run(ctx, plan, engine.RunOptions{PromptID: "p", Sink: rec})
+	res, err := r.runSink(ctx, src, rec, outputs...)
 	return res, rec, err
 }
 

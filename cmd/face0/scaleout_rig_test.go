@@ -5,14 +5,12 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
-	"net"
 	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"regexp"
 	"strings"
-	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -249,104 +247,6 @@ func (c *testCluster) historyLen() int {
 		c.t.Fatal(err)
 	}
 	return len(all)
-}
-
-// linkProxy forwards TCP connections to a NATS server, delaying every chunk
-// in each direction: a slow link between a worker and NATS, which the test
-// can also cut (every connection closed, new ones refused) and restore.
-type linkProxy struct {
-	addr string
-	mu   sync.Mutex
-	down bool
-	open map[net.Conn]bool
-}
-
-func newDelayProxy(t *testing.T, target string, d time.Duration) *linkProxy {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	p := &linkProxy{addr: ln.Addr().String(), open: map[net.Conn]bool{}}
-	var wg sync.WaitGroup
-	t.Cleanup(func() { ln.Close(); p.cut(); wg.Wait() })
-	wg.Add(1)
-	go func() {
-		defer wg.Done()
-		for {
-			in, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			p.mu.Lock()
-			down := p.down
-			p.mu.Unlock()
-			if down {
-				in.Close()
-				continue
-			}
-			out, err := net.Dial("tcp", target)
-			if err != nil {
-				in.Close()
-				continue
-			}
-			p.mu.Lock()
-			p.open[in], p.open[out] = true, true
-			p.mu.Unlock()
-			wg.Add(2)
-			go func() { defer wg.Done(); delayCopy(out, in, d) }()
-			go func() { defer wg.Done(); delayCopy(in, out, d) }()
-		}
-	}()
-	return p
-}
-
-// cut closes every connection through the proxy and refuses new ones, as a
-// cable pulled out would (but at once, not after TCP's timeouts).
-func (p *linkProxy) cut() {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	p.down = true
-	for c := range p.open {
-		c.Close()
-	}
-	clear(p.open)
-}
-
-func (p *linkProxy) restore() {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	p.down = false
-}
-
-// delayCopy copies src to dst, each chunk arriving d after it was read
-// (latency, not a bandwidth limit: chunks are in flight together).
-func delayCopy(dst, src net.Conn, d time.Duration) {
-	type chunk struct {
-		at   time.Time
-		data []byte
-	}
-	ch := make(chan chunk, 1024)
-	go func() {
-		defer close(ch)
-		for {
-			buf := make([]byte, 64<<10)
-			n, err := src.Read(buf)
-			if n > 0 {
-				ch <- chunk{time.Now().Add(d), buf[:n]}
-			}
-			if err != nil {
-				return
-			}
-		}
-	}()
-	for c := range ch {
-		time.Sleep(time.Until(c.at))
-		if _, err := dst.Write(c.data); err != nil {
-			break
-		}
-	}
-	dst.Close()
-	src.Close()
 }
 
 // startEmbedded starts face0 serve with --nats embedded on a free port, and

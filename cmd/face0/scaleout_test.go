@@ -25,10 +25,10 @@ import (
 // works, and one whose link is cut mid-node stops it and comes back.
 func TestScaleOut(t *testing.T) {
 	c := newTestCluster(t)
-	proxy := newDelayProxy(t, c.addr, 20*time.Millisecond)
+	proxy := testenv.NewLinkProxy(t, c.addr, 20*time.Millisecond)
 	c.startWorker("w1", "nats://"+c.addr, "m1")
 	c.startWorker("w2", "nats://"+c.addr, "m1")
-	c.startWorker("slow", "nats://"+proxy.addr, "m3")
+	c.startWorker("slow", "nats://"+proxy.Addr, "m3")
 	c.waitJoined("w1", "w2", "slow")
 
 	t.Run("wrong-token", func(t *testing.T) {
@@ -254,13 +254,13 @@ func TestScaleOut(t *testing.T) {
 	// on line, the worker takes work again.
 	t.Run("cut-link", func(t *testing.T) {
 		defer c.use(t)()
-		link := newDelayProxy(t, c.addr, 0)
-		cut := c.startWorker("cut", "nats://"+link.addr, "m4", "m6")
+		link := testenv.NewLinkProxy(t, c.addr, 0)
+		cut := c.startWorker("cut", "nats://"+link.Addr, "m4", "m6")
 		c.waitJoined("cut")
 		id := c.submit(`{"version":1,"nodes":[{"id":"far","type":"ModelText","inputs":{"model":"m4","ms":6000}},
 			{"id":"save","type":"WriteString","inputs":{"text":{"node":"far","output":"STRING"},"prefix":"cut"}}]}`)
 		c.waitLog(func() bool { return slices.Contains(cut.jobs(), "far") }, "worker cut to take the node")
-		link.cut()
+		link.Cut()
 		spare := c.startWorker("spare", "nats://"+c.addr, "m4")
 		if got := c.outputFiles(c.history(id), "save"); len(got) != 1 || got[0] != "weights of m4" {
 			t.Errorf("save wrote %v", got)
@@ -274,7 +274,7 @@ func TestScaleOut(t *testing.T) {
 		if strings.Contains(cut.stderr.String(), "storing the result of job") {
 			t.Errorf("worker cut finished the node it had lost:\n%s", cut.stderr.String())
 		}
-		link.restore()
+		link.Restore()
 		rejoined := regexp.MustCompile(`worker cut \(\S+\) joined`)
 		c.waitLog(func() bool { return len(rejoined.FindAllString(c.server.stderr.String(), -1)) >= 2 }, "worker cut to join again")
 		id = c.submit(`{"version":1,"nodes":[{"id":"again","type":"ModelText","inputs":{"model":"m6"}},

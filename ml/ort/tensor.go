@@ -23,6 +23,20 @@ func I32(data []int32, shape ...int64) Tensor { return Tensor{Shape: shape, Data
 // I64 makes an int64 tensor.
 func I64(data []int64, shape ...int64) Tensor { return Tensor{Shape: shape, Data: data} }
 
+// Ints makes an integer tensor of the type a model's input takes: int64
+// when dtype is onnx.Int64 (token ids of some text encoder exports), else
+// int32.
+func Ints(data []int32, dtype onnx.DType, shape ...int64) Tensor {
+	if dtype != onnx.Int64 {
+		return I32(data, shape...)
+	}
+	d := make([]int64, len(data))
+	for i, v := range data {
+		d[i] = int64(v)
+	}
+	return I64(d, shape...)
+}
+
 // DType is the element type, or 0 for unsupported data.
 func (t Tensor) DType() onnx.DType {
 	switch t.Data.(type) {

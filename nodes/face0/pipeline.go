@@ -8,7 +8,6 @@ import (
 
 	"github.com/face0/face0/ml/clip"
 	f0 "github.com/face0/face0/ml/face0"
-	"github.com/face0/face0/ml/onnx"
 	"github.com/face0/face0/ml/ort"
 	"github.com/face0/face0/ml/sched"
 	"github.com/face0/face0/ml/sdmodel"
@@ -20,17 +19,7 @@ import (
 func (m *model) encode(ctx context.Context, text, device string) ([]float32, error) {
 	man := m.Manifest
 	ids := m.Tokenizer.Tokenize(text, clip.WithContextLength(man.ContextLength), clip.WithPadToken(int32(man.PadToken)))
-	n := int64(len(ids))
-	var in ort.Tensor
-	if m.InputIDsType == onnx.Int64 {
-		d := make([]int64, n)
-		for i, id := range ids {
-			d[i] = int64(id)
-		}
-		in = ort.I64(d, 1, n)
-	} else {
-		in = ort.I32(ids, 1, n)
-	}
+	in := ort.Ints(ids, m.InputIDsType, 1, int64(len(ids)))
 	s, release, err := m.session(sdmodel.TextEncoderFile, device)
 	if err != nil {
 		return nil, err

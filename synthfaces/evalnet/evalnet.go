@@ -36,7 +36,6 @@ import (
 	"fmt"
 	"image"
 	"io"
-	"math"
 	"sync"
 
 	"github.com/face0/face0/synthfaces"
@@ -135,24 +134,6 @@ func (s *Scorer) detActs() *acts {
 		a = s.det.net.newActs()
 	}
 	return a
-}
-
-// Cosine is the cosine similarity of two vectors; 0 when either is nil
-// or zero (a missing face scores 0, as in the paper).
-func Cosine(a, b []float32) float64 {
-	if a == nil || b == nil {
-		return 0
-	}
-	var ab, aa, bb float64
-	for i := range a {
-		ab += float64(a[i]) * float64(b[i])
-		aa += float64(a[i]) * float64(a[i])
-		bb += float64(b[i]) * float64(b[i])
-	}
-	if aa == 0 || bb == 0 {
-		return 0
-	}
-	return ab / math.Sqrt(aa*bb)
 }
 
 // ---- weight file ----

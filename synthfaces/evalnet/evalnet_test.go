@@ -101,7 +101,7 @@ func measure(s *Scorer) quality {
 		for i := b0; i < b0+batch; i++ {
 			best, bj := -2.0, -1
 			for j := b0; j < b0+batch; j++ {
-				if c := Cosine(caps[i], imgs[j]); c > best {
+				if c := synthfaces.Cosine(caps[i], imgs[j]); c > best {
 					best, bj = c, j
 				}
 			}
@@ -119,7 +119,7 @@ func measure(s *Scorer) quality {
 			if i == j {
 				continue
 			}
-			c := Cosine(a.v, b.v)
+			c := synthfaces.Cosine(a.v, b.v)
 			if a.id == b.id {
 				q.same += c
 				ns++

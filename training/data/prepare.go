@@ -22,7 +22,6 @@ import (
 	"github.com/face0/face0/ml/clip"
 	"github.com/face0/face0/ml/clip/clipvocab"
 	f0 "github.com/face0/face0/ml/face0"
-	"github.com/face0/face0/ml/onnx"
 	"github.com/face0/face0/ml/ort"
 	"github.com/face0/face0/ml/sdmodel"
 	"github.com/face0/face0/synthfaces"
@@ -493,16 +492,7 @@ func encodeTexts(ctx context.Context, enc *sdmodel.Model, captions []string) ([]
 		for _, c := range captions[start : start+n] {
 			ids = append(ids, enc.Tokenizer.Tokenize(c, clip.WithContextLength(L), clip.WithPadToken(int32(man.PadToken)))...)
 		}
-		var in ort.Tensor
-		if enc.InputIDsType == onnx.Int64 {
-			d := make([]int64, len(ids))
-			for i, v := range ids {
-				d[i] = int64(v)
-			}
-			in = ort.I64(d, int64(n), int64(L))
-		} else {
-			in = ort.I32(ids, int64(n), int64(L))
-		}
+		in := ort.Ints(ids, enc.InputIDsType, int64(n), int64(L))
 		res, err := s.RunContext(ctx, map[string]ort.Tensor{sdmodel.InInputIDs: in})
 		if err != nil {
 			return nil, fmt.Errorf("data: text encoder: %w", err)
